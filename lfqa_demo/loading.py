@@ -1,0 +1,163 @@
+"""`load_retriever` and `load_reader`: resolve checkpoints, build modules, cache them.
+
+Nothing here runs at import time. Each (spec, device, dtype) is loaded once per process,
+even when several threads ask for it at the same moment; a failed load caches nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Mapping, TypeVar
+
+import torch
+from torch import nn
+
+from .bert import BertConfig
+from .checkpoint_io import load_strict, read_config, read_state_dict
+from .devices import resolve_device, resolve_dtype
+from .errors import CheckpointError
+from .heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert
+from .hub import CheckpointFiles, resolve_checkpoint
+from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
+from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .tokenization import WordPieceTokenizer
+
+T = TypeVar("T")
+_MODEL_FILES = ("config.json", "vocab.txt")
+_OPTIONAL_FILES = ("tokenizer_config.json",)
+
+_loaded: dict[tuple, object] = {}
+_key_locks: dict[tuple, threading.Lock] = {}
+_guard = threading.Lock()
+
+
+def _once(key: tuple, build: Callable[[], T]) -> T:
+    """build() at most once per key across threads; later calls get the same object."""
+    with _guard:
+        if key in _loaded:
+            return _loaded[key]  # type: ignore[return-value]
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:
+        with _guard:
+            if key in _loaded:
+                return _loaded[key]  # type: ignore[return-value]
+        value = build()
+        with _guard:
+            _loaded[key] = value
+        return value
+
+
+def clear_loaded_models() -> None:
+    """Forget every loaded model (tests; freeing memory)."""
+    with _guard:
+        _loaded.clear()
+
+
+def _config_int(config: dict, key: str, files: CheckpointFiles) -> int:
+    if not isinstance(config.get(key), int):
+        raise CheckpointError(f"config.json of {files.source!r} lacks the integer field {key!r}")
+    return config[key]
+
+
+def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
+    raw = read_config(files)
+    with torch.device("meta"):
+        module = make(BertConfig.from_dict(raw), raw)
+    load_strict(module, read_state_dict(files), files, getattr(module, "IGNORED", ()))
+    return module.to(device=device, dtype=dtype).eval()
+
+
+def _tokenizer(files: CheckpointFiles) -> WordPieceTokenizer:
+    return WordPieceTokenizer.from_directory(files.directory, read_config(files).get("vocab_size"))
+
+
+def _spec_of(name: str | RetrieverSpec | Mapping) -> tuple[str, RetrieverSpec]:
+    if isinstance(name, RetrieverSpec):
+        return name.family, name
+    if isinstance(name, Mapping):
+        spec = RetrieverSpec(**name)
+        return spec.family, spec
+    if isinstance(name, str):
+        if name not in DEFAULT_RETRIEVERS:
+            raise ValueError(f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}")
+        return name, DEFAULT_RETRIEVERS[name]
+    raise TypeError(f"name must be a string, a RetrieverSpec or a dict, not {type(name).__name__}")
+
+
+def load_retriever(
+    name: str | RetrieverSpec | Mapping,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> DenseRetriever:
+    """Load (once) a dense retriever: "retribert", "dpr", "realm", or a RetrieverSpec / dict
+    naming the family and its question and passage checkpoints (repo ids or local dirs).
+
+    `device` None picks CUDA, else MPS, else CPU; `dtype` None is float32 except float16 on CUDA.
+    """
+    display, spec = _spec_of(name)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    return _once(("retriever", display, spec, str(dev), dt), lambda: _load_retriever(display, spec, dev, dt))
+
+
+def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
+    if spec.family == "dpr" and spec.passage is None:
+        raise ValueError("a DPR spec needs both a question and a passage checkpoint")
+    q_files = resolve_checkpoint(spec.question, _MODEL_FILES, _OPTIONAL_FILES)
+    p_files = q_files if spec.passage_checkpoint == spec.question else resolve_checkpoint(spec.passage_checkpoint, _MODEL_FILES, _OPTIONAL_FILES)
+    q_tok = _tokenizer(q_files)
+    p_tok = q_tok if p_files is q_files else _tokenizer(p_files)
+
+    if spec.family == "dpr":
+        q_model = _build(q_files, lambda c, raw: DPREncoder(c, "question_encoder"), device, dtype)
+        p_model = _build(p_files, lambda c, raw: DPREncoder(c, "ctx_encoder"), device, dtype)
+        dim = q_model.question_encoder.bert_model.config.hidden_size
+        return DenseRetriever(display, spec, dim, (q_tok, q_model), (p_tok, p_model), (q_files, p_files), device, dtype)
+
+    if spec.family == "retribert":
+        make = lambda c, raw: RetriBert(c, _config_int(raw, "projection_dim", q_files), bool(raw.get("share_encoders", True)))  # noqa: E731
+        q_model = _build(q_files, make, device, dtype)
+        p_model = q_model if p_files is q_files else _build(p_files, make, device, dtype)
+        dim = q_model.project_query.out_features
+        return DenseRetriever(
+            display, spec, dim, (q_tok, q_model.embed_questions), (p_tok, p_model.embed_passages), (q_files, p_files), device, dtype
+        )
+
+    make = lambda c, raw: RealmEmbedder(c, _config_int(raw, "retriever_proj_size", q_files))  # noqa: E731
+    q_model = _build(q_files, make, device, dtype)
+    p_model = q_model if p_files is q_files else _build(p_files, make, device, dtype)
+    dim = q_model.cls.dense.out_features
+    return DenseRetriever(display, spec, dim, (q_tok, q_model), (p_tok, p_model), (q_files, p_files), device, dtype)
+
+
+def load_reader(
+    name: str,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    checkpoint: str | None = None,
+    max_length: int | None = None,
+) -> DPRReader | RealmReader:
+    """Load (once) the "dpr" or "realm" reader; `checkpoint` overrides the default repo id or dir."""
+    if name not in READERS:
+        raise ValueError(f"reader name must be one of {READERS}, not {name!r}")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    source = checkpoint or DEFAULT_READERS[name]
+    return _once(("reader", name, source, max_length, str(dev), dt), lambda: _load_reader(name, source, dev, dt, max_length))
+
+
+def _load_reader(name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None) -> DPRReader | RealmReader:
+    files = resolve_checkpoint(source, _MODEL_FILES, _OPTIONAL_FILES)
+    tok = _tokenizer(files)
+    if name == "dpr":
+        model = _build(files, lambda c, raw: DPRReaderModel(c), device, dtype)
+        return DPRReader(name, model, tok, files, device, dtype, max_length)
+    raw = read_config(files)
+    make = lambda c, r: RealmReaderModel(  # noqa: E731
+        c, _config_int(r, "span_hidden_size", files), float(r.get("reader_layer_norm_eps", 1e-3))
+    )
+    model = _build(files, make, device, dtype)
+    return RealmReader(name, model, tok, files, device, dtype, max_length, max_span_width=int(raw.get("max_span_width", 10)))

@@ -1,0 +1,139 @@
+"""Dense retrievers: tokenize -> encode -> pool/project, in length-sorted batches.
+
+The three families differ only in their inputs and head (see heads.py):
+
+| family    | question input      | passage input                         | embedding            |
+|-----------|---------------------|---------------------------------------|----------------------|
+| DPR       | [CLS] q [SEP]       | [CLS] title [SEP] text [SEP], types 0 | h_CLS (768)          |
+| RetriBERT | [CLS] q [SEP]       | [CLS] text [SEP] (no title)           | proj(pooler) (128)   |
+| REALM     | [CLS] q [SEP]       | [CLS] title [SEP] text [SEP], types 0/1 | LN(dense(pooler)) (128) |
+
+Similarity is the plain dot product for all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .hub import CheckpointFiles
+from .inputs import check_passages, check_texts
+from .tokenization import WordPieceTokenizer
+
+FAMILIES = ("retribert", "dpr", "realm")
+DEFAULT_MAX_LENGTH = {"retribert": 128, "dpr": 256, "realm": 288}  # counting special tokens
+
+Progress = Callable[[int, int], None]  # (items done, items in all)
+EmbedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # ids, mask, types -> (B, D)
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """Which checkpoints a retriever uses; `passage` defaults to `question` (RetriBERT, REALM)."""
+
+    family: str
+    question: str
+    passage: str | None = None
+    max_question_length: int | None = None
+    max_passage_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, not {self.family!r}")
+        for field in ("max_question_length", "max_passage_length"):
+            value = getattr(self, field)
+            if value is not None and not (isinstance(value, int) and 3 <= value <= 512):
+                raise ValueError(f"{field} must be an int from 3 to 512, not {value!r}")
+
+    @property
+    def passage_checkpoint(self) -> str:
+        return self.passage or self.question
+
+
+DEFAULT_RETRIEVERS = {
+    "retribert": RetrieverSpec("retribert", "yjernite/retribert-base-uncased"),
+    "dpr": RetrieverSpec("dpr", "facebook/dpr-question_encoder-single-nq-base", "facebook/dpr-ctx_encoder-single-nq-base"),
+    "realm": RetrieverSpec("realm", "google/realm-cc-news-pretrained-embedder"),
+}
+
+
+class DenseRetriever:
+    """A loaded dense retriever: `encode_questions` and `encode_passages` give float32 [n, dim] arrays."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: RetrieverSpec,
+        dim: int,
+        question_side: tuple[WordPieceTokenizer, EmbedFn],
+        passage_side: tuple[WordPieceTokenizer, EmbedFn],
+        checkpoints: Sequence[CheckpointFiles],
+        device: torch.device,
+        dtype: torch.dtype,
+    ):
+        self.name = name
+        self.spec = spec
+        self.family = spec.family
+        self.dim = dim
+        self.device = device
+        self.dtype = dtype
+        self.checkpoints = tuple(checkpoints)
+        self.max_question_length = spec.max_question_length or DEFAULT_MAX_LENGTH[spec.family]
+        self.max_passage_length = spec.max_passage_length or DEFAULT_MAX_LENGTH[spec.family]
+        self.question_tokenizer, self._embed_question = question_side
+        self.passage_tokenizer, self._embed_passage = passage_side
+
+    def __repr__(self) -> str:
+        return f"DenseRetriever({self.name!r}, dim={self.dim}, device={self.device}, dtype={self.dtype})"
+
+    # -- tokenization (public so the UI can show the word pieces) --------------------------
+    def tokenize_questions(self, questions: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """(ids, token types) per question: `[CLS] q [SEP]`, types 0."""
+        encs = self.question_tokenizer.encode(check_texts(questions, "questions"), max_length=self.max_question_length)
+        return [(e.ids, [0] * len(e.ids)) for e in encs]
+
+    def tokenize_passages(self, passages: Sequence[dict]) -> list[tuple[list[int], list[int]]]:
+        """(ids, token types) per passage, in the family's original convention (module docstring)."""
+        pairs = check_passages(passages)
+        titles, texts = [t for t, _ in pairs], [x for _, x in pairs]
+        tok, limit = self.passage_tokenizer, self.max_passage_length
+        if self.family == "retribert":  # the ELI5 code embedded passage text alone
+            return [(e.ids, [0] * len(e.ids)) for e in tok.encode(texts, max_length=limit)]
+        encs = tok.encode(titles, texts, max_length=limit)
+        if self.family == "dpr":  # original DPR (and RAG's indexing) used all-zero token types
+            return [(e.ids, [0] * len(e.ids)) for e in encs]
+        return [(e.ids, e.type_ids) for e in encs]  # REALM: a BERT pair, types 0 / 1
+
+    # -- encoding -------------------------------------------------------------------------
+    def encode_questions(self, questions: Sequence[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
+        """Embed questions: float32 array [len(questions), dim]."""
+        return self._encode(self.tokenize_questions(questions), self.question_tokenizer, self._embed_question, batch_size, progress)
+
+    def encode_passages(self, passages: Sequence[dict], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
+        """Embed `{"title": ..., "text": ...}` passages: float32 array [len(passages), dim]."""
+        return self._encode(self.tokenize_passages(passages), self.passage_tokenizer, self._embed_passage, batch_size, progress)
+
+    def _encode(
+        self,
+        rows: list[tuple[list[int], list[int]]],
+        tokenizer: WordPieceTokenizer,
+        embed: EmbedFn,
+        batch_size: int,
+        progress: Progress | None,
+    ) -> np.ndarray:
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        # Longest first: batches of similar length waste little on padding, and the
+        # memory peak comes at once rather than at the end of a long run.
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
+        for start in range(0, len(rows), batch_size):
+            idx = order[start : start + batch_size]
+            batch = tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx])
+            tensors = [torch.from_numpy(a).to(self.device) for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)]
+            with torch.inference_mode():
+                out[idx] = embed(*tensors).float().cpu().numpy()
+            if progress is not None:
+                progress(min(start + batch_size, len(rows)), len(rows))
+        return out

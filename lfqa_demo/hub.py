@@ -126,8 +126,18 @@ def _download_missing(
             f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set, "
             f"so they cannot be downloaded (missing: {', '.join(wanted)}). " + _how_to_get(repo_id, wanted)
         )
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import HfApi, constants, hf_hub_download
+    from huggingface_hub.utils import get_session
 
+    try:
+        # One quick probe without retries: huggingface_hub's own calls retry for ~23 s offline.
+        get_session().head(constants.ENDPOINT, timeout=5.0)
+    except Exception as exc:
+        raise CheckpointNotFoundError(
+            f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and the hub "
+            f"({constants.ENDPOINT}) cannot be reached ({type(exc).__name__}: {exc}); missing: {', '.join(wanted)}. "
+            + _how_to_get(repo_id, wanted)
+        ) from exc
     try:
         listing = set(HfApi().list_repo_files(repo_id, revision=revision))
         todo = [m for m in missing if m in listing]

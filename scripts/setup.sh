@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtualenv in .venv with everything the app and tests need.
+# Usage: scripts/setup.sh [requirements file]   (default: requirements-dev.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQS=${1:-requirements-dev.txt}
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+# torch first and on its own: on this kind of machine `torch==2.13.0` is a local CPU wheel;
+# installing it before anything else means no other package can pull a multi-GB CUDA build.
+.venv/bin/pip install --quiet torch==2.13.0
+.venv/bin/pip install --quiet -r "$REQS"
+.venv/bin/python - <<'PY'
+import torch
+print(f"torch {torch.__version__} ready (CUDA available: {torch.cuda.is_available()})")
+PY

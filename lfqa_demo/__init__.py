@@ -23,3 +23,11 @@ __all__ = [
     "load_reader",
     "load_retriever",
 ]
+
+from .corpus import Corpus, Passage, QAItem, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions  # noqa: E402
+from .engine import Comparison, RetrievalEngine, compare, compare_batch, default_engine  # noqa: E402
+
+__all__ += [
+    "Comparison", "Corpus", "Passage", "QAItem", "RetrievalEngine", "compare", "compare_batch", "corpus_from_file",
+    "corpus_from_hub", "default_engine", "load_bundled_corpus", "load_bundled_questions",
+]

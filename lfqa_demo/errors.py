@@ -13,3 +13,7 @@ class CheckpointNotFoundError(LfqaError, FileNotFoundError):
 
 class CheckpointError(LfqaError, ValueError):
     """A checkpoint's files are present but unusable: corrupt, truncated, or with missing/mis-shaped weights."""
+
+
+class CorpusError(LfqaError, ValueError):
+    """A corpus source the user gave cannot be used (bad file, missing column, no passages...)."""

@@ -95,6 +95,22 @@ class RealmEmbedder(nn.Module):
         return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids)))
 
 
+class SentenceEncoder(BertModel):
+    """A plain BERT checkpoint used as a sentence embedder (sentence-transformers layout, keys at
+    the root, e.g. all-MiniLM-L6-v2): mean of the last hidden states over real tokens, L2-normalised."""
+
+    IGNORED = ("pooler.dense.*",)  # BertModel's pooler, unused by mean pooling
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config, add_pooler=False)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, H)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+
 class DPRSpanPredictor(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()

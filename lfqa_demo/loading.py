@@ -6,6 +6,7 @@ even when several threads ask for it at the same moment; a failed load caches no
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Callable, Mapping, TypeVar
 
@@ -16,7 +17,7 @@ from .bert import BertConfig
 from .checkpoint_io import load_strict, read_config, read_state_dict
 from .devices import resolve_device, resolve_dtype
 from .errors import CheckpointError
-from .heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert
+from .heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert, SentenceEncoder
 from .hub import CheckpointFiles, resolve_checkpoint
 from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
@@ -24,7 +25,7 @@ from .tokenization import WordPieceTokenizer
 
 T = TypeVar("T")
 _MODEL_FILES = ("config.json", "vocab.txt")
-_OPTIONAL_FILES = ("tokenizer_config.json",)
+_OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
 
 _loaded: dict[tuple, object] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
@@ -125,11 +126,28 @@ def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dty
             display, spec, dim, (q_tok, q_model.embed_questions), (p_tok, p_model.embed_passages), (q_files, p_files), device, dtype
         )
 
+    if spec.family == "sentence":
+        q_model = _build(q_files, lambda c, raw: SentenceEncoder(c), device, dtype)
+        p_model = q_model if p_files is q_files else _build(p_files, lambda c, raw: SentenceEncoder(c), device, dtype)
+        return DenseRetriever(
+            display, spec, q_model.config.hidden_size, (q_tok, q_model.embed), (p_tok, p_model.embed), (q_files, p_files),
+            device, dtype, default_max_length=_sentence_max_length(q_files),
+        )
+
     make = lambda c, raw: RealmEmbedder(c, _config_int(raw, "retriever_proj_size", q_files))  # noqa: E731
     q_model = _build(q_files, make, device, dtype)
     p_model = q_model if p_files is q_files else _build(p_files, make, device, dtype)
     dim = q_model.cls.dense.out_features
     return DenseRetriever(display, spec, dim, (q_tok, q_model), (p_tok, p_model), (q_files, p_files), device, dtype)
+
+
+def _sentence_max_length(files: CheckpointFiles) -> int | None:
+    """max_seq_length from a sentence-transformers checkpoint's sentence_bert_config.json, if any."""
+    path = files.path("sentence_bert_config.json")
+    if path is None:
+        return None
+    value = json.loads(path.read_text(encoding="utf-8")).get("max_seq_length")
+    return value if isinstance(value, int) and value > 2 else None
 
 
 def load_reader(

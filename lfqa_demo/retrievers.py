@@ -7,6 +7,7 @@ The three families differ only in their inputs and head (see heads.py):
 | DPR       | [CLS] q [SEP]       | [CLS] title [SEP] text [SEP], types 0 | h_CLS (768)          |
 | RetriBERT | [CLS] q [SEP]       | [CLS] text [SEP] (no title)           | proj(pooler) (128)   |
 | REALM     | [CLS] q [SEP]       | [CLS] title [SEP] text [SEP], types 0/1 | LN(dense(pooler)) (128) |
+| sentence  | [CLS] q [SEP]       | [CLS] title text [SEP]                | mean pool, L2-normed |
 
 Similarity is the plain dot product for all three.
 """
@@ -23,8 +24,10 @@ from .hub import CheckpointFiles
 from .inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
 
-FAMILIES = ("retribert", "dpr", "realm")
-DEFAULT_MAX_LENGTH = {"retribert": 128, "dpr": 256, "realm": 288}  # counting special tokens
+FAMILIES = ("retribert", "dpr", "realm", "sentence")
+# Counting special tokens. "sentence" (mean-pooled BERT) uses sentence_bert_config.json's
+# max_seq_length when the checkpoint has one, else this.
+DEFAULT_MAX_LENGTH = {"retribert": 128, "dpr": 256, "realm": 288, "sentence": 256}
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
 EmbedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # ids, mask, types -> (B, D)
@@ -57,6 +60,8 @@ DEFAULT_RETRIEVERS = {
     "retribert": RetrieverSpec("retribert", "yjernite/retribert-base-uncased"),
     "dpr": RetrieverSpec("dpr", "facebook/dpr-question_encoder-single-nq-base", "facebook/dpr-ctx_encoder-single-nq-base"),
     "realm": RetrieverSpec("realm", "google/realm-cc-news-pretrained-embedder"),
+    # A modern baseline: any mean-pooled sentence-transformers BERT works the same way.
+    "minilm": RetrieverSpec("sentence", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 
 
@@ -73,7 +78,9 @@ class DenseRetriever:
         checkpoints: Sequence[CheckpointFiles],
         device: torch.device,
         dtype: torch.dtype,
+        default_max_length: int | None = None,
     ):
+        default_max_length = default_max_length or DEFAULT_MAX_LENGTH[spec.family]
         self.name = name
         self.spec = spec
         self.family = spec.family
@@ -81,8 +88,8 @@ class DenseRetriever:
         self.device = device
         self.dtype = dtype
         self.checkpoints = tuple(checkpoints)
-        self.max_question_length = spec.max_question_length or DEFAULT_MAX_LENGTH[spec.family]
-        self.max_passage_length = spec.max_passage_length or DEFAULT_MAX_LENGTH[spec.family]
+        self.max_question_length = spec.max_question_length or default_max_length
+        self.max_passage_length = spec.max_passage_length or default_max_length
         self.question_tokenizer, self._embed_question = question_side
         self.passage_tokenizer, self._embed_passage = passage_side
 
@@ -102,6 +109,9 @@ class DenseRetriever:
         tok, limit = self.passage_tokenizer, self.max_passage_length
         if self.family == "retribert":  # the ELI5 code embedded passage text alone
             return [(e.ids, [0] * len(e.ids)) for e in tok.encode(texts, max_length=limit)]
+        if self.family == "sentence":  # one text, as sentence-transformers indexes "title text"
+            joined = [f"{title} {text}" if title else text for title, text in pairs]
+            return [(e.ids, [0] * len(e.ids)) for e in tok.encode(joined, max_length=limit)]
         encs = tok.encode(titles, texts, max_length=limit)
         if self.family == "dpr":  # original DPR (and RAG's indexing) used all-zero token types
             return [(e.ids, [0] * len(e.ids)) for e in encs]

@@ -1,0 +1,318 @@
+"""The retrieval engine: one corpus, several retrievers, side-by-side comparison.
+
+`RetrievalEngine` is what the UI holds; `lfqa_demo.compare()` calls a default engine over the
+bundled corpus. Dense retrievers and their indexes load lazily on first use; a retriever that
+cannot load (say, offline with nothing cached) reports its error in its column and the
+others go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .bm25 import BM25Index
+from .corpus import Corpus, load_bundled_corpus
+from .errors import LfqaError
+from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
+from .inputs import check_text, check_texts
+from .loading import load_retriever
+from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+
+DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
+MAX_K = 100
+RBO_P = 0.9  # rank-biased overlap persistence: the top 10 carry ~86% of the weight
+
+
+@dataclass
+class Hit:
+    rank: int  # 1-based
+    passage_id: str
+    title: str
+    text: str
+    score: float
+    contains_answer: bool | None = None  # None when no gold answer was given
+
+
+@dataclass
+class RetrieverResult:
+    retriever: str
+    hits: list[Hit]
+    encode_ms: float
+    search_ms: float
+    error: str | None = None  # why the retriever could not run; hits are then empty
+
+
+@dataclass
+class Agreement:
+    a: str
+    b: str
+    overlap: float  # |top-k(a) ∩ top-k(b)| / k
+    rbo: float  # rank-biased overlap (extrapolated), 1 for identical rankings
+
+
+@dataclass
+class Comparison:
+    question: str
+    k: int
+    results: dict[str, RetrieverResult]
+    agreement: list[Agreement] = field(default_factory=list)
+    gold_answer: str | None = None
+
+    def found_by(self) -> dict[str, list[str]]:
+        """passage id -> the retrievers that returned it (to mark passages found by several)."""
+        found: dict[str, list[str]] = {}
+        for name, result in self.results.items():
+            for hit in result.hits:
+                found.setdefault(hit.passage_id, []).append(name)
+        return found
+
+
+def overlap_at_k(a: Sequence[str], b: Sequence[str], k: int) -> float:
+    if k <= 0:
+        return 0.0
+    return len(set(a[:k]) & set(b[:k])) / k
+
+
+def rank_biased_overlap(a: Sequence[str], b: Sequence[str], p: float = RBO_P) -> float:
+    """Extrapolated RBO of two rankings of equal depth (Webber, Moffat and Zobel, 2010, eq. 32)."""
+    depth = min(len(a), len(b))
+    if depth == 0:
+        return 0.0
+    seen_a: set[str] = set()
+    seen_b: set[str] = set()
+    common = 0
+    total = 0.0
+    for d in range(1, depth + 1):
+        x, y = a[d - 1], b[d - 1]
+        if x == y:
+            common += 1
+        else:
+            common += (x in seen_b) + (y in seen_a)
+        seen_a.add(x)
+        seen_b.add(y)
+        total += (common / d) * p**d
+    return float((common / depth) * p**depth + (1 - p) / p * total)
+
+
+def contains_answer(text: str, answer: str) -> bool:
+    """Case- and whitespace-insensitive substring test."""
+    norm = lambda s: " ".join(s.casefold().split())  # noqa: E731
+    return bool(answer.strip()) and norm(answer) in norm(text)
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an integer, not {type(k).__name__}")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}, got {k}")
+    return int(k)
+
+
+class RetrievalEngine:
+    """Holds a corpus, the BM25 index and the dense indexes over it, and compares retrievers.
+
+    `retrievers` maps display names to "bm25", a default family name ("retribert", "dpr",
+    "realm", "minilm") or a RetrieverSpec. Thread-safe: indexes build once.
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus | None = None,
+        *,
+        retrievers: dict[str, str | RetrieverSpec] | None = None,
+        cache_dir: str | Path | None = None,
+        device=None,
+        dtype=None,
+        index_kind: str = "auto",
+        approximate_above: int = APPROXIMATE_ABOVE,
+        batch_size: int = 32,
+    ):
+        self.corpus = corpus if corpus is not None else load_bundled_corpus()
+        self.specs: dict[str, str | RetrieverSpec] = dict(retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")})
+        self.cache_dir = cache_dir
+        self.device, self.dtype = device, dtype
+        self.index_kind, self.approximate_above, self.batch_size = index_kind, approximate_above, batch_size
+        self._lock = threading.RLock()
+        self._bm25: dict[str, BM25Index] = {}
+        self._indexes: dict[tuple[str, str], DenseIndex] = {}
+        self._index_locks: dict[tuple[str, str], threading.Lock] = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    # -- corpus and indexes --------------------------------------------------------------------------
+    def set_corpus(self, corpus: Corpus) -> None:
+        """Switch to another corpus; its indexes are built (or read from the cache) on first use.
+        A comparison already running finishes on the corpus it started with."""
+        if not isinstance(corpus, Corpus) or not len(corpus):
+            raise ValueError("the new corpus must be a non-empty Corpus")
+        with self._lock:
+            self.corpus, self._bm25, self._indexes = corpus, {}, {}
+
+    def _spec(self, name: str) -> str | RetrieverSpec:
+        if name not in self.specs:
+            raise ValueError(f"unknown retriever {name!r}; this engine has {self.names}")
+        return self.specs[name]
+
+    def bm25(self, corpus: Corpus | None = None) -> BM25Index:
+        """The BM25 index of `corpus` (default: the current one)."""
+        with self._lock:
+            corpus = corpus or self.corpus
+            if corpus.fingerprint not in self._bm25:
+                self._bm25 = {corpus.fingerprint: BM25Index(corpus)}
+            return self._bm25[corpus.fingerprint]
+
+    def retriever(self, name: str):
+        """The loaded dense retriever behind `name` (loads it on first use)."""
+        spec = self._spec(name)
+        if spec == "bm25":
+            raise ValueError("bm25 is a sparse index, not a dense retriever")
+        return load_retriever(spec, device=self.device, dtype=self.dtype)
+
+    def index(self, name: str, progress: Callable[[int, int], None] | None = None, corpus: Corpus | None = None) -> DenseIndex:
+        """The dense index of `name` over `corpus` (default: the current one), built or read from
+        the cache once; other retrievers stay usable while it builds."""
+        with self._lock:
+            corpus = corpus or self.corpus
+            key = (name, corpus.fingerprint)
+            if key in self._indexes:
+                return self._indexes[key]
+            lock = self._index_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                if key in self._indexes:
+                    return self._indexes[key]
+            index = build_index(
+                self.retriever(name), corpus, kind=self.index_kind, cache_dir=self.cache_dir, batch_size=self.batch_size,
+                progress=progress, approximate_above=self.approximate_above,
+            )
+            with self._lock:
+                if corpus is self.corpus:
+                    self._indexes[key] = index
+            return index
+
+    def build_indexes(self, names: Sequence[str] | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict[str, DenseIndex | str]:
+        """Build every dense index ahead of time; returns each index, or the error that stopped it."""
+        out: dict[str, DenseIndex | str] = {}
+        for name in names or self.names:
+            if self._spec(name) == "bm25":
+                self.bm25()
+                continue
+            try:
+                out[name] = self.index(name, None if progress is None else (lambda d, t, n=name: progress(n, d, t)))
+            except LfqaError as exc:
+                out[name] = str(exc)
+        return out
+
+    # -- comparison ----------------------------------------------------------------------------------
+    def search(self, name: str, questions: list[str], k: int, corpus: Corpus | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(scores [n, k'], indices [n, k'], encode seconds, search seconds) for one retriever."""
+        corpus = corpus or self.corpus
+        if self._spec(name) == "bm25":
+            index = self.bm25(corpus)
+            started = time.perf_counter()
+            scores, ids = index.search(questions, k)
+            return scores, ids, 0.0, time.perf_counter() - started  # tokenising is part of the search
+        index = self.index(name, corpus=corpus)
+        started = time.perf_counter()
+        vectors = self.retriever(name).encode_questions(questions)
+        encoded = time.perf_counter()
+        scores, ids = index.search(vectors, k)
+        return scores, ids, encoded - started, time.perf_counter() - encoded
+
+    def compare_batch(
+        self,
+        questions: Sequence[str],
+        retrievers: Sequence[str] | None = None,
+        k: int = 10,
+        gold_answers: Sequence[str | None] | None = None,
+    ) -> list[Comparison]:
+        """`compare` for many questions at once (each retriever encodes them in one batch);
+        timings are per question (the batch's time divided evenly)."""
+        questions = check_texts(questions, "questions")
+        for i, q in enumerate(questions):
+            if not q.strip():
+                raise ValueError(f"questions[{i}] is empty; type a question")
+        k = check_k(k)
+        names = list(retrievers) if retrievers is not None else [n for n in DEFAULT_COMPARE if n in self.specs]
+        if not names:
+            raise ValueError("choose at least one retriever")
+        for name in names:
+            self._spec(name)
+        gold = list(gold_answers) if gold_answers is not None else [None] * len(questions)
+        if len(gold) != len(questions):
+            raise ValueError("gold_answers must have one entry per question")
+        corpus = self.corpus
+        per_name: dict[str, RetrieverResult | tuple] = {}
+        for name in names:
+            try:
+                per_name[name] = self.search(name, questions, k, corpus)
+            except LfqaError as exc:
+                per_name[name] = RetrieverResult(name, [], 0.0, 0.0, error=str(exc))
+        comparisons = []
+        n = max(len(questions), 1)
+        for row, question in enumerate(questions):
+            results = {}
+            for name in names:
+                got = per_name[name]
+                if isinstance(got, RetrieverResult):
+                    results[name] = got
+                    continue
+                scores, ids, enc_s, search_s = got
+                hits = [
+                    Hit(rank + 1, corpus[j].id, corpus[j].title, corpus[j].text, float(s),
+                        None if not gold[row] else contains_answer(corpus[j].text, gold[row]))
+                    for rank, (s, j) in enumerate(zip(scores[row], ids[row])) if j >= 0
+                ]
+                results[name] = RetrieverResult(name, hits, 1000 * enc_s / n, 1000 * search_s / n)
+            comparisons.append(Comparison(question, k, results, self._agreement(results, k), gold[row] or None))
+        return comparisons
+
+    def compare(self, question: str, retrievers: Sequence[str] | None = None, k: int = 10, gold_answer: str | None = None) -> Comparison:
+        """Rank the corpus for `question` with each retriever (default: RetriBERT, DPR, REALM, BM25):
+        hits, encode and search times, pairwise agreement, and which hits contain `gold_answer`."""
+        question = check_text(question, "question")
+        if gold_answer is not None:
+            check_text(gold_answer, "gold_answer")
+        return self.compare_batch([question], retrievers, k, [gold_answer])[0]
+
+    @staticmethod
+    def _agreement(results: dict[str, RetrieverResult], k: int) -> list[Agreement]:
+        ok = [r for r in results.values() if r.error is None]
+        out = []
+        for a, b in combinations(ok, 2):
+            ids_a, ids_b = [h.passage_id for h in a.hits], [h.passage_id for h in b.hits]
+            depth = min(k, len(ids_a), len(ids_b))
+            out.append(Agreement(a.retriever, b.retriever, overlap_at_k(ids_a, ids_b, depth), rank_biased_overlap(ids_a, ids_b)))
+        return out
+
+
+_default_engine: RetrievalEngine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> RetrievalEngine:
+    """The process-wide engine over the bundled corpus (created on first use)."""
+    global _default_engine
+    with _default_lock:
+        if _default_engine is None:
+            _default_engine = RetrievalEngine()
+        return _default_engine
+
+
+def compare(question: str, retrievers: Sequence[str] | None = None, k: int = 10, gold_answer: str | None = None) -> Comparison:
+    """`RetrievalEngine.compare` on the default engine (bundled corpus)."""
+    return default_engine().compare(question, retrievers, k, gold_answer)
+
+
+def compare_batch(questions: Sequence[str], retrievers: Sequence[str] | None = None, k: int = 10, gold_answers=None) -> list[Comparison]:
+    """`RetrievalEngine.compare_batch` on the default engine (bundled corpus)."""
+    return default_engine().compare_batch(questions, retrievers, k, gold_answers)

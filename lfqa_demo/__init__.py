@@ -25,9 +25,12 @@ __all__ = [
 ]
 
 from .corpus import Corpus, Passage, QAItem, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions  # noqa: E402
-from .engine import Comparison, RetrievalEngine, compare, compare_batch, default_engine  # noqa: E402
+from .answers import Answer, ReadResult  # noqa: E402
+from .corpus import passages_from_text  # noqa: E402
+from .engine import AnswerReport, Comparison, RetrievalEngine, answer, compare, compare_batch, default_engine  # noqa: E402
 
 __all__ += [
+    "Answer", "AnswerReport", "ReadResult", "answer", "passages_from_text",
     "Comparison", "Corpus", "Passage", "QAItem", "RetrievalEngine", "compare", "compare_batch", "corpus_from_file",
     "corpus_from_hub", "default_engine", "load_bundled_corpus", "load_bundled_questions",
 ]

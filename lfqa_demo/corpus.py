@@ -131,6 +131,13 @@ def build_corpus(name: str, records: Iterable[Mapping[str, object]], *, split: b
     return Corpus(name, passages)
 
 
+def passages_from_text(text: str, title: str = "") -> list[dict[str, str]]:
+    """Passages from text a person pasted: blank lines separate paragraphs, long ones are split."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, not {type(text).__name__}")
+    return [{"title": title, "text": chunk} for block in re.split(r"\n\s*\n", text) for chunk in split_text(block)]
+
+
 # -- the bundled corpus and QA sets ------------------------------------------------------------------
 @dataclass(frozen=True)
 class QAItem:

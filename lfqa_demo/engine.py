@@ -21,8 +21,9 @@ from .bm25 import BM25Index
 from .corpus import Corpus, load_bundled_corpus
 from .errors import LfqaError
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
-from .inputs import check_text, check_texts
-from .loading import load_retriever
+from .answers import ReadResult
+from .inputs import check_passages, check_text, check_texts
+from .loading import load_reader, load_retriever
 from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
@@ -292,6 +293,66 @@ class RetrievalEngine:
             check_text(gold_answer, "gold_answer")
         return self.compare_batch([question], retrievers, k, [gold_answer])[0]
 
+    def answer(
+        self,
+        question: str,
+        retriever: str = "dpr",
+        readers: Sequence[str] = ("dpr", "realm"),
+        k: int = 10,
+        top_k: int = 5,
+        passages: Sequence[dict] | None = None,
+        max_answer_tokens: int | None = None,
+        reader_checkpoints: dict[str, str] | None = None,
+    ) -> AnswerReport:
+        """Retrieve `k` passages with `retriever` (or read the given `passages`), then read them
+        with each reader. REALM adds relevance scores as it was trained to: its own embedder's
+        dot products (from the REALM retriever when that retrieved, else computed for these
+        passages; 0 if the REALM embedder cannot load)."""
+        question = check_text(question, "question")
+        if not question.strip():
+            raise ValueError("the question is empty; type a question")
+        k = check_k(k)
+        timings: dict[str, float] = {}
+        errors: dict[str, str] = {}
+        if passages is None:
+            comparison = self.compare(question, [retriever], k)
+            result = comparison.results[retriever]
+            if result.error:
+                errors[retriever] = result.error
+            hits = result.hits
+            timings["retrieve_encode"], timings["retrieve_search"] = result.encode_ms, result.search_ms
+        else:
+            pairs = check_passages(passages)
+            hits = [Hit(i + 1, str(p.get("id", f"pasted-{i + 1}")), t, x, 0.0) for i, (p, (t, x)) in enumerate(zip(passages, pairs))]
+            retriever = None
+        to_read = [{"title": h.title, "text": h.text} for h in hits]
+        answers: dict[str, ReadResult] = {}
+        for name in readers:
+            try:
+                reader = load_reader(name, device=self.device, dtype=self.dtype, checkpoint=(reader_checkpoints or {}).get(name))
+                relevance = None
+                if name == "realm" and to_read:
+                    started = time.perf_counter()
+                    relevance = self._realm_relevance(question, to_read, hits, retriever, errors)
+                    timings["realm_relevance"] = 1000 * (time.perf_counter() - started)
+                started = time.perf_counter()
+                answers[name] = reader.read(question, to_read, top_k, max_answer_tokens, relevance)
+                timings[f"read_{name}"] = 1000 * (time.perf_counter() - started)
+            except LfqaError as exc:
+                errors[name] = str(exc)
+        return AnswerReport(question, retriever, hits, answers, errors, timings)
+
+    def _realm_relevance(self, question: str, passages: list[dict], hits: list[Hit], retriever: str | None, errors: dict) -> list[float] | None:
+        if retriever is not None and self.specs.get(retriever) == "realm":
+            return [h.score for h in hits]
+        try:
+            embedder = load_retriever("realm", device=self.device, dtype=self.dtype)
+        except LfqaError as exc:
+            errors["realm_relevance"] = f"REALM read without relevance scores: {exc}"
+            return None
+        q = embedder.encode_questions([question])[0]
+        return (embedder.encode_passages(passages) @ q).tolist()
+
     @staticmethod
     def _agreement(results: dict[str, RetrieverResult], k: int) -> list[Agreement]:
         ok = [r for r in results.values() if r.error is None]
@@ -301,6 +362,19 @@ class RetrievalEngine:
             depth = min(k, len(ids_a), len(ids_b))
             out.append(Agreement(a.retriever, b.retriever, overlap_at_k(ids_a, ids_b, depth), rank_biased_overlap(ids_a, ids_b)))
         return out
+
+
+@dataclass
+class AnswerReport:
+    """What `RetrievalEngine.answer` found: the passages read, each reader's answers (or why
+    it could not run), and the time of each stage in ms."""
+
+    question: str
+    retriever: str | None  # None when the passages were given
+    passages: list[Hit]
+    answers: dict[str, ReadResult]
+    errors: dict[str, str]
+    timings_ms: dict[str, float]
 
 
 _default_engine: RetrievalEngine | None = None
@@ -319,6 +393,12 @@ def default_engine() -> RetrievalEngine:
 def compare(question: str, retrievers: Sequence[str] | None = None, k: int = 10, gold_answer: str | None = None) -> Comparison:
     """`RetrievalEngine.compare` on the default engine (bundled corpus)."""
     return default_engine().compare(question, retrievers, k, gold_answer)
+
+
+def answer(question: str, retriever: str = "dpr", readers: Sequence[str] = ("dpr", "realm"), k: int = 10, top_k: int = 5,
+           passages: Sequence[dict] | None = None) -> AnswerReport:
+    """`RetrievalEngine.answer` on the default engine (bundled corpus)."""
+    return default_engine().answer(question, retriever, readers, k, top_k, passages)
 
 
 def compare_batch(questions: Sequence[str], retrievers: Sequence[str] | None = None, k: int = 10, gold_answers=None) -> list[Comparison]:

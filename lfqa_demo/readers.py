@@ -7,7 +7,8 @@ Inputs, per passage (L <= max_length):
 Questions are cut to `max_question_length` word pieces first, then the text is cut to fit.
 Answer candidates are spans of the passage *text* only: never the question, the title or a
 separator (the transformers DPR decoder could return title tokens, transformers issue 10375).
-Span decoding into answer strings builds on these outputs (answers issue).
+`read()` decodes the logits into answers with character offsets (see answers.py); it reads a
+passage longer than the input in overlapping windows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm
 from .heads import DPRReaderModel, RealmReaderModel
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_text
@@ -27,14 +29,17 @@ READERS = ("dpr", "realm")
 DEFAULT_READERS = {"dpr": "facebook/dpr-reader-single-nq-base", "realm": "google/realm-orqa-nq-reader"}
 DEFAULT_MAX_LENGTH = {"dpr": 350, "realm": 320}  # original DPR reader: 350; REALM: 288 block + 32 question
 DEFAULT_MAX_QUESTION_LENGTH = 64
+WINDOW_OVERLAP = 128  # word pieces shared by consecutive windows of a long passage (as HF's doc_stride)
 
 
 @dataclass
 class ReaderInputs:
-    """Padded reader inputs for n passages, plus where each passage's text lies in its row.
+    """Padded reader inputs: one row per passage, or per window of a long passage.
 
-    `char_offsets[i, t]` is the (start, end) character span in passage i's text of token t,
-    or (-1, -1) for tokens outside the text. `text_spans[i]` = [first, last + 1) token index.
+    `row_passage[r]` is the passage that row r reads. `char_offsets[r, t]` is the (start, end)
+    character span of token t in that passage's text, (-1, -1) for tokens outside the text;
+    `word_ids[r, t]` numbers the text's words (word pieces of one word share it), -1 outside.
+    `text_spans[r]` = [first, last + 1) token index of the text in row r.
     """
 
     input_ids: np.ndarray  # [n, L]
@@ -42,6 +47,8 @@ class ReaderInputs:
     token_type_ids: np.ndarray  # [n, L]
     char_offsets: np.ndarray  # [n, L, 2]
     text_spans: np.ndarray  # [n, 2]
+    row_passage: np.ndarray  # [n]
+    word_ids: np.ndarray  # [n, L]
 
 
 @dataclass
@@ -58,7 +65,8 @@ class DPRReaderLogits:
 @dataclass
 class RealmReaderLogits:
     """Raw REALM reader outputs over C candidate spans (width 1..max_span_width, inside the text):
-    candidate c is tokens `start[c]..end[c]` (inclusive) of passage `passage[c]`'s row, and
+    candidate c is tokens `start[c]..end[c]` (inclusive) of input row `row[c]`, which reads
+    passage `passage[c]` (one row per passage unless long passages are windowed), and
     `logits[c]` is its span logit plus that passage's relevance score."""
 
     passage: np.ndarray  # [C] int64
@@ -66,6 +74,18 @@ class RealmReaderLogits:
     end: np.ndarray  # [C] int64
     logits: np.ndarray  # [C] float32
     inputs: ReaderInputs
+    row: np.ndarray | None = None  # [C] the input row (differs from `passage` for windowed passages)
+
+
+def _windows(n: int, room: int, overlap: int | None) -> list[tuple[int, int]]:
+    """[a, b) token ranges of a text of n word pieces: one cut at `room`, or overlapping windows."""
+    if overlap is None or n <= room or room <= 0:
+        return [(0, min(n, room))]
+    step = max(1, room - min(overlap, room - 1))
+    starts = [0]
+    while starts[-1] + room < n:
+        starts.append(starts[-1] + step)
+    return [(a, min(a + room, n)) for a in starts]
 
 
 class _Reader:
@@ -92,8 +112,12 @@ class _Reader:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, dtype={self.dtype}, max_length={self.max_length})"
 
-    def build_inputs(self, question: str, passages: Sequence[dict]) -> ReaderInputs:
-        """Token rows for (question, each passage), in this reader's layout (module docstring)."""
+    def build_inputs(self, question: str, passages: Sequence[dict], *, overlap: int | None = None) -> ReaderInputs:
+        """Token rows for (question, each passage), in this reader's layout (module docstring).
+
+        With `overlap` None a passage longer than the input is cut; otherwise it is read in
+        windows of the text that overlap by `overlap` word pieces, one row each.
+        """
         question = check_text(question, "question")
         pairs = check_passages(passages)
         tok = self.tokenizer
@@ -101,26 +125,35 @@ class _Reader:
         titles = tok.encode_plain([t for t, _ in pairs])
         texts = tok.encode_plain([x for _, x in pairs])
         trailing = [tok.sep_id] if self.name == "realm" else []
-        rows, types, offsets, spans = [], [], [], []
-        for title, text in zip(titles, texts):
+        rows, types, offsets, words, spans, owners = [], [], [], [], [], []
+        for index, (title, text) in enumerate(zip(titles, texts)):
             head = [tok.cls_id, *q_ids, tok.sep_id, *title.ids, tok.sep_id]
             room = max(0, self.max_length - len(head) - len(trailing))
-            body = text.ids[:room]
-            row = (head + body + trailing)[: self.max_length]
-            first = min(len(head), len(row))
-            rows.append(row)
-            # REALM: segment A = [CLS] q [SEP], segment B = the block; DPR: all 0.
-            types.append([0] * len(row) if self.name == "dpr" else [0] * (len(q_ids) + 2) + [1] * (len(row) - len(q_ids) - 2))
-            offs = np.full((len(row), 2), -1, dtype=np.int64)
-            offs[first : first + len(body)] = np.asarray(text.offsets[: len(body)], dtype=np.int64).reshape(-1, 2)
-            offsets.append(offs)
-            spans.append((first, first + len(body)))
+            for a, b in _windows(len(text.ids), room, overlap):
+                body = text.ids[a:b]
+                row = (head + body + trailing)[: self.max_length]
+                first = min(len(head), len(row))
+                rows.append(row)
+                # REALM: segment A = [CLS] q [SEP], segment B = the block; DPR: all 0.
+                types.append([0] * len(row) if self.name == "dpr" else [0] * (len(q_ids) + 2) + [1] * (len(row) - len(q_ids) - 2))
+                offs = np.full((len(row), 2), -1, dtype=np.int64)
+                offs[first : first + len(body)] = np.asarray(text.offsets[a:b], dtype=np.int64).reshape(-1, 2)
+                ids = np.full(len(row), -1, dtype=np.int64)
+                ids[first : first + len(body)] = [-1 if w is None else w for w in text.word_ids[a:b]]
+                offsets.append(offs)
+                words.append(ids)
+                spans.append((first, first + len(body)))
+                owners.append(index)
         batch = tok.pad(rows, types)
-        char_offsets = np.full((len(rows), batch.input_ids.shape[1], 2), -1, dtype=np.int64)
-        for i, offs in enumerate(offsets):
+        width = batch.input_ids.shape[1]
+        char_offsets = np.full((len(rows), width, 2), -1, dtype=np.int64)
+        word_ids = np.full((len(rows), width), -1, dtype=np.int64)
+        for i, (offs, ids) in enumerate(zip(offsets, words)):
             char_offsets[i, : len(offs)] = offs
+            word_ids[i, : len(ids)] = ids
         return ReaderInputs(
-            batch.input_ids, batch.attention_mask, batch.token_type_ids, char_offsets, np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+            batch.input_ids, batch.attention_mask, batch.token_type_ids, char_offsets,
+            np.asarray(spans, dtype=np.int64).reshape(-1, 2), np.asarray(owners, dtype=np.int64), word_ids,
         )
 
     def _tensors(self, inputs: ReaderInputs) -> list[torch.Tensor]:
@@ -132,17 +165,36 @@ class DPRReader(_Reader):
 
     model: DPRReaderModel
 
-    def logits(self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None) -> DPRReaderLogits:
-        """Raw logits for `question` over `passages`. DPR ranks passages by its own relevance
-        logit, so `relevance_scores` (the retriever's) are accepted for symmetry and unused."""
-        inputs = self.build_inputs(question, passages)
-        if len(passages) == 0:
+    def logits(
+        self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None, *, overlap: int | None = None
+    ) -> DPRReaderLogits:
+        """Raw logits for `question` over `passages` (rows: see ReaderInputs). DPR ranks passages by
+        its own relevance logit, so `relevance_scores` (the retriever's) are accepted and unused."""
+        inputs = self.build_inputs(question, passages, overlap=overlap)
+        if len(inputs.input_ids) == 0:
             empty = np.zeros((0, 0), dtype=np.float32)
             return DPRReaderLogits(empty, empty.copy(), np.zeros(0, dtype=np.float32), inputs)
         with torch.inference_mode():
             start, end, relevance = self.model(*self._tensors(inputs))
         as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
         return DPRReaderLogits(as_np(start), as_np(end), as_np(relevance), inputs)
+
+    def read(
+        self,
+        question: str,
+        passages: Sequence[dict],
+        top_k: int = 5,
+        max_answer_tokens: int | None = None,
+        relevance_scores: Sequence[float] | None = None,
+    ) -> ReadResult:
+        """The best `top_k` answers, decoded as the original DPR does (see lfqa_demo.answers)."""
+        kept, reason = _readable(question, passages, top_k)
+        if reason:
+            return ReadResult([], reason)
+        out = self.logits(question, [passages[i] for i in kept], overlap=WINDOW_OVERLAP)
+        texts = [passages[i]["text"] for i in kept]
+        answers = decode_dpr(out.start, out.end, out.relevance, out.inputs, texts, top_k, max_answer_tokens or DEFAULT_MAX_ANSWER_TOKENS)
+        return _renumber(answers, kept, "the passages left no room for an answer span")
 
 
 class RealmReader(_Reader):
@@ -155,8 +207,8 @@ class RealmReader(_Reader):
         self.max_span_width = max_span_width
 
     def candidates(self, inputs: ReaderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(passage, start, end) of every span of width 1..max_span_width inside a passage text,
-        ordered by passage, then width, then start (the reference's order within a passage)."""
+        """(row, start, end) of every span of width 1..max_span_width inside a row's text,
+        ordered by row, then width, then start (the reference's order within a row)."""
         rows, starts, ends = [], [], []
         for i, (first, stop) in enumerate(inputs.text_spans):
             for width in range(1, self.max_span_width + 1):
@@ -167,18 +219,67 @@ class RealmReader(_Reader):
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
         return cat(rows), cat(starts), cat(ends)
 
-    def logits(self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None) -> RealmReaderLogits:
+    def logits(
+        self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None, *, overlap: int | None = None
+    ) -> RealmReaderLogits:
         """Span logits for `question` over `passages`, each plus its passage's relevance score
         (the retriever's dot product; 0 when `relevance_scores` is None)."""
-        inputs = self.build_inputs(question, passages)
-        n = len(inputs.input_ids)
+        inputs = self.build_inputs(question, passages, overlap=overlap)
+        n = len(passages)
         relevance = np.zeros(n, dtype=np.float32) if relevance_scores is None else np.asarray(relevance_scores, dtype=np.float32)
         if relevance.shape != (n,):
             raise ValueError(f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}")
         rows, starts, ends = self.candidates(inputs)
+        passage = inputs.row_passage[rows]
         if len(rows) == 0:
-            return RealmReaderLogits(rows, starts, ends, np.zeros(0, dtype=np.float32), inputs)
+            return RealmReaderLogits(passage, starts, ends, np.zeros(0, dtype=np.float32), inputs, rows)
         index = [torch.from_numpy(a).to(self.device) for a in (rows, starts, ends)]
         with torch.inference_mode():
             span_logits = self.model(*self._tensors(inputs), *index).float().cpu().numpy()
-        return RealmReaderLogits(rows, starts, ends, span_logits + relevance[rows], inputs)
+        return RealmReaderLogits(passage, starts, ends, span_logits + relevance[passage], inputs, rows)
+
+    def read(
+        self,
+        question: str,
+        passages: Sequence[dict],
+        top_k: int = 5,
+        max_answer_tokens: int | None = None,
+        relevance_scores: Sequence[float] | None = None,
+    ) -> ReadResult:
+        """The best `top_k` answers across passages, REALM's way (see lfqa_demo.answers); give
+        the retriever's scores as `relevance_scores` to add them as REALM does."""
+        kept, reason = _readable(question, passages, top_k)
+        if reason:
+            return ReadResult([], reason)
+        if relevance_scores is not None and len(relevance_scores) != len(passages):
+            raise ValueError(f"relevance_scores must hold one score per passage ({len(passages)})")
+        relevance = np.zeros(len(kept), np.float32) if relevance_scores is None else np.asarray(relevance_scores, np.float32)[kept]
+        out = self.logits(question, [passages[i] for i in kept], relevance, overlap=WINDOW_OVERLAP)
+        width = min(max_answer_tokens or self.max_span_width, self.max_span_width)
+        texts = [passages[i]["text"] for i in kept]
+        answers = decode_realm(out.passage, out.row, out.start, out.end, out.logits, relevance, out.inputs, texts, top_k, width)
+        return _renumber(answers, kept, "the passages left no room for an answer span")
+
+
+def _readable(question: object, passages: object, top_k: object) -> tuple[list[int], str | None]:
+    """Indices of passages worth reading, or the reason there is nothing to read."""
+    question = check_text(question, "question")
+    if not question.strip():
+        raise ValueError("the question is empty; type a question")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, not {top_k!r}")
+    pairs = check_passages(passages)
+    kept = [i for i, (_, text) in enumerate(pairs) if text.strip()]
+    if not pairs:
+        return [], "no passages to read"
+    if not kept:
+        return [], "every passage is empty or whitespace"
+    return kept, None
+
+
+def _renumber(answers: list[Answer], kept: list[int], reason: str) -> ReadResult:
+    """Map passage indices from the read subset back to the caller's list."""
+    for a in answers:
+        a.passage_index = kept[a.passage_index]
+        a.sources = [(kept[p], s, e) for p, s, e in a.sources]
+    return ReadResult(answers, None if answers else reason)

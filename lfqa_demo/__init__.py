@@ -4,7 +4,7 @@ Importing this package loads no model; `load_retriever` / `load_reader` load on 
 """
 
 from .errors import CheckpointError, CheckpointNotFoundError, LfqaError
-from .loading import clear_loaded_models, load_reader, load_retriever
+from .loading import clear_loaded_models, load_reader, load_retriever, model_states
 from .readers import DPRReader, DPRReaderLogits, RealmReader, RealmReaderLogits, ReaderInputs
 from .retrievers import DenseRetriever, RetrieverSpec
 
@@ -22,6 +22,7 @@ __all__ = [
     "clear_loaded_models",
     "load_reader",
     "load_retriever",
+    "model_states",
 ]
 
 from .corpus import Corpus, Passage, QAItem, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions  # noqa: E402

@@ -200,6 +200,11 @@ class RetrievalEngine:
                     self._indexes[key] = index
             return index
 
+    def built_index(self, name: str) -> DenseIndex | None:
+        """The index of `name` over the current corpus if it is built already, else None."""
+        with self._lock:
+            return self._indexes.get((name, self.corpus.fingerprint))
+
     def set_index(self, name: str, index: DenseIndex) -> None:
         """Use a ready index for `name` over the current corpus (e.g. from precomputed embeddings)."""
         self._spec(name)

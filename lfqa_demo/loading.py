@@ -30,10 +30,12 @@ _OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
 _loaded: dict[tuple, object] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
+_states: dict[str, str] = {}  # model label -> "loading", "ready on cpu, float32" or "failed: why"
 
 
-def _once(key: tuple, build: Callable[[], T]) -> T:
-    """build() at most once per key across threads; later calls get the same object."""
+def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
+    """build() at most once per key across threads; later calls get the same object.
+    `label` names the model in `model_states()`."""
     with _guard:
         if key in _loaded:
             return _loaded[key]  # type: ignore[return-value]
@@ -42,16 +44,32 @@ def _once(key: tuple, build: Callable[[], T]) -> T:
         with _guard:
             if key in _loaded:
                 return _loaded[key]  # type: ignore[return-value]
-        value = build()
+            _states[label] = "loading"
+        try:
+            value = build()
+        except Exception as exc:
+            with _guard:
+                _states[label] = f"failed: {exc}"
+            raise
+        device, dtype = getattr(value, "device", "?"), str(getattr(value, "dtype", "?")).removeprefix("torch.")
         with _guard:
             _loaded[key] = value
+            _states[label] = f"ready on {device}, {dtype}"
         return value
 
 
+def model_states() -> dict[str, str]:
+    """What happened to each model asked for so far: "loading", "ready on DEVICE, DTYPE" or
+    "failed: REASON". Models never asked for are absent (not loaded)."""
+    with _guard:
+        return dict(_states)
+
+
 def clear_loaded_models() -> None:
-    """Forget every loaded model (tests; freeing memory)."""
+    """Forget every loaded model and its state (tests; freeing memory)."""
     with _guard:
         _loaded.clear()
+        _states.clear()
 
 
 def _config_int(config: dict, key: str, files: CheckpointFiles) -> int:
@@ -100,7 +118,7 @@ def load_retriever(
     display, spec = _spec_of(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    return _once(("retriever", display, spec, str(dev), dt), lambda: _load_retriever(display, spec, dev, dt))
+    return _once(("retriever", display, spec, str(dev), dt), f"retriever {display}", lambda: _load_retriever(display, spec, dev, dt))
 
 
 def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
@@ -164,7 +182,7 @@ def load_reader(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     source = checkpoint or DEFAULT_READERS[name]
-    return _once(("reader", name, source, max_length, str(dev), dt), lambda: _load_reader(name, source, dev, dt, max_length))
+    return _once(("reader", name, source, max_length, str(dev), dt), f"reader {name}", lambda: _load_reader(name, source, dev, dt, max_length))
 
 
 def _load_reader(name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None) -> DPRReader | RealmReader:

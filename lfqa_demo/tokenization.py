@@ -118,6 +118,11 @@ class WordPieceTokenizer:
         """Word pieces with character offsets and no special tokens or truncation (for readers)."""
         return self._tokenizer(None).encode_batch(list(texts), add_special_tokens=False)
 
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The word piece of each id ("##" marks a piece that continues a word)."""
+        tok = self._tokenizer(None)
+        return [tok.id_to_token(int(i)) or "[UNK]" for i in ids]
+
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer(None).decode(list(ids))
 

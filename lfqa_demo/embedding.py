@@ -1,0 +1,110 @@
+"""What each model makes of a question: word pieces, vectors, similarities and a 2-D map.
+
+`embed_texts` backs the app's "Question embedding" tab; scripts can call it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .engine import RetrievalEngine
+from .errors import LfqaError
+from .inputs import check_passages, check_texts
+
+MAP_PASSAGES = 200  # corpus passages drawn on the 2-D map (an even sample of the corpus)
+
+
+@dataclass
+class ModelEmbedding:
+    """One model's view of the entered texts (questions first, then passages)."""
+
+    model: str
+    dim: int = 0
+    pieces: list[list[str]] = field(default_factory=list)  # word pieces per text, special tokens included
+    vectors: np.ndarray | None = None  # float32 [n, dim]
+    norms: np.ndarray | None = None  # [n]
+    similarity: np.ndarray | None = None  # [n, n] dot products: the score this model retrieves by
+    cosine: np.ndarray | None = None  # [n, n]
+    map_points: list[dict] = field(default_factory=list)  # {"x", "y", "kind", "label"}: PCA of the corpus sample and the texts
+    error: str | None = None
+
+
+@dataclass
+class EmbeddingReport:
+    texts: list[str]
+    kinds: list[str]  # "question" or "passage", per text
+    models: dict[str, ModelEmbedding]
+
+
+def pca_2d(reference: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project `reference` [m, d] and `others` [n, d] on the reference's first two principal axes."""
+    mean = reference.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
+    axes = vt[:2].T  # (d, 2)
+    if axes.shape[1] < 2:
+        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+    return (reference - mean) @ axes, (others - mean) @ axes
+
+
+def embed_texts(
+    engine: RetrievalEngine,
+    questions: Sequence[str],
+    passages: Sequence[dict] = (),
+    models: Sequence[str] | None = None,
+    map_passages: int = MAP_PASSAGES,
+) -> EmbeddingReport:
+    """Embed questions (and optional passages) with each dense model of `engine`.
+
+    A model that cannot load reports its error; the others go on. The map places the texts
+    among an even sample of the engine's corpus (its cached index vectors when built).
+    """
+    questions = check_texts(questions, "questions")
+    pairs = check_passages(passages)
+    if not any(q.strip() for q in questions):
+        raise ValueError("type at least one question")
+    questions = [q for q in questions if q.strip()]
+    texts = questions + [f"{t}: {x}" if t else x for t, x in pairs]
+    kinds = ["question"] * len(questions) + ["passage"] * len(pairs)
+    names = [n for n in (models or engine.names) if engine.specs.get(n) != "bm25"]
+    report = EmbeddingReport(texts, kinds, {})
+    for name in names:
+        item = ModelEmbedding(name)
+        report.models[name] = item
+        try:
+            retriever = engine.retriever(name)
+        except LfqaError as exc:
+            item.error = str(exc)
+            continue
+        q_rows = retriever.tokenize_questions(questions)
+        p_rows = retriever.tokenize_passages([{"title": t, "text": x} for t, x in pairs])
+        item.pieces = [retriever.question_tokenizer.pieces(ids) for ids, _ in q_rows] + [
+            retriever.passage_tokenizer.pieces(ids) for ids, _ in p_rows
+        ]
+        parts = [retriever.encode_questions(questions)]
+        if pairs:
+            parts.append(retriever.encode_passages([{"title": t, "text": x} for t, x in pairs]))
+        vectors = np.concatenate(parts)
+        item.dim, item.vectors = retriever.dim, vectors
+        item.norms = np.linalg.norm(vectors, axis=1)
+        item.similarity = vectors @ vectors.T
+        unit = vectors / np.maximum(item.norms[:, None], 1e-12)
+        item.cosine = unit @ unit.T
+        item.map_points = _map(engine, name, retriever, vectors, texts, kinds, map_passages)
+    return report
+
+
+def _map(engine, name, retriever, vectors, texts, kinds, limit) -> list[dict]:
+    corpus = engine.corpus
+    pick = np.unique(np.linspace(0, len(corpus) - 1, num=min(limit, len(corpus))).astype(int))
+    index = engine.built_index(name)
+    if index is not None:  # an index already built: reuse its vectors
+        sample = index.vectors()[pick]
+    else:
+        sample = retriever.encode_passages([corpus[int(i)].as_dict() for i in pick])
+    ref, mine = pca_2d(sample, vectors)
+    points = [{"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title} for (x, y), i in zip(ref, pick)]
+    points += [{"x": float(x), "y": float(y), "kind": f"your {k}", "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)]
+    return points

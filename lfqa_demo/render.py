@@ -103,7 +103,7 @@ def render_answers(report: AnswerReport) -> str:
         items = []
         for n, a in enumerate(result.answers, start=1):
             passage = report.passages[a.passage_index]
-            where = "; ".join(f"passage {p + 1}" for p, _, _ in a.sources)
+            where = ", ".join(f"passage {p + 1}" for p in dict.fromkeys(p for p, _, _ in a.sources))
             items.append(
                 f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b class='answer-text'>{esc(a.text)}</b>"
                 f"<span class='metric' title='softmax over the candidates considered'>confidence {100 * a.confidence:.1f}%</span>"

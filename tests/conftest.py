@@ -1,8 +1,8 @@
 """Shared fixtures: an offline Hugging Face cache holding the tiny fixture checkpoints under
 the real repo ids, so every test goes through the real resolution code.
 
-Each test gets HF_HUB_OFFLINE=1 and HF_HUB_CACHE pointing at that cache (tests that need
-another cache point it elsewhere), and starts with no model loaded.
+Each test gets HF_HUB_OFFLINE=1, HF_HUB_CACHE pointing at that cache (tests that need
+another cache point it elsewhere) and LFQA_DTYPE=float32, and starts with no model loaded.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def hub_cache(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def offline_hub(hub_cache, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("LFQA_DTYPE", "float32")  # the exact mode; reduced precision is tested explicitly
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
     lfqa_demo.clear_loaded_models()
     yield

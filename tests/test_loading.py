@@ -243,13 +243,18 @@ def test_device_and_dtype_arguments(reference, reference_inputs):
         load_retriever("realm", device="toaster")
 
 
-def test_automatic_device_is_the_cpu_here():
-    from lfqa_demo.devices import resolve_device, resolve_dtype
+def test_automatic_device_and_precision_policy(monkeypatch):
+    from lfqa_demo.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
 
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device(None).type == expected
-    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
-    assert resolve_dtype(None, torch.device("cuda")) == torch.float16
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32  # LFQA_DTYPE=float32 in the tests
+    monkeypatch.setenv("LFQA_DTYPE", "auto")
+    assert resolve_dtype(None, torch.device("cpu")) == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
+    assert resolve_dtype(None, torch.device("mps")) == torch.float32
+    monkeypatch.setenv("LFQA_DTYPE", "fp16")
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float16
+    assert resolve_dtype("float32", torch.device("cpu")) == torch.float32  # an argument beats the variable
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -12,8 +12,14 @@ import argparse
 import statistics
 import time
 
+import sys
+from pathlib import Path
+
 import faiss
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lfqa_demo.indexes import make_faiss_index  # noqa: E402  (the project's own index settings)
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -30,30 +36,6 @@ def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return data, queries
 
 
-def build(kind: str, data: np.ndarray):
-    n, dim = data.shape
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 64
-        index.hnsw.efSearch = 128
-    else:
-        nlist = int(4 * np.sqrt(n))
-        quantizer = faiss.IndexFlatIP(dim)
-        if kind == "ivf":
-            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        else:  # IVF-PQ: dim/8 sub-quantisers of 8 bits (96 bytes a vector at 768-d)
-            index = faiss.IndexIVFPQ(quantizer, dim, nlist, dim // 8, 8, faiss.METRIC_INNER_PRODUCT)
-        sample = data[np.random.default_rng(1).choice(n, size=min(n, 50 * nlist), replace=False)]
-        index.train(sample)
-        index.nprobe = 32
-        index._keep = quantizer  # keep the quantizer alive with the index
-    for s in range(0, n, 200_000):
-        index.add(data[s : s + 200_000])
-    return index
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -67,7 +49,7 @@ def main() -> None:
         truth = None
         for kind in args.kinds.split(","):
             t = time.perf_counter()
-            index = build(kind, data)
+            index = make_faiss_index(data, kind)
             build_s = time.perf_counter() - t
             memory = faiss.serialize_index(index).nbytes / 1e6
             times, found = [], []

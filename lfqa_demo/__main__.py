@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--cache-dir", default=None, help="index cache (default $LFQA_CACHE or ~/.cache/lfqa-demo)")
     common.add_argument("--device", default=None)
     common.add_argument("--dtype", default=None)
-    common.add_argument("--index-kind", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
+    common.add_argument("--index-kind", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"])
     common.add_argument("--batch-size", type=int, default=32)
     common.add_argument("--title-column", default=None)
     common.add_argument("--text-column", default=None)

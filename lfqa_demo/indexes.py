@@ -27,7 +27,7 @@ from .retrievers import DenseRetriever
 
 FORMAT_VERSION = 1
 APPROXIMATE_ABOVE = 200_000  # corpus size above which "auto" picks HNSW (see the README)
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 Progress = Callable[[int, int], None]
 
 
@@ -61,7 +61,7 @@ class DenseIndex:
 
     def vectors(self) -> np.ndarray:
         """All stored passage vectors, float32 [size, dim] (for plots)."""
-        return self.index.reconstruct_n(0, len(self)) if self.kind != "ivf" else _ivf_vectors(self.index)
+        return self.index.reconstruct_n(0, len(self)) if not self.kind.startswith("ivf") else _ivf_vectors(self.index)
 
     @property
     def nbytes(self) -> int:
@@ -85,7 +85,12 @@ def choose_kind(kind: str, size: int, approximate_above: int = APPROXIMATE_ABOVE
 
 
 def make_faiss_index(vectors: np.ndarray, kind: str):
-    """An inner-product faiss index of the given kind holding `vectors` [n, d]."""
+    """An inner-product faiss index of the given kind holding `vectors` [n, d].
+
+    Settings (benchmarks/bench_scale.py measures them over 1M vectors): HNSW with 32 links,
+    efConstruction 64, efSearch 128; IVF with 4 sqrt(n) lists trained on up to 50 vectors
+    a list, 32 lists probed; "ivfpq" adds product quantisation (d/8 bytes a vector).
+    """
     import faiss
 
     n, dim = vectors.shape
@@ -93,16 +98,23 @@ def make_faiss_index(vectors: np.ndarray, kind: str):
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
+        index.hnsw.efConstruction = 64
         index.hnsw.efSearch = 128
-    elif kind == "ivf":
-        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))  # faiss wants ~39 training points per list
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = min(nlist, 16)
+    elif kind in ("ivf", "ivfpq"):
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39 or 1))  # faiss wants ~39 training points a list
+        quantizer = faiss.IndexFlatIP(dim)
+        if kind == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, max(1, dim // 8), 8, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        sample = vectors if n <= 50 * nlist else vectors[rng.choice(n, size=50 * nlist, replace=False)]
+        index.train(np.ascontiguousarray(sample))
+        index.nprobe = min(nlist, 32)  # faiss's Python wrapper keeps `quantizer` alive with the index
     else:
         raise ValueError(f"unknown index kind {kind!r}")
-    index.add(vectors)
+    for start in range(0, n, 200_000):  # in chunks: HNSW and IVF add faster than one huge call copies
+        index.add(np.ascontiguousarray(vectors[start : start + 200_000]))
     return index
 
 

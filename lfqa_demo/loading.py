@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Callable, Mapping, TypeVar
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from .bert import BertConfig
 from .checkpoint_io import load_strict, read_config, read_state_dict
 from .devices import resolve_device, resolve_dtype
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointNotFoundError
 from .heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert, SentenceEncoder
 from .hub import CheckpointFiles, resolve_checkpoint
 from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
@@ -31,10 +32,14 @@ _loaded: dict[tuple, object] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
 _guard = threading.Lock()
 _states: dict[str, str] = {}  # model label -> "loading", "ready on cpu, float32" or "failed: why"
+_failures: dict[tuple, tuple[float, Exception]] = {}  # key -> (when, not-found error): not retried for RETRY_AFTER_S
+RETRY_AFTER_S = 60.0  # an app asking every request must not wait on an unreachable hub each time
 
 
 def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
     """build() at most once per key across threads; later calls get the same object.
+    Files not found (cache and hub) are remembered for RETRY_AFTER_S and the error raised
+    again at once meanwhile; other failures are retried on the next call.
     `label` names the model in `model_states()`."""
     with _guard:
         if key in _loaded:
@@ -44,12 +49,17 @@ def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
         with _guard:
             if key in _loaded:
                 return _loaded[key]  # type: ignore[return-value]
+            failed = _failures.get(key)
+            if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
+                raise failed[1]
             _states[label] = "loading"
         try:
             value = build()
         except Exception as exc:
             with _guard:
                 _states[label] = f"failed: {exc}"
+                if isinstance(exc, CheckpointNotFoundError):  # the slow case: the hub was asked
+                    _failures[key] = (time.monotonic(), exc)
             raise
         device, dtype = getattr(value, "device", "?"), str(getattr(value, "dtype", "?")).removeprefix("torch.")
         with _guard:
@@ -70,6 +80,7 @@ def clear_loaded_models() -> None:
     with _guard:
         _loaded.clear()
         _states.clear()
+        _failures.clear()
 
 
 def _config_int(config: dict, key: str, files: CheckpointFiles) -> int:

@@ -29,8 +29,9 @@ def test_flat_index_equals_brute_force(dim):
     assert (ids == ref_ids).mean() > 0.99  # ties aside, the same passages
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_indexes_keep_recall(kind):
+# IVF-PQ at 32-d keeps 8 bytes a vector: lossy, yet far above chance (10 in 5,000 = 0.002).
+@pytest.mark.parametrize("kind,least", [("hnsw", 0.9), ("ivf", 0.9), ("ivfpq", 0.25)])
+def test_approximate_indexes_keep_recall(kind, least):
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((50, 32)).astype(np.float32)
     vectors = (centers[rng.integers(0, 50, 5000)] + 0.3 * rng.standard_normal((5000, 32))).astype(np.float32)
@@ -38,7 +39,7 @@ def test_approximate_indexes_keep_recall(kind):
     _, ids = make_faiss_index(vectors, kind).search(queries, 10)
     _, ref = brute_force(queries, vectors, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref)])
-    assert recall > 0.8, recall
+    assert recall >= least, recall
 
 
 def test_choose_kind():

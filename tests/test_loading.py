@@ -290,3 +290,21 @@ def test_reader_bad_input(name):
     out = reader.logits("word " * 500, [{"title": "t", "text": "the normans " * 400}])
     assert out.inputs.input_ids.shape[1] == reader.max_length
     assert out.inputs.text_spans[0, 0] == reader.max_question_length + 4  # [CLS] q [SEP] t [SEP]
+
+
+def test_a_failed_load_is_not_retried_at_once(tmp_path, monkeypatch):
+    from lfqa_demo import loading
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    calls = []
+    original = loading.resolve_checkpoint
+    monkeypatch.setattr(loading, "resolve_checkpoint", lambda *a, **k: calls.append(a) or original(*a, **k))
+    for _ in range(3):
+        with pytest.raises(CheckpointNotFoundError):
+            load_retriever("realm", device="cpu")
+    assert len(calls) == 1
+    assert lfqa_demo.model_states()["retriever realm"].startswith("failed: ")
+    monkeypatch.setattr(loading, "RETRY_AFTER_S", 0.0)
+    with pytest.raises(CheckpointNotFoundError):
+        load_retriever("realm", device="cpu")
+    assert len(calls) == 2

@@ -118,6 +118,25 @@ def measure_compare(root: Path, dtype, size: int, n_questions: int) -> dict:
             "index_10k_minutes": {n: size / v / 60 for n, v in build.items()}}
 
 
+def precision_check(root: Path, dtype, passages, questions) -> dict:
+    """Reduced precision against fp32 on the full-size checkpoints: the smallest cosine between
+    the two embeddings of a text, and the top-10 overlap of the questions' rankings."""
+    import numpy as np
+
+    out = {}
+    for name, spec in specs(root).items():
+        runs = {}
+        for dt in ("float32", dtype):
+            r = load_retriever(spec, device="cpu", dtype=dt)
+            runs[dt] = (r.encode_questions(questions), r.encode_passages(passages))
+        (q32, p32), (qlo, plo) = runs["float32"], runs[dtype]
+        cos = lambda a, b: ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min()  # noqa: E731
+        top = lambda q, p: np.argsort(-(q @ p.T), axis=1)[:, :10]  # noqa: E731
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top(q32, p32), top(qlo, plo))])
+        out[name] = (float(min(cos(q32, qlo), cos(p32, plo))), float(overlap))
+    return out
+
+
 def launch_seconds() -> float:
     """`python app.py` to the first HTTP 200."""
     import socket
@@ -193,6 +212,7 @@ def main() -> None:
     ours = measure_ours(root, args.dtype, passages, questions, jobs)
     compare = measure_compare(root, args.dtype, args.compare_passages, args.questions)
     memory = resident_memory(root, args.dtype or ours["dtype"])
+    precision = precision_check(root, ours["dtype"], passages, questions) if ours["dtype"] != "float32" else {}
     launch = launch_seconds()
 
     print(f"\nlfqa-demo ({ours['dtype']}) vs reference (transformers {ref['transformers'] if ref else '-'} fp32), "
@@ -213,6 +233,9 @@ def main() -> None:
         row(f"index build, {name}, passages/s", v, None, f"10k passages in {compare['index_10k_minutes'][name]:.1f} min", fmt="{:.1f}")
     row("launch to first HTTP answer, s", launch, None, "<= 5 s", False, "{:.1f}")
     row("RSS with all six models, GB", memory["rss_gb"], None, f"<= 2.5 GB (peak while loading {memory['peak_gb']:.2f} GB)", False, "{:.2f}")
+    for name, (cos, overlap) in precision.items():
+        print(f"{ours['dtype']} vs float32, {name}: min cosine {cos:.5f} (>= 0.999), top-10 overlap {overlap:.3f} (>= 0.9) "
+              f"over {len(passages)} passages, {len(questions)} questions")
 
 
 if __name__ == "__main__":

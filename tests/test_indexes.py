@@ -44,8 +44,8 @@ def test_approximate_indexes_keep_recall(kind, least):
 
 def test_choose_kind():
     assert choose_kind("auto", 1000) == "flat"
-    assert choose_kind("auto", 300_000) == "hnsw"
-    assert choose_kind("auto", 50, approximate_above=10) == "hnsw"
+    assert choose_kind("auto", 300_000) == "ivf"
+    assert choose_kind("auto", 50, approximate_above=10) == "ivf"
     assert choose_kind("ivf", 10) == "ivf"
     with pytest.raises(ValueError, match="index kind"):
         choose_kind("lsh", 10)

@@ -9,20 +9,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
-import torch
-from torch import nn
-
-from .bert import BertConfig
-from .checkpoint_io import load_strict, read_config, read_state_dict
-from .devices import resolve_device, resolve_dtype
 from .errors import CheckpointError, CheckpointNotFoundError
-from .heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert, SentenceEncoder
 from .hub import CheckpointFiles, resolve_checkpoint
 from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
+
+if TYPE_CHECKING:  # torch and the model code load with the first model, not with the package
+    import torch
+    from torch import nn
+
+    from .bert import BertConfig
 
 T = TypeVar("T")
 _MODEL_FILES = ("config.json", "vocab.txt")
@@ -91,6 +90,11 @@ def _config_int(config: dict, key: str, files: CheckpointFiles) -> int:
 
 def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
+    import torch
+
+    from .bert import BertConfig
+    from .checkpoint_io import load_strict, read_config, read_state_dict
+
     raw = read_config(files)
     with torch.device("meta"):
         module = make(BertConfig.from_dict(raw), raw)
@@ -99,6 +103,8 @@ def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module]
 
 
 def _tokenizer(files: CheckpointFiles) -> WordPieceTokenizer:
+    from .checkpoint_io import read_config
+
     return WordPieceTokenizer.from_directory(files.directory, read_config(files).get("vocab_size"))
 
 
@@ -126,6 +132,8 @@ def load_retriever(
 
     `device` None picks CUDA, else MPS, else CPU; `dtype` None is float32 except float16 on CUDA.
     """
+    from .devices import resolve_device, resolve_dtype
+
     display, spec = _spec_of(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -133,6 +141,8 @@ def load_retriever(
 
 
 def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
+    from .heads import DPREncoder, RealmEmbedder, RetriBert, SentenceEncoder
+
     if spec.family == "dpr" and spec.passage is None:
         raise ValueError("a DPR spec needs both a question and a passage checkpoint")
     q_files = resolve_checkpoint(spec.question, _MODEL_FILES, _OPTIONAL_FILES)
@@ -188,6 +198,8 @@ def load_reader(
     max_length: int | None = None,
 ) -> DPRReader | RealmReader:
     """Load (once) the "dpr" or "realm" reader; `checkpoint` overrides the default repo id or dir."""
+    from .devices import resolve_device, resolve_dtype
+
     if name not in READERS:
         raise ValueError(f"reader name must be one of {READERS}, not {name!r}")
     dev = resolve_device(device)
@@ -197,6 +209,9 @@ def load_reader(
 
 
 def _load_reader(name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None) -> DPRReader | RealmReader:
+    from .checkpoint_io import read_config
+    from .heads import DPRReaderModel, RealmReaderModel
+
     files = resolve_checkpoint(source, _MODEL_FILES, _OPTIONAL_FILES)
     tok = _tokenizer(files)
     if name == "dpr":

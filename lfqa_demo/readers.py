@@ -14,16 +14,19 @@ passage longer than the input in overlapping windows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm
-from .heads import DPRReaderModel, RealmReaderModel
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_text
 from .tokenization import WordPieceTokenizer
+
+if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
+    import torch
+
+    from .heads import DPRReaderModel, RealmReaderModel
 
 READERS = ("dpr", "realm")
 DEFAULT_READERS = {"dpr": "facebook/dpr-reader-single-nq-base", "realm": "google/realm-orqa-nq-reader"}
@@ -157,6 +160,8 @@ class _Reader:
         )
 
     def _tensors(self, inputs: ReaderInputs) -> list[torch.Tensor]:
+        import torch
+
         return [torch.from_numpy(a).to(self.device) for a in (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids)]
 
 
@@ -174,6 +179,8 @@ class DPRReader(_Reader):
         if len(inputs.input_ids) == 0:
             empty = np.zeros((0, 0), dtype=np.float32)
             return DPRReaderLogits(empty, empty.copy(), np.zeros(0, dtype=np.float32), inputs)
+        import torch
+
         with torch.inference_mode():
             start, end, relevance = self.model(*self._tensors(inputs))
         as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
@@ -233,6 +240,8 @@ class RealmReader(_Reader):
         passage = inputs.row_passage[rows]
         if len(rows) == 0:
             return RealmReaderLogits(passage, starts, ends, np.zeros(0, dtype=np.float32), inputs, rows)
+        import torch
+
         index = [torch.from_numpy(a).to(self.device) for a in (rows, starts, ends)]
         with torch.inference_mode():
             span_logits = self.model(*self._tensors(inputs), *index).float().cpu().numpy()

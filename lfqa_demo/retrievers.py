@@ -15,14 +15,16 @@ Similarity is the plain dot product for all three.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
+
+if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
+    import torch
 
 FAMILIES = ("retribert", "dpr", "realm", "sentence")
 # Counting special tokens. "sentence" (mean-pooled BERT) uses sentence_bert_config.json's
@@ -33,7 +35,7 @@ Progress = Callable[[int, int], None]  # (items done, items in all)
 # Padded tokens per forward pass: on 2 CPU cores ~1,000 keeps the activations in cache
 # (bf16 BERT-base: 3,600 tokens/s at 8 x 130 against 2,700 at 64 x 130).
 BATCH_TOKENS = 1024
-EmbedFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # ids, mask, types -> (B, D)
+EmbedFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # ids, mask, types -> (B, D)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class DenseRetriever:
         batch_tokens: int,
         progress: Progress | None,
     ) -> np.ndarray:
+        import torch
+
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         done = 0
         for idx in length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens):

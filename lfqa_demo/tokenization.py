@@ -54,6 +54,16 @@ def read_vocab(path: Path, expected_size: int | None = None) -> dict[str, int]:
     return vocab
 
 
+def _encodable(text: str) -> str:
+    """`text` with lone surrogates (from JSON escapes like "\\ud800") replaced by U+FFFD, which
+    the Rust tokenizer cannot take otherwise; one code unit each, so offsets still hold."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+
+
 class WordPieceTokenizer:
     """Lower-casing BERT WordPiece tokenizer; thread-safe (each max length gets its own frozen copy)."""
 
@@ -111,12 +121,12 @@ class WordPieceTokenizer:
             raise ValueError(f"max_length must be at least 3 (room for [CLS] and [SEP]), got {max_length}")
         tok = self._tokenizer(max_length)
         if pairs is None:
-            return tok.encode_batch(list(texts))
-        return tok.encode_batch(list(zip(texts, pairs)))
+            return tok.encode_batch([_encodable(t) for t in texts])
+        return tok.encode_batch([(_encodable(a), _encodable(b)) for a, b in zip(texts, pairs)])
 
     def encode_plain(self, texts: Sequence[str]) -> list[Encoding]:
         """Word pieces with character offsets and no special tokens or truncation (for readers)."""
-        return self._tokenizer(None).encode_batch(list(texts), add_special_tokens=False)
+        return self._tokenizer(None).encode_batch([_encodable(t) for t in texts], add_special_tokens=False)
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The word piece of each id ("##" marks a piece that continues a word)."""

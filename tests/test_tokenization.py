@@ -61,3 +61,11 @@ def test_tokenizer_is_safe_across_threads_and_lengths(family_tokenizer):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda n: (n, tok.encode([text], max_length=n)[0].ids), [8, 32, 128] * 20))
     assert all(ids == expected[n] and len(ids) == n for n, ids in results)
+
+
+def test_lone_surrogates_do_not_break_tokenization(family_tokenizer):
+    _, tok = family_tokenizer
+    (enc,) = tok.encode(["caf\ud800e text"], max_length=16)
+    assert enc.ids[0] == tok.cls_id and len(enc.ids) > 3
+    (plain,) = tok.encode_plain(["ab \udfff cd"])
+    assert plain.offsets[-1] == (5, 7)  # "cd": offsets still index the original string

@@ -44,7 +44,14 @@ class BertConfig:
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:
     """GELU, tanh approximation (the "gelu_new" of the original BERT TF code):
-    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), which torch computes in one fused kernel."""
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+
+    In bf16 on the CPU torch's tanh kernel is ~4x slower than the erf one (2.2 vs 0.5 ms for
+    1,050 x 3,072), and the two forms differ by < 5e-4, far below bf16's resolution (~1e-2
+    at these magnitudes), so there the erf form stands in; fp32 keeps the exact tanh form.
+    """
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        return F.gelu(x)
     return F.gelu(x, approximate="tanh")
 
 
@@ -85,7 +92,8 @@ class BertSelfAttention(nn.Module):
         # mask_bias (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding.
         if x.device.type == "cpu" and x.dtype == torch.bfloat16:
             # On the CPU, two bf16 matmuls beat the fused kernel ~2x at these sizes (T <= 512).
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (q.shape[-1] ** -0.5) + mask_bias  # (B, nh, T, T)
+            # The 1/sqrt(hs) scale goes on q (T x hs), cheaper than on the scores (T x T).
+            scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2)) + mask_bias  # (B, nh, T, T)
             y = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_bias)

@@ -82,22 +82,25 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+        """Self-attention of `queries` (default: every row of x) over x; returns (B, Tq, H)."""
         B, T, H = x.shape
+        q_in = x if queries is None else queries
+        Tq = q_in.shape[1]
 
-        def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(B, T, self.num_heads, H // self.num_heads).transpose(1, 2)  # (B, nh, T, hs)
+        def heads(t: torch.Tensor, n: int) -> torch.Tensor:
+            return t.view(B, n, self.num_heads, H // self.num_heads).transpose(1, 2)  # (B, nh, n, hs)
 
-        q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
+        q, k, v = heads(self.query(q_in), Tq), heads(self.key(x), T), heads(self.value(x), T)
         # mask_bias (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding.
         if x.device.type == "cpu" and x.dtype == torch.bfloat16:
             # On the CPU, two bf16 matmuls beat the fused kernel ~2x at these sizes (T <= 512).
-            # The 1/sqrt(hs) scale goes on q (T x hs), cheaper than on the scores (T x T).
-            scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2)) + mask_bias  # (B, nh, T, T)
-            y = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, T, hs)
+            # The 1/sqrt(hs) scale goes on q (Tq x hs), cheaper than on the scores (Tq x T).
+            scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-1, -2)) + mask_bias  # (B, nh, Tq, T)
+            y = torch.matmul(torch.softmax(scores, dim=-1), v)  # (B, nh, Tq, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_bias)
-        return y.transpose(1, 2).reshape(B, T, H)
+        return y.transpose(1, 2).reshape(B, Tq, H)
 
 
 class BertSelfOutput(nn.Module):
@@ -116,8 +119,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
-        return self.output(self.self(x, mask_bias), x)
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+        return self.output(self.self(x, mask_bias, queries), x if queries is None else queries)
 
 
 class BertIntermediate(nn.Module):
@@ -149,9 +152,9 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertOutput(config)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
-        x = self.attention(x, mask_bias)
-        return self.output(self.intermediate(x), x)
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, queries: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.attention(x, mask_bias, queries)  # (B, Tq, H)
+        return self.output(self.intermediate(h), h)
 
 
 class BertEncoder(nn.Module):
@@ -159,9 +162,12 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
-        for layer in self.layer:
-            x = layer(x, mask_bias)
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        for i, layer in enumerate(self.layer):
+            last = i == len(self.layer) - 1
+            # Families that read only [CLS] need the last layer for that one row: the keys and
+            # values still come from every token, but the rest of the layer runs on (B, 1, H).
+            x = layer(x, mask_bias, x[:, :1]) if cls_only and last else layer(x, mask_bias)
         return x
 
 
@@ -185,11 +191,12 @@ class BertModel(nn.Module):
         self.pooler = BertPooler(config) if add_pooler else None
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None, cls_only: bool = False
     ) -> torch.Tensor:
+        """Last hidden states (B, T, H), or only the [CLS] row's (B, 1, H) with `cls_only`."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         # Additive mask as in BERT: (1 - mask) * dtype.min, broadcast over heads and queries.
         mask_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min  # (B, 1, 1, T)
-        return self.encoder(x, mask_bias)  # (B, T, H)
+        return self.encoder(x, mask_bias, cls_only)  # (B, T, H) or (B, 1, H)

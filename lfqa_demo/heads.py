@@ -39,7 +39,7 @@ class DPREncoder(nn.Module):
         self.add_module(role, _BertHolder(config))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        hidden = getattr(self, self.role).bert_model(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        hidden = getattr(self, self.role).bert_model(input_ids, attention_mask, token_type_ids, cls_only=True)  # (B, 1, H)
         return hidden[:, 0]  # (B, H)
 
 
@@ -61,7 +61,7 @@ class RetriBert(nn.Module):
     @staticmethod
     def _pooled(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # RetriBERT passed no token types, so they are all 0.
-        return bert.pooler(bert(input_ids, attention_mask))  # (B, H)
+        return bert.pooler(bert(input_ids, attention_mask, cls_only=True))  # (B, H)
 
     def embed_questions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         return self.project_query(self._pooled(self.bert_query, input_ids, attention_mask))  # (B, P)
@@ -92,7 +92,7 @@ class RealmEmbedder(nn.Module):
         self.cls = RealmScorerProjection(config, proj_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids)))
+        return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids, cls_only=True)))
 
 
 class SentenceEncoder(BertModel):

@@ -24,6 +24,15 @@ if TYPE_CHECKING:  # torch and the model code load with the first model, not wit
     from .bert import BertConfig
 
 T = TypeVar("T")
+# Every default hub checkpoint by role (the fixtures and benchmarks mirror these repos).
+DEFAULT_CHECKPOINTS = {
+    "retribert": DEFAULT_RETRIEVERS["retribert"].question,
+    "dpr_q": DEFAULT_RETRIEVERS["dpr"].question,
+    "dpr_ctx": DEFAULT_RETRIEVERS["dpr"].passage,
+    "dpr_reader": DEFAULT_READERS["dpr"],
+    "realm": DEFAULT_RETRIEVERS["realm"].question,
+    "realm_reader": DEFAULT_READERS["realm"],
+}
 _MODEL_FILES = ("config.json", "vocab.txt")
 _OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
 

@@ -15,20 +15,14 @@ import numpy as np
 import pytest
 
 import lfqa_demo
+from lfqa_demo.loading import DEFAULT_CHECKPOINTS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "reference"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
-REPOS = {
-    "retribert": "yjernite/retribert-base-uncased",
-    "dpr_q": "facebook/dpr-question_encoder-single-nq-base",
-    "dpr_ctx": "facebook/dpr-ctx_encoder-single-nq-base",
-    "dpr_reader": "facebook/dpr-reader-single-nq-base",
-    "realm": "google/realm-cc-news-pretrained-embedder",
-    "realm_reader": "google/realm-orqa-nq-reader",
-}
+REPOS = DEFAULT_CHECKPOINTS  # role -> the real hub repo id the fixture mirrors
 
 
 def fixture_dir(repo_id: str) -> Path:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -96,15 +97,32 @@ def embed_texts(
     return report
 
 
+_samples: dict[tuple, np.ndarray] = {}  # (retriever, corpus fingerprint, size) -> sample vectors
+_samples_lock = threading.Lock()
+
+
+def _corpus_sample(engine, name, retriever, pick: np.ndarray) -> np.ndarray:
+    """Vectors of the corpus sample: from a built index, else embedded once and remembered, so
+    that each click on "Embed" does not embed the same 200 passages again."""
+    index = engine.built_index(name)
+    if index is not None:
+        return index.vectors()[pick]
+    key = (id(retriever), engine.corpus.fingerprint, len(pick))
+    with _samples_lock:
+        if key in _samples:
+            return _samples[key]
+    sample = retriever.encode_passages([engine.corpus[int(i)].as_dict() for i in pick])
+    with _samples_lock:
+        if len(_samples) >= 16:
+            _samples.clear()
+        _samples[key] = sample
+    return sample
+
+
 def _map(engine, name, retriever, vectors, texts, kinds, limit) -> list[dict]:
     corpus = engine.corpus
     pick = np.unique(np.linspace(0, len(corpus) - 1, num=min(limit, len(corpus))).astype(int))
-    index = engine.built_index(name)
-    if index is not None:  # an index already built: reuse its vectors
-        sample = index.vectors()[pick]
-    else:
-        sample = retriever.encode_passages([corpus[int(i)].as_dict() for i in pick])
-    ref, mine = pca_2d(sample, vectors)
+    ref, mine = pca_2d(_corpus_sample(engine, name, retriever, pick), vectors)
     points = [{"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title} for (x, y), i in zip(ref, pick)]
     points += [{"x": float(x), "y": float(y), "kind": f"your {k}", "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)]
     return points

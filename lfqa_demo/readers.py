@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm
+from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_text
 from .tokenization import WordPieceTokenizer
@@ -218,11 +218,10 @@ class RealmReader(_Reader):
         ordered by row, then width, then start (the reference's order within a row)."""
         rows, starts, ends = [], [], []
         for i, (first, stop) in enumerate(inputs.text_spans):
-            for width in range(1, self.max_span_width + 1):
-                s = np.arange(first, stop - width + 1, dtype=np.int64)
-                rows.append(np.full_like(s, i))
-                starts.append(s)
-                ends.append(s + width - 1)
+            s, e = row_candidates(int(first), int(stop), self.max_span_width)
+            rows.append(np.full(len(s), i, dtype=np.int64))
+            starts.append(s.astype(np.int64))
+            ends.append(e.astype(np.int64))
         cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)  # noqa: E731
         return cat(rows), cat(starts), cat(ends)
 

@@ -8,11 +8,15 @@ Run `python app.py` (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT) or `gradio
 from __future__ import annotations
 
 import functools
+import html
+import inspect
 import json
+import logging
+import math
 import os
 import tempfile
-import threading
-from collections import OrderedDict
+import time
+import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -20,16 +24,30 @@ import pandas as pd
 
 import lfqa_demo
 from lfqa_demo import render
-from lfqa_demo.corpus import MAX_UPLOAD_BYTES, Corpus, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
+from lfqa_demo.corpus import MAX_UPLOAD_BYTES, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
 from lfqa_demo.embedding import embed_texts
-from lfqa_demo.engine import RetrievalEngine
-from lfqa_demo.errors import LfqaError
+from lfqa_demo.engine import REQUEST_BUDGET_S
+from lfqa_demo.errors import InvalidInputError, LfqaError
+from lfqa_demo.sessions import CorpusRef, EngineRegistry
+
+log = logging.getLogger("lfqa_demo.app")
 
 ASSETS = Path(__file__).parent / "assets"
 MAX_QUESTION_CHARS = 2000
 MAX_PASTED_CHARS = 50_000
+MAX_EMBED_TEXTS = 10  # questions, and passages, per "Embed" click: bounds the work of one request
+MAX_HUB_PASSAGES = 20_000
 COMPARE_CHOICES = [("RetriBERT", "retribert"), ("DPR", "dpr"), ("REALM", "realm"), ("BM25", "bm25"), ("MiniLM", "minilm")]
 DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] != "bm25"]
+READER_CHOICES = [("DPR", "dpr"), ("REALM", "realm")]
+# Two requests run at once (the machine has 2 cores); at most QUEUE_SIZE wait, past that a
+# visitor is told the queue is full instead of waiting without end.
+CONCURRENCY = 2
+QUEUE_SIZE = int(os.environ.get("LFQA_QUEUE_SIZE", "64"))
+# How long one request waits for dense indexes before builds go on in the background.
+BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", REQUEST_BUDGET_S))
+EXPORT_DIR = Path(tempfile.gettempdir()) / "lfqa-demo-exports"  # embedding downloads, pruned as they age
+EXPORT_KEEP_SECONDS = 600
 
 try:  # ZeroGPU on Hugging Face Spaces: model calls borrow a GPU; elsewhere a no-op.
     import spaces  # type: ignore[import-not-found]
@@ -40,82 +58,128 @@ except ImportError:
         return fn
 
 
-# -- engines: one per corpus, shared by the sessions using that corpus ----------------------------
-_engines: OrderedDict[str, RetrievalEngine] = OrderedDict()
-_engines_lock = threading.Lock()
-MAX_ENGINES = 4  # uploaded corpora kept in memory at once (least recently used dropped)
-
-
-def _register(corpus: Corpus) -> str:
-    with _engines_lock:
-        key = corpus.fingerprint
-        if key not in _engines:
-            _engines[key] = RetrievalEngine(corpus, cache_dir=os.environ.get("LFQA_CACHE") or None)
-        _engines.move_to_end(key)
-        while len(_engines) > MAX_ENGINES:
-            oldest = next(iter(_engines))
-            if oldest == BUNDLED_KEY:
-                _engines.move_to_end(oldest)
-                oldest = next(iter(_engines))
-            _engines.pop(oldest)
-        return key
-
-
-def engine_for(key: str) -> RetrievalEngine:
-    """The engine of a session's corpus (the bundled one if it was dropped)."""
-    with _engines_lock:
-        return _engines.get(key) or _engines[BUNDLED_KEY]
-
-
-BUNDLED_KEY = ""
-BUNDLED_KEY = _register(load_bundled_corpus())
+registry = EngineRegistry(load_bundled_corpus(), lambda corpus: lfqa_demo.RetrievalEngine(corpus, cache_dir=os.environ.get("LFQA_CACHE") or None))
 EXAMPLES = load_bundled_questions()
 
 
+# -- the error boundary ---------------------------------------------------------------------------
+def _shown(message: str) -> gr.Error:
+    """A toast with `message` as plain text: escaped (toasts render HTML) and with no server path."""
+    return gr.Error(html.escape(render.public_message(message), quote=False), print_exception=False)
+
+
 def user_errors(fn):
-    """Turn what the user must fix (and models that cannot load) into a message in the page."""
+    """Turn the project's own errors (written for the visitor) into a message in the page; any
+    other exception is a bug: its traceback goes to the log and the visitor sees "internal error"."""
+    def convert(exc: Exception) -> gr.Error:
+        if isinstance(exc, gr.Error):
+            return exc
+        if isinstance(exc, LfqaError):
+            return _shown(str(exc))
+        log.exception("internal error in %s", fn.__name__)
+        return gr.Error("Internal error: something went wrong on the server (it is logged). Try again, or try other input.",
+                        print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise convert(exc) from exc
+        return gen_wrapper
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, TypeError, LfqaError) as exc:
-            raise gr.Error(str(exc)) from exc
+        except Exception as exc:
+            raise convert(exc) from exc
     return wrapper
 
 
-def _question(text: str | None) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise ValueError("Type a question first.")
-    if len(text) > MAX_QUESTION_CHARS:
-        raise ValueError(f"The question has {len(text):,} characters; the limit is {MAX_QUESTION_CHARS:,}.")
-    return text
+# -- checking what arrives: handlers take raw payloads (preprocess=False), so any JSON can ------------
+def _text(value: object, what: str, limit: int, *, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"The {what} must be text.")
+    # A lone surrogate (possible in JSON, never in real text) cannot be encoded anywhere downstream.
+    value = value.encode("utf-8", "replace").decode("utf-8").strip()
+    if required and not value:
+        raise InvalidInputError(f"Type a {what} first.")
+    if len(value) > limit:
+        raise InvalidInputError(f"The {what} has {len(value):,} characters; the limit is {limit:,}.")
+    return value
 
 
-def _progress_for(progress: gr.Progress):
-    return lambda name, done, total: progress(done / max(total, 1), desc=f"Indexing the corpus for {render.label(name)}: {done}/{total}")
+def _question(value: object) -> str:
+    return _text(value, "question", MAX_QUESTION_CHARS, required=True)
+
+
+def _whole_number(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise InvalidInputError(f"The {what} must be a whole number from {low} to {high}.") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise InvalidInputError(f"The {what} must be a whole number from {low} to {high}.")
+    if not low <= value <= high:
+        raise InvalidInputError(f"The {what} must be from {low} to {high}; it was {int(value)}.")
+    return int(value)
+
+
+def _chosen(value: object, choices: list[tuple[str, str]], what: str, *, at_least_one: bool = True) -> list[str]:
+    allowed = [v for _, v in choices]
+    if value is None:
+        value = []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or any(v not in allowed for v in value):
+        raise InvalidInputError(f"Choose {what} from: {', '.join(allowed)}.")
+    if at_least_one and not value:
+        raise InvalidInputError(f"Choose at least one {what.removesuffix('s')}.")
+    return list(dict.fromkeys(value))
+
+
+def _engine(ref: object):
+    """The engine of the session's corpus (never another corpus's: a dropped upload is an error)."""
+    return registry.engine(ref if isinstance(ref, CorpusRef) else registry.bundled_ref)
+
+
+def _ref(ref: object) -> CorpusRef:
+    return ref if isinstance(ref, CorpusRef) else registry.bundled_ref
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
 
 
 # -- handlers: thin calls into lfqa_demo ------------------------------------------------------------
 @gpu
 @user_errors
-def embed_questions(questions: str, passages: str, models: list[str], map_model: str, corpus_key: str, progress=gr.Progress()):
+def embed_questions(questions: str, passages: str, models: list[str], map_model: str, corpus_ref: CorpusRef):
     """Word pieces, vectors, similarities and a 2-D map of the questions for each model."""
-    lines = [q.strip() for q in (questions or "").splitlines() if q.strip()]
+    text = _text(questions, "questions", MAX_EMBED_TEXTS * (MAX_QUESTION_CHARS + 1))
+    lines = [q.strip() for q in text.splitlines() if q.strip()]
     if not lines:
-        raise ValueError("Type at least one question (one per line).")
+        raise InvalidInputError("Type at least one question (one per line).")
+    if len(lines) > MAX_EMBED_TEXTS:
+        raise InvalidInputError(f"Embed at most {MAX_EMBED_TEXTS} questions at a time; there are {len(lines)}.")
     if any(len(q) > MAX_QUESTION_CHARS for q in lines):
-        raise ValueError(f"A question is longer than {MAX_QUESTION_CHARS:,} characters.")
-    if len(passages or "") > MAX_PASTED_CHARS:
-        raise ValueError(f"The passages are longer than {MAX_PASTED_CHARS:,} characters.")
-    pasted = lfqa_demo.passages_from_text(passages or "")
-    progress(0.1, desc="Embedding (models load on first use)")
-    report = embed_texts(engine_for(corpus_key), lines[:20], pasted[:20], models or None)
+        raise InvalidInputError(f"A question is longer than {MAX_QUESTION_CHARS:,} characters.")
+    pasted = lfqa_demo.passages_from_text(_text(passages, "passages", MAX_PASTED_CHARS))
+    if len(pasted) > MAX_EMBED_TEXTS:
+        raise InvalidInputError(f"Embed at most {MAX_EMBED_TEXTS} passages at a time; the text makes {len(pasted)}.")
+    models = _chosen(models, DENSE_CHOICES, "models")
+    map_model = (_chosen(map_model, DENSE_CHOICES, "map model", at_least_one=False) or [None])[0]
+    report = embed_texts(_engine(corpus_ref), lines, pasted, models)
     pieces, heatmaps, vector_rows, export = [], [], [], {"texts": report.texts, "kinds": report.kinds, "models": {}}
     for name, m in report.models.items():
         title = f"<h4>{render.esc(render.label(name))}</h4>"
         if m.error:
-            pieces.append(f"{title}<div class='error'>Unavailable: {render.esc(m.error)}</div>")
+            pieces.append(f"{title}<div class='error'>Unavailable: {render.esc(render.public_message(m.error))}</div>")
             continue
         pieces.append(title + render.render_pieces(m.pieces, report.texts, m.norms, m.dim))
         heatmaps.append(render.render_heatmap(report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"))
@@ -124,108 +188,156 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
         export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
     chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
     points = pd.DataFrame(chosen.map_points if chosen and not chosen.error else [], columns=["x", "y", "kind", "label"])
-    path = Path(tempfile.mkdtemp(prefix="lfqa-embeddings-")) / "embeddings.json"
-    path.write_text(json.dumps(export), encoding="utf-8")
     vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
-    return "".join(pieces), vectors, "".join(heatmaps) or "<div>No model could embed.</div>", points, str(path)
+    return "".join(pieces), vectors, "".join(heatmaps) or "<div>No model could embed.</div>", points, str(_export(export))
 
 
-@gpu
-@user_errors
-def compare_retrievers(question: str, k: float, retrievers: list[str], gold_answer: str, corpus_key: str, progress=gr.Progress()):
-    """Rank the corpus with each chosen retriever, side by side."""
-    question = _question(question)
-    if not retrievers:
-        raise ValueError("Choose at least one retriever.")
-    engine = engine_for(corpus_key)
-    engine.build_indexes(retrievers, progress=_progress_for(progress))
-    progress(0.95, desc="Searching")
-    c = engine.compare(question, retrievers, int(k), (gold_answer or "").strip() or None)
+def _export(data: dict) -> Path:
+    """Write a download into EXPORT_DIR, after removing downloads older than EXPORT_KEEP_SECONDS
+    (Gradio serves its own copy, so nothing accumulates in the temp folder)."""
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - EXPORT_KEEP_SECONDS
+    for old in EXPORT_DIR.glob("embeddings-*.json"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # another request removed it first
+    path = EXPORT_DIR / f"embeddings-{uuid.uuid4().hex[:12]}.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _comparison_outputs(c, ref: CorpusRef):
     agreement = pd.DataFrame(render.agreement_rows(c), columns=["retriever", "other", f"overlap@{c.k}", "rank-biased overlap"])
     timings = pd.DataFrame(render.timing_rows(c), columns=["retriever", "encode ms", "search ms", "passages", "status"])
-    return render.render_comparison(c), agreement, timings
+    return render.corpus_note(ref.name, ref.size) + render.render_comparison(c), agreement, timings
 
 
 @gpu
 @user_errors
-def extract_answers(question: str, retriever: str, readers: list[str], k: float, pasted: str, corpus_key: str, progress=gr.Progress()):
-    """Retrieve passages (or use pasted ones) and read answers out of them."""
+def compare_retrievers(question: str, k: float, retrievers: list[str], gold_answer: str, corpus_ref: CorpusRef):
+    """Rank the corpus with each chosen retriever, side by side: the columns that are ready at
+    once, each other one as soon as its index is (at most BUDGET_S; builds then go on)."""
     question = _question(question)
-    if not readers:
-        raise ValueError("Choose at least one reader.")
-    if len(pasted or "") > MAX_PASTED_CHARS:
-        raise ValueError(f"The pasted text has {len(pasted):,} characters; the limit is {MAX_PASTED_CHARS:,}.")
-    engine = engine_for(corpus_key)
-    passages = lfqa_demo.passages_from_text(pasted) if (pasted or "").strip() else None
-    if passages is None:
-        engine.build_indexes([retriever], progress=_progress_for(progress))
-    progress(0.9, desc="Reading (readers load on first use)")
-    report = engine.answer(question, retriever, readers, int(k), passages=passages)
+    k = _whole_number(k, "k", 1, 50)
+    retrievers = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
+    gold = _text(gold_answer, "gold answer", MAX_QUESTION_CHARS) or None
+    ref = _ref(corpus_ref)
+    for c in _engine(ref).compare_live(question, retrievers, k, gold, budget_s=BUDGET_S):
+        yield _comparison_outputs(c, ref)
+
+
+@gpu
+@user_errors
+def extract_answers(question: str, retriever: str, readers: list[str], k: float, pasted: str, corpus_ref: CorpusRef):
+    """Retrieve passages (or use pasted ones, the k best by BM25) and read answers out of them."""
+    question = _question(question)
+    retriever = _chosen(retriever, COMPARE_CHOICES, "retriever")[0]
+    readers = _chosen(readers, READER_CHOICES, "readers")
+    k = _whole_number(k, "number of passages to read", 1, 20)
+    pasted = _text(pasted, "pasted text", MAX_PASTED_CHARS)
+    ref = _ref(corpus_ref)
+    engine = _engine(ref)
+    passages = lfqa_demo.passages_from_text(pasted) if pasted else None
+    if passages is None and retriever != "bm25":
+        for states in engine.wait_for_indexes([retriever], budget_s=BUDGET_S):
+            if states[retriever] != "ready":
+                message = f"The {render.label(retriever)} index of this corpus: {render.public_message(states[retriever])}"
+                yield f"<div class='pending'>{render.esc(message)}</div>", ""
+        if states[retriever] != "ready":
+            return  # the message above says why (still building in the background, or failed)
+    report = engine.answer(question, retriever, readers, k, passages=passages, timeout=0)
     timings = " · ".join(f"{name.replace('_', ' ')} {ms:.0f} ms" for name, ms in report.timings_ms.items())
-    return render.render_answers(report), timings
+    note = render.corpus_note("the pasted text", len(passages)) if passages is not None else render.corpus_note(ref.name, ref.size)
+    yield note + render.render_answers(report), timings
 
 
-def _corpus_info(key: str) -> str:
-    corpus = engine_for(key).corpus
+def _corpus_info(ref: CorpusRef) -> str:
+    corpus = _engine(ref).corpus
     titles = len({p.title for p in corpus})
-    return f"**In use:** {render.esc(corpus.name)}: {len(corpus):,} passages, {titles:,} titles (fingerprint `{corpus.fingerprint[:12]}`)"
+    return f"**In use:** {render.esc(ref.name)}: {len(corpus):,} passages, {titles:,} titles (fingerprint `{ref.key[:12]}`)"
 
 
 @user_errors
-def use_bundled_corpus():
+def use_bundled_corpus(request: gr.Request = None):
     """Switch this session back to the bundled corpus."""
-    return BUNDLED_KEY, _corpus_info(BUNDLED_KEY)
+    registry.release(_session(request))
+    return registry.bundled_ref, _corpus_info(registry.bundled_ref)
 
 
 @user_errors
-def upload_corpus(file: dict | str | None, title_column: str, text_column: str):
+def upload_corpus(file: dict | str | None, title_column: str, text_column: str, request: gr.Request = None):
     """Use an uploaded .jsonl/.json/.csv/.parquet/.txt/.md file as this session's corpus.
 
     Gradio already refuses paths a client names outside its upload folder; the check here
     keeps that true whatever Gradio version runs the app."""
     path = file.get("path") if isinstance(file, dict) else file
-    if not path:
-        raise ValueError("Choose a file to upload first.")
+    if not path or not isinstance(path, str):
+        raise InvalidInputError("Choose a file to upload first.")
     if not Path(path).resolve().is_relative_to(Path(gr.utils.get_upload_folder()).resolve()):
-        raise ValueError("Only files uploaded through this page can be used as a corpus.")
+        raise InvalidInputError("Only files uploaded through this page can be used as a corpus.")
     name = (file.get("orig_name") if isinstance(file, dict) else None) or Path(path).name
-    corpus = corpus_from_file(path, title_column=(title_column or "").strip() or None, text_column=(text_column or "").strip() or None,
-                              name=name)
-    key = _register(corpus)
-    return key, _corpus_info(key)
+    corpus = corpus_from_file(path, title_column=_text(title_column, "title column", 200) or None,
+                              text_column=_text(text_column, "text column", 200) or None, name=str(name)[:200])
+    ref = registry.register(corpus, _session(request), corpus.name)
+    return ref, _corpus_info(ref)
 
 
 @user_errors
-def load_hub_dataset(dataset: str, config: str, split: str, max_passages: float):
+def load_hub_dataset(dataset: str, config: str, split: str, max_passages: float, request: gr.Request = None):
     """Use a Hugging Face hub dataset (streamed, capped) as this session's corpus."""
-    corpus = corpus_from_hub((dataset or "").strip(), (config or "").strip() or None, (split or "train").strip(),
-                             max_passages=max(1, min(int(max_passages or 1000), 20_000)))
-    key = _register(corpus)
-    return key, _corpus_info(key)
+    corpus = corpus_from_hub(_text(dataset, "dataset id", 200, required=True), _text(config, "config", 64) or None,
+                             _text(split, "split", 64) or "train",
+                             max_passages=_whole_number(max_passages, "maximum number of passages", 1, MAX_HUB_PASSAGES))
+    ref = registry.register(corpus, _session(request))
+    return ref, _corpus_info(ref)
 
 
 @gpu
 @user_errors
-def build_indexes(retrievers: list[str], corpus_key: str, progress=gr.Progress()):
-    """Build (or read from the cache) the dense indexes of this session's corpus."""
-    engine = engine_for(corpus_key)
-    built = engine.build_indexes(retrievers or None, progress=_progress_for(progress))
+def build_indexes(retrievers: list[str], corpus_ref: CorpusRef):
+    """Build (or read from the cache) the dense indexes of this session's corpus, showing their
+    progress; past BUDGET_S they go on in the background (see the status panel)."""
+    names = _chosen(retrievers, DENSE_CHOICES, "indexes")
+    engine = _engine(corpus_ref)
+    for states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
+        yield _index_table(engine, names, states)
+
+
+def _index_table(engine, names: list[str], states: dict[str, str]) -> pd.DataFrame:
     rows = []
-    for name, index in built.items():
-        if isinstance(index, str):
-            rows.append([render.label(name), "-", "-", "-", "-", f"failed: {index}"])
-        else:
-            rows.append([render.label(name), index.kind, f"{len(index):,} x {index.dim}", f"{index.nbytes / 1e6:.1f} MB",
-                         f"{index.build_seconds:.1f}", "from cache" if index.from_cache else "built"])
+    for name in names:
+        index = engine.built_index(name)
+        if index is None:
+            rows.append([render.label(name), "-", "-", "-", "-", render.public_message(states.get(name, "waiting"))])
+            continue
+        status = "from cache" if index.from_cache else "built"
+        if index.persist_error:
+            status += f" (in memory only: {index.persist_error})"
+        rows.append([render.label(name), index.kind, f"{len(index):,} x {index.dim}", f"{index.nbytes / 1e6:.1f} MB",
+                     f"{index.build_seconds:.1f}", status])
     return pd.DataFrame(rows, columns=["retriever", "index", "vectors", "size", "build s", "status"])
 
 
-def model_status():
-    """Each model's state: not loaded, loading, ready (device, dtype) or failed (why)."""
+def model_status(corpus_ref: CorpusRef | None = None):
+    """Each model's state (not loaded, loading, ready on device and dtype, failed and why) and
+    each index of the session's corpus (indexing n/N with the time left, ready, failed)."""
     states = lfqa_demo.model_states()
     names = [f"retriever {n}" for _, n in DENSE_CHOICES] + ["reader dpr", "reader realm"]
-    rows = [[n, states.get(n, "not loaded")] for n in names]
+    rows = [[n, render.public_message(states.get(n, "not loaded"))] for n in names]
+    try:
+        engine = _engine(corpus_ref)
+        for name, state in engine.index_states().items():
+            rows.append([f"index {name} ({engine.corpus.name})", render.public_message(state)])
+    except LfqaError as exc:
+        rows.append(["corpus", render.public_message(str(exc))])
     return pd.DataFrame(rows, columns=["model", "state"])
+
+
+def release_session(request: gr.Request):
+    """The visitor left: drop their uploaded corpus (and stop its index builds) if nobody else uses it."""
+    registry.release(_session(request))
 
 
 # -- layout ---------------------------------------------------------------------------------------
@@ -235,7 +347,7 @@ def _examples(style: str | None = None, n: int = 6) -> list[str]:
     return [q.question for q in picked[::step][:n]]
 
 
-def create_embedding_tab(corpus_key) -> None:
+def create_embedding_tab(corpus_ref) -> None:
     with gr.Tab("Question embedding"):
         with gr.Row():
             questions_input = gr.Textbox(label="Questions (one per line)", lines=4, value="who led the normans?\nwhy is the sky blue?")
@@ -251,11 +363,11 @@ def create_embedding_tab(corpus_key) -> None:
             map_plot = gr.ScatterPlot(x="x", y="y", color="kind", tooltip=["label"], label="PCA map: your texts among corpus passages", height=260)
         heatmap_output = gr.HTML(label="Similarity")
         download_output = gr.File(label="Embeddings (JSON)")
-        embed_button.click(embed_questions, [questions_input, passages_input, models_input, map_model_input, corpus_key],
-                           [pieces_output, vector_plot, heatmap_output, map_plot, download_output], api_name="embed")
+        embed_button.click(embed_questions, [questions_input, passages_input, models_input, map_model_input, corpus_ref],
+                           [pieces_output, vector_plot, heatmap_output, map_plot, download_output], api_name="embed", preprocess=False)
 
 
-def create_retrieval_tab(corpus_key) -> None:
+def create_retrieval_tab(corpus_ref) -> None:
     with gr.Tab("Retrieval comparison"):
         with gr.Row():
             question_input = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
@@ -269,32 +381,32 @@ def create_retrieval_tab(corpus_key) -> None:
         with gr.Row():
             agreement_output = gr.Dataframe(label="Agreement between retrievers (1 = same ranking)", interactive=False)
             timings_output = gr.Dataframe(label="Time per retriever", interactive=False)
-        compare_button.click(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_key],
-                             [results_output, agreement_output, timings_output], api_name="compare")
-        question_input.submit(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_key],
-                              [results_output, agreement_output, timings_output], api_visibility="private")
+        compare_button.click(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_ref],
+                             [results_output, agreement_output, timings_output], api_name="compare", preprocess=False)
+        question_input.submit(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_ref],
+                              [results_output, agreement_output, timings_output], api_visibility="private", preprocess=False)
 
 
-def create_answer_tab(corpus_key) -> None:
+def create_answer_tab(corpus_ref) -> None:
     with gr.Tab("Answer extraction"):
         with gr.Row():
             question_input = gr.Textbox(label="Question", scale=4, elem_id="answer-question")
             k_input = gr.Slider(1, 20, value=5, step=1, label="Passages to read")
         with gr.Row():
             retriever_input = gr.Dropdown(COMPARE_CHOICES, value="bm25", label="Retriever")
-            readers_input = gr.CheckboxGroup([("DPR", "dpr"), ("REALM", "realm")], value=["dpr", "realm"], label="Readers")
+            readers_input = gr.CheckboxGroup(READER_CHOICES, value=["dpr", "realm"], label="Readers")
             answer_button = gr.Button("Answer", variant="primary", elem_id="answer-button")
         pasted_input = gr.Textbox(label="Or paste passages to read instead (blank lines separate them)", lines=3, elem_id="answer-pasted")
         gr.Examples([[q] for q in _examples("factoid")], inputs=[question_input], label="Example questions")
         timings_output = gr.Markdown()
         answers_output = gr.HTML(elem_id="answer-results")
-        answer_button.click(extract_answers, [question_input, retriever_input, readers_input, k_input, pasted_input, corpus_key],
-                            [answers_output, timings_output], api_name="answer")
+        answer_button.click(extract_answers, [question_input, retriever_input, readers_input, k_input, pasted_input, corpus_ref],
+                            [answers_output, timings_output], api_name="answer", preprocess=False)
 
 
-def create_corpus_tab(corpus_key) -> gr.Markdown:
+def create_corpus_tab(corpus_ref) -> gr.Markdown:
     with gr.Tab("Corpus"):
-        info_output = gr.Markdown(_corpus_info(BUNDLED_KEY))
+        info_output = gr.Markdown(_corpus_info(registry.bundled_ref))
         with gr.Row():
             with gr.Column():
                 gr.Markdown("**Bundled corpus**: 552 original passages on 60 subjects (CC BY-SA 4.0).")
@@ -309,42 +421,46 @@ def create_corpus_tab(corpus_key) -> gr.Markdown:
                 dataset_input = gr.Textbox(label="Hub dataset id", placeholder="org/name")
                 config_input = gr.Textbox(label="Config (optional)")
                 split_input = gr.Textbox(label="Split", value="train")
-                cap_input = gr.Number(label="Max passages", value=2000, precision=0)
+                cap_input = gr.Number(label=f"Max passages (up to {MAX_HUB_PASSAGES:,})", value=2000, precision=0)
                 hub_button = gr.Button("Load the dataset")
         with gr.Row():
             index_models = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Indexes to build")
             index_button = gr.Button("Build indexes", variant="primary")
         index_output = gr.Dataframe(label="Indexes", interactive=False)
-        bundled_button.click(use_bundled_corpus, None, [corpus_key, info_output], api_name="use_bundled_corpus")
-        upload_button.click(upload_corpus, [file_input, title_col, text_col], [corpus_key, info_output], api_name="upload_corpus")
-        hub_button.click(load_hub_dataset, [dataset_input, config_input, split_input, cap_input], [corpus_key, info_output], api_name="load_hub_dataset")
-        index_button.click(build_indexes, [index_models, corpus_key], index_output, api_name="build_indexes")
+        bundled_button.click(use_bundled_corpus, None, [corpus_ref, info_output], api_name="use_bundled_corpus")
+        upload_button.click(upload_corpus, [file_input, title_col, text_col], [corpus_ref, info_output], api_name="upload_corpus")
+        hub_button.click(load_hub_dataset, [dataset_input, config_input, split_input, cap_input], [corpus_ref, info_output],
+                         api_name="load_hub_dataset", preprocess=False)
+        index_button.click(build_indexes, [index_models, corpus_ref], index_output, api_name="build_indexes", preprocess=False)
     return info_output
 
 
 def build_demo() -> gr.Blocks:
     """The whole app; building it loads no model."""
-    with gr.Blocks(title="lfqa-demo: retrievers and readers side by side") as demo:
-        corpus_key = gr.State(BUNDLED_KEY)
+    with gr.Blocks(title="lfqa-demo: retrievers and readers side by side", delete_cache=(600, 3600)) as demo:
+        corpus_ref = gr.State(registry.bundled_ref)
         gr.Markdown((ASSETS / "header.md").read_text(encoding="utf-8"))
         with gr.Accordion("Model status", open=False):
             status_output = gr.Dataframe(model_status(), interactive=False, elem_id="model-status")
             refresh_button = gr.Button("Refresh", size="sm")
-        create_retrieval_tab(corpus_key)
-        create_answer_tab(corpus_key)
-        create_embedding_tab(corpus_key)
-        create_corpus_tab(corpus_key)
+        create_retrieval_tab(corpus_ref)
+        create_answer_tab(corpus_ref)
+        create_embedding_tab(corpus_ref)
+        create_corpus_tab(corpus_ref)
         with gr.Tab("About"):
             gr.Markdown((ASSETS / "about.md").read_text(encoding="utf-8"))
-        refresh_button.click(model_status, None, status_output, api_name="model_status")
-        gr.Timer(3).tick(model_status, None, status_output, api_visibility="private", show_progress="hidden")
+        refresh_button.click(model_status, corpus_ref, status_output, api_name="model_status")
+        gr.Timer(3).tick(model_status, corpus_ref, status_output, api_visibility="private", show_progress="hidden")
+        demo.unload(release_session)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
 demo = build_demo()
 
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=2).launch(
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo.launch(
         css_paths=[ASSETS / "app.css"],
         theme=gr.themes.Soft(),
         max_file_size=MAX_UPLOAD_BYTES,

@@ -21,7 +21,7 @@ def _corpus(source: str, args):
     if source.startswith("hub:"):
         dataset, config, split = (source[4:].split(":") + [None, None])[:3]
         return corpus_from_hub(dataset, config or None, split or "train", title_column=args.title_column,
-                               text_column=args.text_column, max_passages=args.max_passages, allow_local=True)
+                               text_column=args.text_column, max_passages=args.max_passages or 10_000, allow_local=True)
     path = Path(source)
     if path.is_dir():
         return load_corpus_dir(path)

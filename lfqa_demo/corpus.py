@@ -8,23 +8,21 @@ passage gets a stable id (the source's id, or a hash of its title and text).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
+from . import uploads
 from .errors import CorpusError
+from .uploads import MAX_UPLOAD_BYTES, TEXT_COLUMNS, TITLE_COLUMNS, UPLOAD_SUFFIXES  # noqa: F401 (imported from here)
+from .uploads import pick_column as _pick_column  # also used for hub datasets
+from .hub import hub_unreachable
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_DIR = ASSETS / "corpus"
 SPLIT_ABOVE_WORDS = 150  # texts longer than this are split...
 PASSAGE_WORDS = 100  # ...into passages of about this many words
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".md")
-TEXT_COLUMNS = ("text", "passage", "content", "body", "context", "document", "paragraph")
-TITLE_COLUMNS = ("title", "heading", "name", "subject")
 
 
 @dataclass(frozen=True)
@@ -150,24 +148,8 @@ class QAItem:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Records of a JSON-lines file; malformed lines are reported by number."""
-    records, bad = [], []
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except ValueError:
-                bad.append(number)
-                continue
-            if not isinstance(value, dict):
-                bad.append(number)
-                continue
-            records.append(value)
-    if bad:
-        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise CorpusError(f"{path.name}: line(s) {shown} are not JSON objects; fix or remove them.")
-    return records
+        return uploads.parse_json_lines(f, path.name)
 
 
 def load_corpus_dir(directory: str | Path, *, name: str | None = None) -> Corpus:
@@ -195,56 +177,6 @@ def load_bundled_questions() -> list[QAItem]:
 
 
 # -- uploads --------------------------------------------------------------------------------------
-def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool) -> str | None:
-    if wanted:
-        if wanted not in columns:
-            raise CorpusError(f"The {what} column {wanted!r} is not in the file; its columns are {columns}.")
-        return wanted
-    lowered = {c.lower(): c for c in columns}
-    for c in candidates:
-        if c in lowered:
-            return lowered[c]
-    if required:
-        raise CorpusError(f"No {what} column found (looked for {list(candidates)}); the file's columns are {columns}. Name the column to use.")
-    return None
-
-
-def _check_file(path: Path, max_bytes: int) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in UPLOAD_SUFFIXES:
-        raise CorpusError(f"{path.name}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}.")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise CorpusError(f"{path.name} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
-    if size == 0:
-        raise CorpusError(f"{path.name} is empty.")
-    head = path.read_bytes()[:8192]
-    if suffix == ".parquet":
-        if not head.startswith(b"PAR1"):
-            raise CorpusError(f"{path.name} is not a Parquet file.")
-    elif b"\0" in head:
-        raise CorpusError(f"{path.name} looks like a binary file, not {suffix} text.")
-    else:
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:  # not merely a character cut at the 8 KiB boundary
-                raise CorpusError(f"{path.name} is not UTF-8 text.") from exc
-    return suffix
-
-
-def _markdown_records(text: str, default_title: str) -> list[dict[str, str]]:
-    """Paragraphs of a text/Markdown document; a '# heading' titles the paragraphs under it."""
-    records, title = [], default_title
-    for block in re.split(r"\n\s*\n", text):
-        lines = block.strip().splitlines()
-        while lines and lines[0].lstrip().startswith("#"):
-            title = lines.pop(0).lstrip("# ").strip() or title
-        if lines:
-            records.append({"title": title, "text": " ".join(lines)})
-    return records
-
-
 def corpus_from_file(
     path: str | Path,
     *,
@@ -254,45 +186,47 @@ def corpus_from_file(
     max_bytes: int = MAX_UPLOAD_BYTES,
     limit: int | None = None,
 ) -> Corpus:
-    """A Corpus from a .jsonl/.json/.csv/.parquet table or a .txt/.md document (loaded with `datasets`).
+    """A Corpus from a .jsonl/.json/.csv/.parquet table or a .txt/.md document.
 
+    The file is read by the bounded readers of `uploads` (never by `datasets`, never globbed):
+    see there for the limits. `name` is the visitor's file name, used for the corpus and in
+    messages (the server path never is). At most `limit` passages are kept (MAX_UPLOAD_PASSAGES
+    when None); when the file held more, the corpus name says how many were kept.
     Raises CorpusError with a message for the user on a bad file; nothing else changes.
     """
     path = Path(path)
-    suffix = _check_file(path, max_bytes)
-    name = name or path.name
-    if suffix in (".txt", ".md"):
-        records = _markdown_records(path.read_text(encoding="utf-8", errors="replace"), path.stem)
-    else:
-        if suffix == ".jsonl":
-            read_jsonl(path)  # malformed lines are reported by number before datasets sees them
-        records = _table_records(path, suffix, title_column, text_column)
-    corpus = build_corpus(name, records, limit=limit)
+    shown = uploads.display_name(path, name)
+    records = uploads.upload_records(path, shown=shown, title_column=title_column, text_column=text_column, max_bytes=max_bytes)
+    keep = uploads.MAX_UPLOAD_PASSAGES if limit is None else limit
+    corpus = build_corpus(name or path.name, records, limit=keep + 1)  # one more tells whether some were cut
+    if len(corpus) > keep:
+        corpus = Corpus(f"{corpus.name} (first {keep:,} passages)", corpus.passages[:keep])
     if not len(corpus):
-        raise CorpusError(f"{path.name} holds no passages with text.")
+        raise CorpusError(f"{shown} holds no passages with text.")
     return corpus
 
 
-def _table_records(path: Path, suffix: str, title_column: str | None, text_column: str | None) -> list[dict]:
-    from datasets import Dataset
-
-    loader = {".jsonl": Dataset.from_json, ".json": Dataset.from_json, ".csv": Dataset.from_csv, ".parquet": Dataset.from_parquet}[suffix]
-    with tempfile.TemporaryDirectory(prefix="lfqa-upload-") as cache:  # no trace left in the datasets cache
-        try:
-            table = loader(str(path), cache_dir=cache, keep_in_memory=True)
-        except Exception as exc:  # pyarrow / pandas parse errors
-            raise CorpusError(f"{path.name} could not be read as {suffix[1:]}: {str(exc).splitlines()[0][:300]}") from exc
-        columns = list(table.column_names)
-        text_col = _pick_column(columns, text_column, TEXT_COLUMNS, "text", required=True)
-        title_col = _pick_column(columns, title_column, TITLE_COLUMNS, "title", required=False)
-        id_col = "id" if "id" in columns else None
-        return [
-            {"id": row.get(id_col) if id_col else None, "title": row.get(title_col) if title_col else "", "text": row[text_col]}
-            for row in table
-        ]
-
-
 # -- hub datasets ---------------------------------------------------------------------------------
+# A hub repository id: "org/name", each part at most 96 characters (the hub's own limit).
+HUB_DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
+HUB_NAME = re.compile(r"[\w.-]{1,64}")  # a config or split name
+
+
+def check_hub_dataset_id(dataset: str) -> str:
+    """`dataset` if it names a hub repository ("org/name"), else CorpusError.
+
+    `datasets.load_dataset` also takes its packaged builders ("text", "json", "csv"...), which
+    read files from the server's working directory, and local paths: a web visitor may name
+    neither, so only the "org/name" form of a hub repository passes, and nothing that exists
+    on this machine under that name."""
+    if len(dataset) > 200 or not HUB_DATASET_ID.fullmatch(dataset) or ".." in dataset or "--" in dataset:
+        shown = dataset if len(dataset) <= 80 else dataset[:77] + "..."
+        raise CorpusError(f"{shown!r} is not a hub dataset id: give one in the form 'org/name', such as 'rajpurkar/squad'.")
+    if Path(dataset).exists():
+        raise CorpusError(f"{dataset!r} is not a hub dataset id; reading server paths is only possible from the command line.")
+    return dataset
+
+
 def corpus_from_hub(
     dataset: str,
     config: str | None = None,
@@ -310,12 +244,24 @@ def corpus_from_hub(
     """
     if not isinstance(dataset, str) or not dataset.strip():
         raise CorpusError("Give a dataset id such as 'org/name'.")
+    if isinstance(max_passages, bool) or not isinstance(max_passages, int) or max_passages < 1:
+        raise CorpusError(f"max_passages must be a whole number of at least 1, not {max_passages!r}.")
     dataset = dataset.strip()
-    looks_local = dataset.startswith((".", "/", "~", "\\")) or Path(dataset).expanduser().exists() or ".." in dataset
-    if looks_local and not allow_local:
-        raise CorpusError(f"{dataset!r} is not a hub dataset id; reading server paths is only possible from the command line.")
-    if not re.fullmatch(r"[\w.\-/~]+", dataset):
-        raise CorpusError(f"{dataset!r} is not a valid dataset id.")
+    # The command line may read the machine's own files; everyone else names a hub repository.
+    is_local = allow_local and (Path(dataset).expanduser().exists() or dataset.startswith((".", "/", "~")))
+    if not is_local:
+        check_hub_dataset_id(dataset)
+    for what, value in (("config", config), ("split", split)):
+        if value is not None and (not isinstance(value, str) or not HUB_NAME.fullmatch(value)):
+            raise CorpusError(f"The {what} must be a name of letters, digits, '_', '-' or '.' (at most 64), such as 'train'.")
+    if not is_local:
+        unreachable = hub_unreachable()
+        if unreachable:
+            raise CorpusError(
+                f"The dataset {dataset!r} cannot be loaded: {unreachable}. Hub datasets are streamed from the hub, "
+                f"so on this server use the bundled corpus or upload a file; on a machine with hub access, "
+                f"`hf download --repo-type dataset {dataset}` and pass the files to `python -m lfqa_demo ... --corpus FILE`."
+            )
     from datasets import load_dataset
 
     try:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .engine import RetrievalEngine
-from .errors import LfqaError
+from .errors import InvalidInputError, InvalidTypeError, LfqaError
 from .inputs import check_passages, check_texts
 
 MAP_PASSAGES = 200  # corpus passages drawn on the 2-D map (an even sample of the corpus)
@@ -65,7 +65,7 @@ def embed_texts(
     questions = check_texts(questions, "questions")
     pairs = check_passages(passages)
     if not any(q.strip() for q in questions):
-        raise ValueError("type at least one question")
+        raise InvalidInputError("type at least one question")
     questions = [q for q in questions if q.strip()]
     texts = questions + [f"{t}: {x}" if t else x for t, x in pairs]
     kinds = ["question"] * len(questions) + ["passage"] * len(pairs)

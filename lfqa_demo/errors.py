@@ -17,3 +17,19 @@ class CheckpointError(LfqaError, ValueError):
 
 class CorpusError(LfqaError, ValueError):
     """A corpus source the user gave cannot be used (bad file, missing column, no passages...)."""
+
+
+class InvalidInputError(LfqaError, ValueError):
+    """Something a caller or visitor passed in is not usable; the message says what to send instead."""
+
+
+class InvalidTypeError(InvalidInputError, TypeError):
+    """An argument of the wrong type (a number where a list of strings belongs, say)."""
+
+
+class IndexNotReady(LfqaError):
+    """A dense index is still being built; the message says how far it is."""
+
+
+class CorpusUnavailableError(LfqaError):
+    """A visitor's corpus is no longer held by the server (unloaded to make room, or never there)."""

@@ -44,6 +44,22 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be used now ("HF_HUB_OFFLINE is set", "the hub ... cannot be reached"),
+    or None when it answers. One quick probe without retries: huggingface_hub's and datasets'
+    own calls retry for ~23 s before they fail when the network is down."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=5.0)
+    except Exception as exc:
+        return f"the hub ({constants.ENDPOINT}) cannot be reached ({type(exc).__name__})"
+    return None
+
+
 def hub_cache_dir() -> Path:
     """The standard hub cache directory, honouring HF_HUB_CACHE and HF_HOME at call time."""
     if os.environ.get("HF_HUB_CACHE"):
@@ -126,18 +142,14 @@ def _download_missing(
             f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set, "
             f"so they cannot be downloaded (missing: {', '.join(wanted)}). " + _how_to_get(repo_id, wanted)
         )
-    from huggingface_hub import HfApi, constants, hf_hub_download
-    from huggingface_hub.utils import get_session
+    from huggingface_hub import HfApi, hf_hub_download
 
-    try:
-        # One quick probe without retries: huggingface_hub's own calls retry for ~23 s offline.
-        get_session().head(constants.ENDPOINT, timeout=5.0)
-    except Exception as exc:
+    unreachable = hub_unreachable()
+    if unreachable:
         raise CheckpointNotFoundError(
-            f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and the hub "
-            f"({constants.ENDPOINT}) cannot be reached ({type(exc).__name__}: {exc}); missing: {', '.join(wanted)}. "
-            + _how_to_get(repo_id, wanted)
-        ) from exc
+            f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and {unreachable}; "
+            f"missing: {', '.join(wanted)}. " + _how_to_get(repo_id, wanted)
+        )
     try:
         listing = set(HfApi().list_repo_files(repo_id, revision=revision))
         todo = [m for m in missing if m in listing]

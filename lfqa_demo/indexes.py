@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -24,6 +25,8 @@ import numpy as np
 
 from .corpus import Corpus
 from .retrievers import DenseRetriever
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # Above this corpus size "auto" picks IVF: exact search costs ~0.14 ms per 1,000 768-d vectors
@@ -49,6 +52,7 @@ class DenseIndex:
     build_seconds: float
     from_cache: bool
     path: Path | None
+    persist_error: str | None = None  # why it could not be written to the cache (kept in memory then)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -188,11 +192,16 @@ def build_index(
     vectors = retriever.encode_passages(corpus.as_dicts(), batch_size=batch_size, progress=progress)
     index = make_faiss_index(vectors, kind) if len(corpus) else faiss.IndexFlatIP(retriever.dim)
     seconds = time.perf_counter() - started
-    _write_entry(entry, index, {
-        "format": FORMAT_VERSION, "retriever": retriever.name, "kind": kind, "size": len(corpus), "dim": retriever.dim,
-        "corpus": corpus.fingerprint, "corpus_name": corpus.name, "dtype": str(retriever.dtype),
-        "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints], "build_seconds": seconds,
-    })
+    try:
+        _write_entry(entry, index, {
+            "format": FORMAT_VERSION, "retriever": retriever.name, "kind": kind, "size": len(corpus), "dim": retriever.dim,
+            "corpus": corpus.fingerprint, "corpus_name": corpus.name, "dtype": str(retriever.dtype),
+            "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints], "build_seconds": seconds,
+        })
+    except OSError as exc:  # read-only or full disk: the index still serves, from memory
+        reason = f"the index cache cannot be written: {os.strerror(exc.errno) if exc.errno else type(exc).__name__}"
+        log.warning("%s index of %r kept in memory only: %s (%s)", retriever.name, corpus.name, reason, exc)
+        return DenseIndex(retriever.name, kind, index, retriever.dim, seconds, False, None, reason)
     return DenseIndex(retriever.name, kind, index, retriever.dim, seconds, False, entry)
 
 
@@ -204,7 +213,9 @@ def _write_entry(entry: Path, index, meta: dict) -> None:
     tmp = entry.parent / f".tmp-{entry.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        faiss.write_index(index, str(tmp / "index.faiss"))
+        # Python's own write, not faiss.write_index: a full disk must be an OSError (ENOSPC) that
+        # the caller can recognise, not a RuntimeError whose text holds the server's path.
+        (tmp / "index.faiss").write_bytes(faiss.serialize_index(index).tobytes())
         meta = {**meta, "sha256": _sha256(tmp / "index.faiss")}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if entry.exists():  # a stale or corrupt entry: move it aside first, then drop it

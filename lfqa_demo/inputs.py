@@ -4,30 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from .errors import InvalidTypeError
+
 
 def check_text(value: object, arg: str) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{arg} must be a string, not {type(value).__name__}")
+        raise InvalidTypeError(f"{arg} must be a string, not {type(value).__name__}")
     return value
 
 
 def check_texts(values: object, arg: str) -> list[str]:
     """A list (or other sequence) of strings; a lone string is refused, it is not a list."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"{arg} must be a list of strings, not {type(values).__name__}")
+        raise InvalidTypeError(f"{arg} must be a list of strings, not {type(values).__name__}")
     return [check_text(v, f"{arg}[{i}]") for i, v in enumerate(values)]
 
 
 def check_passages(values: object, arg: str = "passages") -> list[tuple[str, str]]:
     """A sequence of {"title": str (optional), "text": str} mappings, as (title, text) pairs."""
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
-        raise TypeError(f'{arg} must be a list of {{"title": ..., "text": ...}} dicts, not {type(values).__name__}')
+        raise InvalidTypeError(f'{arg} must be a list of {{"title": ..., "text": ...}} dicts, not {type(values).__name__}')
     pairs = []
     for i, p in enumerate(values):
         if not isinstance(p, Mapping):
-            raise TypeError(f'{arg}[{i}] must be a {{"title": ..., "text": ...}} dict, not {type(p).__name__}')
+            raise InvalidTypeError(f'{arg}[{i}] must be a {{"title": ..., "text": ...}} dict, not {type(p).__name__}')
         if "text" not in p:
-            raise TypeError(f'{arg}[{i}] has no "text"')
+            raise InvalidTypeError(f'{arg}[{i}] has no "text"')
         title = p.get("title")
         pairs.append(("" if title is None else check_text(title, f'{arg}[{i}]["title"]'), check_text(p["text"], f'{arg}[{i}]["text"]')))
     return pairs

@@ -25,6 +25,20 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+# An absolute path of two or more parts, not inside a URL or a repo id ("org/name").
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])(?:/[\w.@+~-]+)+/([\w.@+~-]+)")
+
+
+def public_message(message: str) -> str:
+    """A message fit to show a web visitor: server paths cut to their last part ("…/hub")."""
+    return _SERVER_PATH.sub(lambda m: "…/" + m.group(1), message)
+
+
+def corpus_note(name: str, size: int) -> str:
+    """The line above results that says which corpus they came from."""
+    return f"<div class='corpus-note'>Corpus: <b>{esc(name)}</b> · {size:,} passages</div>"
+
+
 def highlight_words(text: str, question: str) -> str:
     """`text` escaped, with the question's content words wrapped in <mark>."""
     terms = set(bm25_terms(question))
@@ -46,7 +60,10 @@ def render_comparison(c: Comparison) -> str:
     for name, result in c.results.items():
         head = f"<div class='col-head'><b>{esc(label(name))}</b>"
         if result.error:
-            cols.append(f"<div class='col'>{head}<div class='error'>Unavailable: {esc(result.error)}</div></div></div>")
+            cols.append(f"<div class='col'>{head}</div><div class='error'>Unavailable: {esc(public_message(result.error))}</div></div>")
+            continue
+        if result.pending:
+            cols.append(f"<div class='col'>{head}</div><div class='pending'>Not ready yet: {esc(result.pending)}</div></div>")
             continue
         head += f"<span class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</span></div>"
         cards = []
@@ -91,10 +108,10 @@ def marked_passage(text: str, spans: Sequence[tuple[int, int]]) -> str:
 
 def render_answers(report: AnswerReport) -> str:
     """Per reader, its answers with what each number means, highlighted at their exact offsets."""
-    blocks = []
+    blocks = [f"<div class='note'>{esc(note)}</div>" for note in report.notes]
     for name in [*report.answers, *[n for n in report.errors if n not in report.answers]]:
         if name in report.errors and name not in report.answers:
-            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: {esc(report.errors[name])}</div></div>")
+            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: {esc(public_message(report.errors[name]))}</div></div>")
             continue
         result = report.answers[name]
         if not result.answers:

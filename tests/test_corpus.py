@@ -118,17 +118,35 @@ def test_hub_dataset_streams_with_a_cap_and_refuses_server_paths(tmp_path):
     data = tmp_path / "my_dataset"
     data.mkdir()
     write(data / "train.jsonl", "\n".join(json.dumps({"title": f"T{i}", "text": words(30, 100 * i)}) for i in range(50)) + "\n")
-    with pytest.raises(CorpusError, match="only possible from the command line"):
-        corpus_from_hub(str(data))
-    with pytest.raises(CorpusError, match="only possible from the command line"):
-        corpus_from_hub("../etc")
+    for local in (str(data), "../etc", "text", "json", "csv", "tests/fixtures"):
+        with pytest.raises(CorpusError, match="not a hub dataset id"):
+            corpus_from_hub(local, split="test")
     corpus = corpus_from_hub(str(data), split="train", max_passages=7, allow_local=True)
     assert len(corpus) == 7 and corpus[0].title == "T0"
 
 
-def test_hub_dataset_offline_gives_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(CorpusError, match="Could not load the dataset 'someone/missing-dataset'"):
+def test_hub_dataset_offline_gives_a_clear_error_at_once(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is offline"))
+    with pytest.raises(CorpusError, match="'someone/missing-dataset' cannot be loaded: HF_HUB_OFFLINE is set.*upload a file"):
+        corpus_from_hub("someone/missing-dataset")
+
+
+def test_hub_dataset_fails_fast_when_the_hub_cannot_be_reached(monkeypatch):
+    """Offline without HF_HUB_OFFLINE, `datasets` retried for 23-26 s; one probe answers at once."""
+    import socket
+
+    import datasets
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port nobody listens on: the connection is refused at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is unreachable"))
+    with pytest.raises(CorpusError, match=r"'someone/missing-dataset' cannot be loaded: the hub .* cannot be reached"):
         corpus_from_hub("someone/missing-dataset")
 
 

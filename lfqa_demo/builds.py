@@ -1,0 +1,147 @@
+"""Dense index builds in background threads: shared, bounded, cancellable, observable.
+
+Embedding a corpus takes seconds on a GPU and minutes on a 2-core CPU, so a build never runs
+inside a web request. The engine starts one `IndexBuild` per (retriever, corpus); requests
+wait on it for as long as their budget allows (a second request for the same index waits for
+the same build, it never starts another) and show its progress meanwhile.
+
+At most one build embeds at a time in the whole process (`BUILD_SLOTS`): a second one queues,
+so visitors cannot pile CPU-bound builds onto two cores. A build stops at its next batch when
+it is cancelled: when the last request waiting on it goes away before it was handed to the
+background, or when its engine is dropped (a session ended, an upload was evicted).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+from .errors import LfqaError
+
+log = logging.getLogger(__name__)
+
+BUILD_SLOTS = threading.BoundedSemaphore(1)  # builds that embed at once; the others queue
+
+
+class BuildCancelled(LfqaError):
+    """An index build was stopped before it finished (nobody wanted it any more)."""
+
+
+class IndexBuild:
+    """One index being built (or loaded from the cache) in its own daemon thread.
+
+    `run` is the work: it takes a progress callback `(done, total) -> None` and returns the
+    index. The callback raises BuildCancelled once `cancel()` was called, which stops the
+    work at the next batch.
+    """
+
+    def __init__(self, label: str, run: Callable[[Callable[[int, int], None]], object], total: int):
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.state = "queued"  # queued -> building -> ready | failed | cancelled
+        self.result: object | None = None
+        self.error: BaseException | None = None
+        self.background = False  # True once a request handed it over to finish on its own
+        self._run = run
+        self._waiters = 0
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._started_at: float | None = None
+        self._thread = threading.Thread(target=self._work, name=f"index-build {label}", daemon=True)
+
+    def start(self) -> "IndexBuild":
+        self._thread.start()
+        return self
+
+    # -- the worker ------------------------------------------------------------------------------
+    def _progress(self, done: int, total: int) -> None:
+        if self._cancel.is_set():
+            raise BuildCancelled(f"the {self.label} index build was cancelled")
+        self.done, self.total = done, total
+
+    def _work(self) -> None:
+        try:
+            with BUILD_SLOTS:
+                if self._cancel.is_set():
+                    raise BuildCancelled(f"the {self.label} index build was cancelled")
+                self.state, self._started_at = "building", time.monotonic()
+                result = self._run(self._progress)
+            self.result, self.state = result, "ready"
+        except BuildCancelled as exc:
+            self.error, self.state = exc, "cancelled"
+        except LfqaError as exc:
+            self.error, self.state = exc, "failed"
+        except Exception as exc:  # a bug, or the disk: log it whole, report it short
+            log.exception("index build %s failed", self.label)
+            self.error, self.state = exc, "failed"
+        finally:
+            self._finished.set()
+
+    # -- what callers do ---------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the build is over or `timeout` seconds passed; True if it is over."""
+        return self._finished.wait(timeout)
+
+    def outcome(self) -> object:
+        """The built index; raises the build's error if it failed or was cancelled."""
+        if not self.finished:
+            raise RuntimeError("the build is not finished")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def join_waiters(self) -> None:
+        with self._lock:
+            self._waiters += 1
+
+    def leave_waiters(self) -> None:
+        """A waiting request went away; with nobody left and no hand-over, stop the work."""
+        with self._lock:
+            self._waiters -= 1
+            orphan = self._waiters <= 0 and not self.background
+        if orphan and not self.finished:
+            self.cancel()
+
+    def keep_in_background(self) -> None:
+        """Let the build finish after the request that started it has returned."""
+        with self._lock:
+            self.background = True
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def seconds_left(self) -> float | None:
+        """Time left at the rate so far; None until a first batch is done."""
+        if self.state != "building" or not self.done or self._started_at is None:
+            return None
+        elapsed = time.monotonic() - self._started_at
+        return elapsed / self.done * max(self.total - self.done, 0)
+
+    def describe(self) -> str:
+        """Where the build stands, in words: "indexing 120/552, about 40 s left"."""
+        if self.state == "queued":
+            return "queued behind another index build"
+        if self.state == "building":
+            left = self.seconds_left()
+            eta = f", about {format_seconds(left)} left" if left is not None else ""
+            return f"indexing {self.done:,}/{self.total:,} passages{eta}"
+        if self.state == "ready":
+            return "ready"
+        return f"{self.state}: {self.error}"
+
+
+def format_seconds(seconds: float) -> str:
+    """12 s, 3 min, 1.5 h."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

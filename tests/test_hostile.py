@@ -1,0 +1,302 @@
+"""The app as a hostile visitor meets it: the exact reproductions of the attacks the security
+review found (issue 9), each against the real server, which must answer clearly and live on.
+Hostile files are built here, in tmp_path; none is committed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from app_server import AppServer
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def raw_call(server: AppServer, api: str, body: str) -> tuple[str, object]:
+    """POST a raw JSON body (NaN, nulls, lone surrogates: what no well-behaved client sends) to
+    an endpoint; ("complete", outputs) or ("error", message)."""
+    r = httpx.post(f"{server.url}gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}, timeout=30)
+    if r.status_code != 200:
+        return "http", r.status_code
+    stream = httpx.get(f"{server.url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=120).text
+    events = re.findall(r"event: (\w+)\ndata: (.*)", stream)
+    kind, data = events[-1]
+    payload = json.loads(data) if data not in ("", "null") else None
+    return kind, (payload or {}).get("error") if kind == "error" else payload
+
+
+def write_jsonl(path: Path, n: int, words: int = 60, tag: str = "") -> Path:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            text = " ".join(f"word{(i * 7 + j) % 997}" for j in range(words))
+            f.write(json.dumps({"title": f"Doc {tag}{i}", "text": f"{tag} passage {i} about normans {text}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hostile")
+
+
+@pytest.fixture(scope="module")
+def server(hub_cache, work):
+    (work / "tmp").mkdir()
+    app = AppServer(hub_cache, work, {"TMPDIR": str(work / "tmp")})
+    yield app
+    app.stop()
+
+
+def client_of(server) -> Client:
+    return Client(server.url, verbose=False)
+
+
+# -- 1. a 20 KB upload killed the server ------------------------------------------------------------
+def test_deeply_nested_json_uploads_are_refused_and_the_server_lives(server, tmp_path):
+    client = client_of(server)
+    d = 10000  # the review's exact file: segfaulted libarrow
+    nested = tmp_path / "n.json"
+    nested.write_text('{"text": ' + "[" * d + "]" * d + "}")
+    with pytest.raises(AppError, match=r"(?i)nest"):
+        client.predict(handle_file(str(nested)), "", "", api_name="/upload_corpus")
+    deep_lines = tmp_path / "n.jsonl"  # 100,000 deep: an uncaught RecursionError
+    deep_lines.write_text('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(AppError, match=r"(?i)nest"):
+        client.predict(handle_file(str(deep_lines)), "", "", api_name="/upload_corpus")
+    assert server.alive()
+    html, _, _ = client.predict("who led the normans?", 2, ["bm25"], "", api_name="/compare")
+    assert html.count("<span class='rank'>") == 2
+
+
+# -- 2. the server's own files could be read ---------------------------------------------------------
+@pytest.mark.parametrize("dataset", ["text", "json", "csv", "parquet", "tests/fixtures", "lfqa_demo/corpus.py"])
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_packaged_builders_and_server_paths_are_not_hub_datasets(server, dataset, split):
+    with pytest.raises(AppError, match="not a hub dataset id"):
+        client_of(server).predict(dataset, "", split, 100, api_name="/load_hub_dataset")
+
+
+# -- 3. a 155 KB parquet took 4.9 GB ----------------------------------------------------------------------
+def test_a_dictionary_encoded_parquet_bomb_is_refused_cheaply(server, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = "The Normans were led by Rollo. " * 20
+    column = pa.DictionaryArray.from_arrays(pa.array([0] * 8_000_000, type=pa.int32()), pa.array([text]))
+    bomb = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"text": column}), bomb, compression="zstd")
+    assert bomb.stat().st_size < 1_000_000
+    before = rss_mb(server.process.pid)
+    with pytest.raises(AppError, match=r"(?i)rows|limit"):
+        client_of(server).predict(handle_file(str(bomb)), "", "", api_name="/upload_corpus")
+    assert rss_mb(server.process.pid) < before + 300
+    assert server.alive()
+
+
+# -- 4. unbounded work inside a request -------------------------------------------------------------------
+def test_pasted_text_honours_k(server):
+    pasted = ("The Normans were led by Rollo, a Viking chief. " * 10 + "\n\n") * 100
+    pasted = pasted[:49_900]
+    html, _ = client_of(server).predict("who led the normans?", "bm25", ["dpr"], 3, pasted, api_name="/answer")
+    assert re.search(r"Read the 3 of \d+ given passages", html)
+    assert "passage 4" not in html and "<mark class='answer'>" in html
+
+
+def test_embedding_work_is_bounded(server):
+    questions = "\n".join(f"question number {i} about the normans?" for i in range(20))
+    with pytest.raises(AppError, match="at most 10 questions"):
+        client_of(server).predict(questions, "", ["dpr"], "dpr", api_name="/embed")
+    passages = "\n\n".join(f"Passage {i} about the normans." for i in range(20))
+    with pytest.raises(AppError, match="at most 10 passages"):
+        client_of(server).predict("who?", passages, ["dpr"], "dpr", api_name="/embed")
+
+
+def index_state(client: Client, name: str) -> str:
+    rows = dict(client.predict(api_name="/model_status")["data"])
+    return next((v for k, v in rows.items() if k.startswith(f"index {name} ")), "")
+
+
+def test_a_cancelled_comparison_stops_its_index_build(server, tmp_path):
+    client = client_of(server)
+    client.predict(handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="cancel"))), "", "", api_name="/upload_corpus")
+    job = client.submit("who led the normans?", 5, ["realm", "bm25"], "", api_name="/compare")
+    deadline = time.monotonic() + 60
+    while "indexing" not in index_state(client, "realm") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "indexing" in index_state(client, "realm")
+    job.cancel()
+    while not index_state(client, "realm").startswith("cancelled") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert index_state(client, "realm").startswith("cancelled")
+
+
+@pytest.fixture(scope="module")
+def quick_server(hub_cache, tmp_path_factory):
+    """A server whose requests wait only half a second for an index."""
+    app = AppServer(hub_cache, tmp_path_factory.mktemp("quick"), {"LFQA_REQUEST_BUDGET_S": "0.5"})
+    yield app
+    app.stop()
+
+
+def test_an_index_past_the_budget_is_built_in_the_background(quick_server, tmp_path):
+    client = client_of(quick_server)
+    client.predict(handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="bg"))), "", "", api_name="/upload_corpus")
+    html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
+    dpr, bm25 = html.split("<div class='col'>")[1:]
+    assert "Not ready yet: " in dpr and "goes on in the background" in dpr
+    assert bm25.count("<span class='rank'>") == 3
+    deadline = time.monotonic() + 240
+    while index_state(client, "dpr") != "ready" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert index_state(client, "dpr") == "ready"
+    html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
+    assert [col.count("<span class='rank'>") for col in html.split("<div class='col'>")[1:]] == [3, 3]
+
+
+# -- 5. uploads were silently evicted ---------------------------------------------------------------------
+def test_an_evicted_upload_says_so_instead_of_answering_from_another_corpus(server, tmp_path):
+    first = client_of(server)
+    first.predict(handle_file(str(write_jsonl(tmp_path / "mine.jsonl", 5, tag="mine"))), "", "", api_name="/upload_corpus")
+    for i in range(4):
+        other = client_of(server)
+        other.predict(handle_file(str(write_jsonl(tmp_path / f"other{i}.jsonl", 5, tag=f"o{i}"))), "", "", api_name="/upload_corpus")
+    with pytest.raises(AppError, match=r"Your corpus 'mine.jsonl' is not loaded any more: .*Upload it again"):
+        first.predict("who led the normans?", 3, ["bm25"], "", api_name="/compare")
+
+
+# -- 6. a read-only or full cache broke dense retrieval -------------------------------------------------
+def mount_tmpfs(path: Path, options: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def read_only_cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ro") / "cache"
+    if not mount_tmpfs(path, "size=64k,ro"):
+        pytest.skip("mounting a read-only tmpfs needs root")
+    yield path
+    subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_cache_keeps_indexes_in_memory_and_says_why(hub_cache, tmp_path, read_only_cache):
+    app = AppServer(hub_cache, tmp_path, {"LFQA_CACHE": str(read_only_cache)})
+    try:
+        client = client_of(app)
+        for _ in range(2):
+            html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
+            assert [col.count("<span class='rank'>") for col in html.split("<div class='col'>")[1:]] == [3, 3]
+        assert index_state(client, "dpr") == "ready, in memory only (the index cache cannot be written: Read-only file system)"
+        assert (tmp_path / "app.log").read_text().count("kept in memory only") == 1  # built once, not per request
+    finally:
+        app.stop()
+
+
+# -- 7. HTML injection in error messages --------------------------------------------------------------------
+def test_error_messages_are_escaped_and_name_no_server_path(server, hub_cache, tmp_path):
+    client = client_of(server)
+    with pytest.raises(AppError) as caught:
+        client.predict("<img src=x onerror=alert(1)>/<b>x</b>", "", "train", 10, api_name="/load_hub_dataset")
+    assert "<img" not in str(caught.value) and "&lt;img" in str(caught.value)
+    table = tmp_path / "cols.csv"
+    table.write_text('"<a href=//evil>link</a>",other\n1,2\n', encoding="utf-8")
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(str(table)), "", "", api_name="/upload_corpus")
+    assert "<a href" not in str(caught.value) and "&lt;a href" in str(caught.value)
+    html, _, _ = client.predict("who?", 2, ["minilm", "bm25"], "", api_name="/compare")
+    assert "Unavailable" in html and "hf download" in html
+    assert str(hub_cache) not in html and f"…/{hub_cache.name}" in html  # the cache named, its path not
+
+
+# -- 8. file names with brackets --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["x[1].jsonl", "[x].csv", "[x].parquet"])
+def test_file_names_with_brackets_upload(server, tmp_path, name):
+    path = tmp_path / name
+    rows = [{"title": f"T{i}", "text": f"The normans were led by Rollo, part {i}."} for i in range(3)]
+    if name.endswith(".jsonl"):
+        path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    elif name.endswith(".csv"):
+        path.write_text("title,text\n" + "\n".join(f'{r["title"]},"{r["text"]}"' for r in rows), encoding="utf-8")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    info = client_of(server).predict(handle_file(str(path)), "", "", api_name="/upload_corpus")
+    assert f"{name}: 3 passages" in info
+
+
+# -- 9. one session's file name showed in another ---------------------------------------------------------
+def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_path):
+    data = write_jsonl(tmp_path / "a.jsonl", 4, tag="same").read_bytes()
+    (tmp_path / "alice.jsonl").write_bytes(data)
+    (tmp_path / "bob.jsonl").write_bytes(data)
+    alice, bob = client_of(server), client_of(server)
+    assert "alice.jsonl: 4 passages" in alice.predict(handle_file(str(tmp_path / "alice.jsonl")), "", "", api_name="/upload_corpus")
+    assert "bob.jsonl: 4 passages" in bob.predict(handle_file(str(tmp_path / "bob.jsonl")), "", "", api_name="/upload_corpus")
+    html, _, _ = alice.predict("normans", 2, ["bm25"], "", api_name="/compare")
+    assert "Corpus: <b>alice.jsonl</b> · 4 passages" in html and "bob" not in html
+
+
+# -- 10. generic errors for odd values ----------------------------------------------------------------------
+@pytest.mark.parametrize("api,body,message", [
+    ("compare", '{"data": ["who?", NaN, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+    ("compare", '{"data": ["who?", "five", ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+    ("compare", '{"data": ["who?", null, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+    ("compare", '{"data": ["who?", 3, null, ""]}', "Choose at least one retriever"),
+    ("compare", '{"data": ["who?", 3, ["../../etc"], ""]}', "Choose retrievers from: retribert, dpr"),
+    ("answer", '{"data": ["who?", "bm25", ["dpr"], Infinity, ""]}', "whole number from 1 to 20"),
+    ("load_hub_dataset", json.dumps({"data": ["a" * 5000, "", "train", 10]}), "the limit is 200"),
+    ("load_hub_dataset", '{"data": ["org/name", "", "train", NaN]}', "maximum number of passages must be a whole number"),
+    ("load_hub_dataset", '{"data": ["org/name", "", "train", Infinity]}', "maximum number of passages must be a whole number"),
+    ("build_indexes", '{"data": [42]}', "Choose indexes from"),
+])
+def test_odd_values_get_a_message_that_says_what_to_send(server, api, body, message):
+    kind, got = raw_call(server, api, body)
+    assert kind == "error" and message in got, got
+    assert server.alive()
+
+
+def test_a_lone_surrogate_is_embedded_and_embeddings_leave_no_temp_dirs(server, work):
+    for _ in range(3):
+        kind, outputs = raw_call(server, "embed", '{"data": ["who \\ud800 led the normans?", "", ["dpr"], "dpr"]}')
+        assert kind == "complete", outputs
+        assert "normans" in outputs[0]
+    leftovers = [p.name for p in (work / "tmp").iterdir() if p.name.startswith("lfqa-embeddings-")]
+    assert leftovers == []
+    assert len(list((work / "tmp" / "lfqa-demo-exports").glob("embeddings-*.json"))) <= 3
+
+
+# -- queue limits ----------------------------------------------------------------------------------
+def test_a_full_queue_says_so(hub_cache, tmp_path):
+    app = AppServer(hub_cache, tmp_path, {"LFQA_QUEUE_SIZE": "1"})
+    try:
+        body = json.dumps({"data": ["\n".join(f"question {i}?" for i in range(10)), "", ["retribert", "dpr", "realm"], "dpr"]})
+        events = [httpx.post(f"{app.url}gradio_api/call/embed", content=body, headers={"content-type": "application/json"})
+                  for _ in range(8)]
+        outcomes = []
+        for r in events:
+            if "event_id" not in r.json():  # refused at the door
+                outcomes.append(r.text)
+                continue
+            outcomes.append(httpx.get(f"{app.url}gradio_api/call/embed/{r.json()['event_id']}", timeout=120).text)
+        full = [s for s in outcomes if "Queue is full" in s]
+        assert full and len(full) < len(outcomes), outcomes
+        assert app.alive()
+    finally:
+        app.stop()

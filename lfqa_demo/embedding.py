@@ -15,7 +15,11 @@ from .engine import RetrievalEngine
 from .errors import InvalidInputError, InvalidTypeError, LfqaError
 from .inputs import check_passages, check_texts
 
-MAP_PASSAGES = 200  # corpus passages drawn on the 2-D map (an even sample of the corpus)
+MAP_PASSAGES = 200  # corpus passages drawn on the 2-D map (an even sample of the corpus)...
+# ...when the model's index is built (its vectors are at hand); else this many are embedded, once
+# per model and corpus: 4 full-size models x 48 passages stay well inside a request's budget on
+# a 2-core CPU in fp32 (200 took ~90 s there).
+MAP_PASSAGES_UNINDEXED = 48
 
 
 @dataclass
@@ -121,6 +125,8 @@ def _corpus_sample(engine, name, retriever, pick: np.ndarray) -> np.ndarray:
 
 def _map(engine, name, retriever, vectors, texts, kinds, limit) -> list[dict]:
     corpus = engine.corpus
+    if engine.built_index(name) is None:
+        limit = min(limit, MAP_PASSAGES_UNINDEXED)
     pick = np.unique(np.linspace(0, len(corpus) - 1, num=min(limit, len(corpus))).astype(int))
     ref, mine = pca_2d(_corpus_sample(engine, name, retriever, pick), vectors)
     points = [{"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title} for (x, y), i in zip(ref, pick)]

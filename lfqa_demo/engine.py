@@ -222,7 +222,7 @@ class RetrievalEngine:
                     progress=progress, approximate_above=self.approximate_above,
                 )
 
-            build = self._builds[key] = IndexBuild(f"{name} ({corpus.name})", run, len(corpus)).start()
+            build = self._builds[key] = IndexBuild(name, run, len(corpus)).start()
             return build
 
     def index(

@@ -39,6 +39,14 @@ def corpus_note(name: str, size: int) -> str:
     return f"<div class='corpus-note'>Corpus: <b>{esc(name)}</b> · {size:,} passages</div>"
 
 
+SHOWN_CHARS = 2000  # of a passage in a result card: a 1 MB passage must not become 16 MB of HTML
+SHOWN_TITLE_CHARS = 200
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 def highlight_words(text: str, question: str) -> str:
     """`text` escaped, with the question's content words wrapped in <mark>."""
     terms = set(bm25_terms(question))
@@ -74,8 +82,9 @@ def render_comparison(c: Comparison) -> str:
                 badges += "<span class='badge gold'>contains the answer</span>"
             cards.append(
                 f"<div class='hit{' shared-hit' if others else ''}'><div class='hit-head'><span class='rank'>#{h.rank}</span>"
-                f"<span class='score' title='{esc(score_meaning(name))}'>{h.score:.3f}</span><span class='title'>{esc(h.title)}</span>{badges}</div>"
-                f"<div class='text'>{highlight_words(h.text, c.question)}</div></div>"
+                f"<span class='score' title='{esc(score_meaning(name))}'>{h.score:.3f}</span>"
+                f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
+                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question)}</div></div>"
             )
         cols.append(f"<div class='col'>{head}{''.join(cards) or '<div>no passages</div>'}</div>")
     return f"<div class='compare-grid' style='grid-template-columns: repeat({max(len(cols), 1)}, minmax(0, 1fr))'>{''.join(cols)}</div>"
@@ -93,8 +102,15 @@ def timing_rows(c: Comparison) -> list[list]:
     return [[label(n), round(r.encode_ms, 2), round(r.search_ms, 2), len(r.hits), r.error or "ok"] for n, r in c.results.items()]
 
 
-def marked_passage(text: str, spans: Sequence[tuple[int, int]]) -> str:
-    """`text` escaped, with the character spans (from the reader's offsets) in <mark>."""
+def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHOWN_CHARS) -> str:
+    """`text` escaped, with the character spans (from the reader's offsets) in <mark>; a text
+    longer than `limit` is shown as a window of that size around the first span."""
+    if len(text) > limit:
+        first = min(spans, default=(0, 0))
+        lo = max(0, min(first[0] - limit // 2, len(text) - limit))
+        hi = lo + max(limit, first[1] - first[0])
+        inner = marked_passage(text[lo:hi], [(s - lo, e - lo) for s, e in spans if s >= lo and e <= hi], hi - lo)
+        return ("… " if lo else "") + inner + (" …" if hi < len(text) else "")
     out, last = [], 0
     for s, e in sorted(spans):
         if s < last:
@@ -122,12 +138,12 @@ def render_answers(report: AnswerReport) -> str:
             passage = report.passages[a.passage_index]
             where = ", ".join(f"passage {p + 1}" for p in dict.fromkeys(p for p, _, _ in a.sources))
             items.append(
-                f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b class='answer-text'>{esc(a.text)}</b>"
+                f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
                 f"<span class='metric' title='softmax over the candidates considered'>confidence {100 * a.confidence:.1f}%</span>"
                 f"<span class='metric' title='the reader&#39;s score of this span alone'>span score {a.score:.2f}</span>"
                 f"<span class='metric' title='{esc(relevance_meaning(name))}'>passage relevance {a.relevance:.2f}</span>"
                 f"<span class='metric'>from {esc(where)}</span></div>"
-                f"<div class='title'>{esc(passage.title)}</div><div class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
+                f"<div class='title'>{esc(clip(passage.title, SHOWN_TITLE_CHARS))}</div><div class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
             )
         blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3>{''.join(items)}</div>")
     return "".join(blocks) or "<div>No reader chosen.</div>"

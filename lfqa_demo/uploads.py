@@ -97,7 +97,7 @@ def upload_records(
     suffix = check_file(path, shown, max_bytes)
     if suffix in (".txt", ".md"):
         text = read_bytes(path, shown, max_bytes).decode("utf-8", errors="replace")
-        return iter(markdown_records(text, Path(shown).stem))
+        return markdown_records(text, Path(shown).stem, shown)
     if suffix == ".parquet":
         columns, rows = parquet_rows(path, shown, title_column, text_column)
     else:
@@ -153,16 +153,28 @@ def decode_utf8(data: bytes, shown: str) -> str:
         raise CorpusError(f"{shown} is not UTF-8 text (byte {exc.start:,}); save it as UTF-8 and upload it again.") from exc
 
 
-def markdown_records(text: str, default_title: str) -> list[dict[str, str]]:
-    """Paragraphs of a text/Markdown document; a '# heading' titles the paragraphs under it."""
-    records, title = [], default_title
-    for block in re.split(r"\n\s*\n", text):
-        lines = block.strip().splitlines()
+def markdown_records(text: str, default_title: str, shown: str = "the document") -> Iterator[dict[str, str]]:
+    """Paragraphs of a text/Markdown document, one at a time; a '# heading' titles the paragraphs
+    under them. Paragraphs are counted against MAX_ROWS like table rows (20 MB of "a\n\n" is
+    seven million of them)."""
+    title, count, start = default_title, 0, 0
+    for end in _paragraph_ends(text):
+        lines = text[start:end[0]].strip().splitlines()
+        start = end[1]
         while lines and lines[0].lstrip().startswith("#"):
             title = lines.pop(0).lstrip("# ").strip() or title
         if lines:
-            records.append({"title": title, "text": " ".join(lines)})
-    return records
+            count += 1
+            if count > MAX_ROWS:
+                raise CorpusError(f"{shown} has more than {MAX_ROWS:,} paragraphs; split it into smaller files.")
+            yield {"title": title, "text": " ".join(lines)}
+
+
+def _paragraph_ends(text: str) -> Iterator[tuple[int, int]]:
+    """(end of a paragraph, start of the next) for each blank-line break, then the text's end."""
+    for m in re.finditer(r"\n\s*\n", text):
+        yield m.start(), m.end()
+    yield len(text), len(text)
 
 
 # -- columns and values -------------------------------------------------------------------------------
@@ -497,7 +509,7 @@ def parquet_rows(path: Path, shown: str, title_column: str | None, text_column: 
                           "Keep only the columns with the text and title.")
     columns = choose_columns(schema.names, shown, title_column, text_column)
     _check_parquet_types(schema, columns, shown)
-    _check_parquet_stored_size(meta, columns, shown)
+    _check_parquet_stored_size(meta, shown)
     texts = [name for name in dict.fromkeys(columns) if name and _is_text_type(schema.field(name).type)]
     return columns, _parquet_batches(path, shown, columns, texts)
 
@@ -514,20 +526,18 @@ def _check_parquet_types(schema, columns: Columns, shown: str) -> None:
                               "Name another column, or convert this one.")
 
 
-def _check_parquet_stored_size(meta, columns: Columns, shown: str) -> None:
-    """Refuse when the columns read are, uncompressed, over MAX_PARQUET_DATA_BYTES (a compression bomb)."""
-    wanted = {name for name in columns if name}
+def _check_parquet_stored_size(meta, shown: str) -> None:
+    """Refuse a file whose columns are, uncompressed, over MAX_PARQUET_DATA_BYTES (a compression bomb)."""
     stored = 0
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         if group.num_rows > MAX_ROWS:  # in case the row groups disagree with the total
             raise CorpusError(f"{shown} has a row group of {group.num_rows:,} rows; the limit is {MAX_ROWS:,}.")
-        for c in range(group.num_columns):
-            chunk = group.column(c)
-            if chunk.path_in_schema.split(".")[0] in wanted:
-                stored += chunk.total_uncompressed_size
+        # Every column counts: matching names to column paths is ambiguous (a column may be
+        # called "t.x"), and a bound on the whole file is a bound on the columns read.
+        stored += sum(group.column(c).total_uncompressed_size for c in range(group.num_columns))
     if stored > MAX_PARQUET_DATA_BYTES:
-        raise CorpusError(f"{shown}: the columns used take {stored / 1e6:,.0f} MB uncompressed; the limit is "
+        raise CorpusError(f"{shown} takes {stored / 1e6:,.0f} MB uncompressed; the limit is "
                           f"{MAX_PARQUET_DATA_BYTES / 1e6:,.0f} MB. Split it into smaller files.")
 
 

@@ -21,7 +21,8 @@ def free_port() -> int:
 
 
 class AppServer:
-    def __init__(self, hub_cache: Path, work: Path):
+    def __init__(self, hub_cache: Path, work: Path, extra_env: dict[str, str] | None = None):
+        """`extra_env` adds to (or overrides) the app's environment, e.g. {"GRADIO_MCP_SERVER": "1"}."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         env = {
@@ -33,6 +34,7 @@ class AppServer:
             "GRADIO_SERVER_PORT": str(self.port),
             "GRADIO_ANALYTICS_ENABLED": "False",
             "GRADIO_TEMP_DIR": str(work / "gradio-tmp"),
+            **(extra_env or {}),
         }
         self.log = open(work / "app.log", "w")
         started = time.monotonic()

@@ -54,7 +54,7 @@ def test_a_model_that_cannot_load_shows_why_and_the_others_answer(client):
     ("", 5, ["bm25"], "Type a question first"),
     ("x" * 20_000, 5, ["bm25"], "the limit is 2,000"),
     ("who?", 0, ["bm25"], "must be from 1 to 50; it was 0"),
-    ("who?", 5, [], "Choose at least one retriever"),
+    ("who?", 5, [], "Choose at least one of the retrievers"),
 ])
 def test_compare_bad_input_gets_a_clear_message(client, server, question, k, retrievers, message):
     with pytest.raises(AppError, match=message):
@@ -127,7 +127,7 @@ def test_answer_extraction(client):
     assert "read dpr" in timings and "read realm" in timings
     pasted, _ = client.predict("who led the normans?", "bm25", ["dpr"], 3, "The Normans were led by Rollo.\n\nAnother paragraph.", api_name="/answer")
     assert "<mark class='answer'>" in pasted
-    with pytest.raises(AppError, match="Choose at least one reader"):
+    with pytest.raises(AppError, match="Choose at least one of the readers"):
         client.predict("who?", "bm25", [], 3, "", api_name="/answer")
     with pytest.raises(AppError, match="Type a question"):
         client.predict("   ", "bm25", ["dpr"], 3, "", api_name="/answer")

@@ -251,6 +251,9 @@ def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_
     assert "bob.jsonl: 4 passages" in bob.predict(handle_file(str(tmp_path / "bob.jsonl")), "", "", api_name="/upload_corpus")
     html, _, _ = alice.predict("normans", 2, ["bm25"], "", api_name="/compare")
     assert "Corpus: <b>alice.jsonl</b> · 4 passages" in html and "bob" not in html
+    alice.predict(["dpr"], api_name="/build_indexes")
+    status = dict(bob.predict(api_name="/model_status")["data"])
+    assert "index dpr (bob.jsonl)" in status and not any("alice" in k or "alice" in v for k, v in status.items())
 
 
 # -- 10. generic errors for odd values ----------------------------------------------------------------------
@@ -258,7 +261,7 @@ def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_
     ("compare", '{"data": ["who?", NaN, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
     ("compare", '{"data": ["who?", "five", ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
     ("compare", '{"data": ["who?", null, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
-    ("compare", '{"data": ["who?", 3, null, ""]}', "Choose at least one retriever"),
+    ("compare", '{"data": ["who?", 3, null, ""]}', "Choose at least one of the retrievers"),
     ("compare", '{"data": ["who?", 3, ["../../etc"], ""]}', "Choose retrievers from: retribert, dpr"),
     ("answer", '{"data": ["who?", "bm25", ["dpr"], Infinity, ""]}', "whole number from 1 to 20"),
     ("load_hub_dataset", json.dumps({"data": ["a" * 5000, "", "train", 10]}), "the limit is 200"),
@@ -300,3 +303,32 @@ def test_a_full_queue_says_so(hub_cache, tmp_path):
         assert app.alive()
     finally:
         app.stop()
+
+
+# -- found by attacking the hardened app (a second round) ---------------------------------------------
+def test_huge_passages_do_not_become_huge_pages(server, tmp_path):
+    """4 passages of 500,000 characters with no space: every card used to carry all of it, escaped
+    and marked (396 MB over one comparison's steps)."""
+    corpus = tmp_path / "amp.jsonl"
+    corpus.write_text("\n".join(json.dumps({"title": f"t{i}" * 1000, "text": "x&" * 250_000 + str(i)}) for i in range(4)) + "\n")
+    client = client_of(server)
+    client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
+    html, _, _ = client.predict("x", 50, ["bm25", "dpr"], "", api_name="/compare")
+    # at worst ~16 bytes of HTML per character shown (a marked word per character), 2,000 shown per card
+    assert html.count("<span class='rank'>") == 8 and len(html) < 8 * 40_000
+    answers, _ = client.predict("x", "bm25", ["dpr"], 4, "", api_name="/answer")
+    assert len(answers) < 200_000
+
+
+def test_an_upload_payload_naming_a_url_or_server_file_gets_a_message(server):
+    for payload in ({"path": "https://example.com/huge.bin", "url": "https://example.com/huge.bin", "meta": {"_type": "gradio.FileData"}},
+                    {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "/etc/passwd", 123, [1]):
+        kind, message = raw_call(server, "upload_corpus", json.dumps({"data": [payload, "", ""]}))
+        assert kind == "error" and message and ("uploaded through this page" in message or "Choose a file" in message), message
+
+
+def test_odd_numbers_and_empty_choices_read_well(server):
+    kind, message = raw_call(server, "compare", '{"data": ["who?", 1e308, ["bm25"], ""]}')
+    assert message == "The k must be from 1 to 50."
+    kind, message = raw_call(server, "build_indexes", '{"data": [[]]}')
+    assert message == "Choose at least one of the indexes."

@@ -259,7 +259,7 @@ def test_parquet_compression_bomb_is_refused_from_metadata(tmp_path, monkeypatch
     monkeypatch.setattr(uploads, "MAX_PARQUET_DATA_BYTES", 1_000_000)
     path = parquet(tmp_path / "zeros.parquet", {"text": ["a" * 2_000_000]}, compression="zstd", use_dictionary=False)
     assert path.stat().st_size < 10_000
-    with pytest.raises(CorpusError, match=r"the columns used take 2 MB uncompressed; the limit is 1 MB"):
+    with pytest.raises(CorpusError, match=r"zeros.parquet takes 2 MB uncompressed; the limit is 1 MB"):
         corpus_from_file(path)
 
 
@@ -290,3 +290,23 @@ def test_messages_use_the_visitors_file_name(tmp_path):
     assert "tmpab12cd" not in str(caught.value) and str(tmp_path) not in str(caught.value)
     with pytest.raises(CorpusError, match=r"^my notes\.jsonl holds no passages"):
         corpus_from_file(write(tmp_path / "tmp1.jsonl", '{"text": ""}\n'), name="/home/visitor/my notes.jsonl")
+
+
+def test_a_parquet_column_with_a_dot_in_its_name_is_still_bounded(tmp_path):
+    """Columns were matched to the metadata by the first part of their path: "t.x" escaped the
+    uncompressed-size check and a 13 KB file cost 1.2 GB."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dot.parquet"
+    pq.write_table(pa.table({"t.x": ["a" * 80_000_000], "title": ["x"]}), path, compression="zstd", use_dictionary=False)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(CorpusError, match="uncompressed"):
+        corpus_from_file(path, text_column="t.x")
+
+
+def test_a_text_file_of_millions_of_paragraphs_is_refused(tmp_path):
+    path = tmp_path / "b.txt"
+    path.write_bytes(b"a\n\n" * 300_000)
+    with pytest.raises(CorpusError, match="more than 200,000 paragraphs"):
+        corpus_from_file(path)

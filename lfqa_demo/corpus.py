@@ -23,6 +23,9 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_DIR = ASSETS / "corpus"
 SPLIT_ABOVE_WORDS = 150  # texts longer than this are split...
 PASSAGE_WORDS = 100  # ...into passages of about this many words
+# No passage is longer than this: 100 words are ~600 characters, and every reader and page works
+# on whole passages, so a visitor's text without spaces must not make one of a million.
+MAX_PASSAGE_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,16 @@ _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
 
 def split_text(text: str, words: int = PASSAGE_WORDS, split_above: int = SPLIT_ABOVE_WORDS) -> list[str]:
     """Whitespace-normalised text, cut into chunks of about `words` words at sentence ends
-    when it has more than `split_above` words (a sentence longer than a chunk is cut by words)."""
+    when it has more than `split_above` words (a sentence longer than a chunk is cut by words);
+    no chunk is longer than MAX_PASSAGE_CHARS (a "word" of a million characters is cut too)."""
+    return [piece for chunk in _split_words(text, words, split_above) for piece in _cut(chunk, MAX_PASSAGE_CHARS)]
+
+
+def _cut(text: str, limit: int) -> list[str]:
+    return [text[i : i + limit] for i in range(0, len(text), limit)] if len(text) > limit else [text]
+
+
+def _split_words(text: str, words: int, split_above: int) -> list[str]:
     text = " ".join(text.split())
     if len(text.split()) <= split_above:
         return [text] if text else []

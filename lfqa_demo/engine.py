@@ -36,6 +36,9 @@ POLL_SECONDS = 0.25  # how often a request waiting for an index reports its prog
 # builds go on in the background: long enough for a small upload on a 2-core CPU, short
 # enough that nobody stares at a spinner (see "Limits" in the README).
 REQUEST_BUDGET_S = 60.0
+# Characters of each passage the readers read in one request: bounds their work (a passage is
+# read in overlapping windows of ~350 word pieces) whatever a visitor uploads or pastes.
+MAX_READ_CHARS = 2000
 BACKGROUND_NOTE = "; it goes on in the background: try again shortly"
 
 log = logging.getLogger(__name__)
@@ -512,7 +515,9 @@ class RetrievalEngine:
             if len(hits) > k:  # k bounds the reading work for pasted text too
                 hits = _top_k_by_bm25(question, hits, k)
                 notes.append(f"Read the {k} of {len(pairs)} given passages that BM25 ranks highest for the question.")
-        to_read = [{"title": h.title, "text": h.text} for h in hits]
+        if any(len(h.text) > MAX_READ_CHARS for h in hits):
+            notes.append(f"Passages longer than {MAX_READ_CHARS:,} characters were read up to that point.")
+        to_read = [{"title": h.title, "text": h.text[:MAX_READ_CHARS]} for h in hits]  # a prefix: offsets stay valid
         answers: dict[str, ReadResult] = {}
         for name in readers:
             try:

@@ -505,7 +505,7 @@ class RetrievalEngine:
             comparison = self.compare(question, [retriever], k, timeout=timeout)
             result = comparison.results[retriever]
             if result.error:
-                errors[retriever] = result.error
+                errors[f"{retriever} retriever"] = result.error
             hits = result.hits
             timings["retrieve_encode"], timings["retrieve_search"] = result.encode_ms, result.search_ms
         else:
@@ -530,8 +530,8 @@ class RetrievalEngine:
                 started = time.perf_counter()
                 answers[name] = reader.read(question, to_read, top_k, max_answer_tokens, relevance)
                 timings[f"read_{name}"] = 1000 * (time.perf_counter() - started)
-            except LfqaError as exc:
-                errors[name] = str(exc)
+            except Exception as exc:  # one reader failing never takes the other down
+                errors[f"{name} reader"] = failure_message(exc)
         return AnswerReport(question, retriever, hits, answers, errors, timings, notes)
 
     def _realm_relevance(self, question: str, passages: list[dict], hits: list[Hit], retriever: str | None, errors: dict) -> list[float] | None:
@@ -540,7 +540,7 @@ class RetrievalEngine:
         try:
             embedder = load_retriever("realm", device=self.device, dtype=self.dtype)
         except LfqaError as exc:
-            errors["realm_relevance"] = f"REALM read without relevance scores: {exc}"
+            errors["realm relevance"] = f"REALM read without relevance scores: {exc}"
             return None
         q = embedder.encode_questions([question])[0]
         return (embedder.encode_passages(passages) @ q).tolist()
@@ -565,7 +565,7 @@ class AnswerReport:
     retriever: str | None  # None when the passages were given
     passages: list[Hit]
     answers: dict[str, ReadResult]
-    errors: dict[str, str]
+    errors: dict[str, str]  # keyed by role: "dpr retriever", "dpr reader", "realm relevance"
     timings_ms: dict[str, float]
     notes: list[str] = field(default_factory=list)  # what was done that the caller did not ask for
 

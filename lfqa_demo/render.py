@@ -125,9 +125,15 @@ def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHO
 def render_answers(report: AnswerReport) -> str:
     """Per reader, its answers with what each number means, highlighted at their exact offsets."""
     blocks = [f"<div class='note'>{esc(note)}</div>" for note in report.notes]
-    for name in [*report.answers, *[n for n in report.errors if n not in report.answers]]:
-        if name in report.errors and name not in report.answers:
-            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: {esc(public_message(report.errors[name]))}</div></div>")
+    for role, error in report.errors.items():  # a retriever or relevance failure: before the readers
+        if not role.endswith(" reader"):
+            name, what = role.split(" ", 1)
+            blocks.append(f"<div class='error'>{esc(label(name))} {esc(what)}: {esc(public_message(error))}</div>")
+    readers = [*report.answers, *[r.removesuffix(" reader") for r in report.errors if r.endswith(" reader")]]
+    for name in dict.fromkeys(readers):
+        if name not in report.answers:
+            error = report.errors[f"{name} reader"]
+            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: {esc(public_message(error))}</div></div>")
             continue
         result = report.answers[name]
         if not result.answers:

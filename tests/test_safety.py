@@ -163,3 +163,24 @@ def test_the_app_shows_our_errors_escaped_and_hides_bugs(monkeypatch, caplog):
     assert "secret.py" in caplog.text and "Traceback" in caplog.text
     with pytest.raises(gr.Error, match="must be a whole number"):
         list(app.compare_retrievers("who?", json.loads("NaN"), ["bm25"], "", app.registry.bundled_ref))
+
+
+def test_a_retriever_and_a_reader_failing_are_told_apart(tmp_path, monkeypatch):
+    """errors was keyed by bare name: the DPR reader's error overwrote the DPR retriever's, and a
+    retriever's failure was shown as a "RetriBERT reader"."""
+    from lfqa_demo import render
+
+    engine = RetrievalEngine(corpus_of(20, "roles"), cache_dir=tmp_path)
+    report = engine.answer("who led the normans?", "minilm", ["dpr"], 3)  # MiniLM is not in the fixture cache
+    assert set(report.errors) == {"minilm retriever"} and report.passages == []
+    html = render.render_answers(report)
+    assert "MiniLM retriever: " in html and "MiniLM reader" not in html
+
+    import lfqa_demo.engine as engine_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("reader exploded")
+
+    monkeypatch.setattr(engine_module, "load_reader", broken)
+    report = engine.answer("who led the normans?", "dpr", ["dpr"], 3)
+    assert set(report.errors) == {"dpr reader"} and report.errors["dpr reader"] == INTERNAL_ERROR and len(report.passages) == 3

@@ -25,7 +25,7 @@ import pandas as pd
 from starlette.middleware import Middleware
 
 import lfqa_demo
-from lfqa_demo import render
+from ui import render
 from lfqa_demo.corpus import MAX_UPLOAD_BYTES, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S

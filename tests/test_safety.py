@@ -168,7 +168,7 @@ def test_the_app_shows_our_errors_escaped_and_hides_bugs(monkeypatch, caplog):
 def test_a_retriever_and_a_reader_failing_are_told_apart(tmp_path, monkeypatch):
     """errors was keyed by bare name: the DPR reader's error overwrote the DPR retriever's, and a
     retriever's failure was shown as a "RetriBERT reader"."""
-    from lfqa_demo import render
+    from ui import render
 
     engine = RetrievalEngine(corpus_of(20, "roles"), cache_dir=tmp_path)
     report = engine.answer("who led the normans?", "minilm", ["dpr"], 3)  # MiniLM is not in the fixture cache

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .bm25 import bm25_terms
-from .engine import AnswerReport, Comparison
+from lfqa_demo.bm25 import bm25_terms
+from lfqa_demo.engine import AnswerReport, Comparison
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 LABELS = {"retribert": "RetriBERT", "dpr": "DPR", "realm": "REALM", "bm25": "BM25", "minilm": "MiniLM", "sentence": "Sentence"}

@@ -1,0 +1,49 @@
+"""The app's HTML (ui/render.py): everything from a visitor, a corpus or a model is escaped,
+server paths are cut, long texts are clipped, and answers stay highlighted at their offsets."""
+
+from __future__ import annotations
+
+from lfqa_demo.answers import Answer, ReadResult
+from lfqa_demo.engine import AnswerReport, Comparison, Hit, RetrieverResult
+from ui import render
+
+EVIL = "<img src=x onerror=alert(1)>"
+
+
+def comparison(text: str = f"The normans {EVIL} were led by Rollo.", title: str = EVIL) -> Comparison:
+    hits = [Hit(1, "p1", title, text, 7.5, True)]
+    results = {
+        "bm25": RetrieverResult("bm25", hits, 0.0, 1.0),
+        "dpr": RetrieverResult("dpr", [], 0.0, 0.0, error=f"cannot load {EVIL} from /root/.cache/huggingface/hub"),
+        "realm": RetrieverResult("realm", [], 0.0, 0.0, pending="indexing 10/552 passages"),
+    }
+    return Comparison(f"who led the normans {EVIL}?", 5, results, [], "Rollo")
+
+
+def test_comparison_escapes_every_text_and_marks_question_words():
+    html = render.render_comparison(comparison())
+    assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 2  # the passage's and the error's
+    assert "<mark class='qword'>normans</mark>" in html and "contains the answer" in html
+    assert "Not ready yet: indexing 10/552 passages" in html
+    assert "/root/.cache" not in html and "…/hub" in html
+
+
+def test_long_passages_and_titles_are_clipped():
+    html = render.render_comparison(comparison(text="word " * 10_000, title="t" * 5_000))
+    assert len(html) < 50_000 and "t" * 200 + " …" in html
+
+
+def test_answers_escape_and_highlight_at_offsets_even_deep_in_a_long_passage():
+    text = "filler " * 1000 + f"{EVIL} Rollo led them." + " filler" * 1000
+    start = text.index("Rollo")
+    answer = Answer("Rollo", 0, start, start + 5, 3.0, 1.0, 0.9, [(0, start, start + 5)])
+    report = AnswerReport("who?", "bm25", [Hit(1, "p", EVIL, text, 1.0)], {"dpr": ReadResult([answer])},
+                          {"dpr retriever": "boom /srv/x/y.py"}, {}, ["a note <b>"])
+    html = render.render_answers(report)
+    assert "<mark class='answer'>Rollo</mark>" in html and "<img" not in html and "<b>" not in html
+    assert "DPR retriever: boom …/y.py" in html and len(html) < 20_000
+
+
+def test_public_message_cuts_paths_but_not_urls_or_repo_ids():
+    cut = render.public_message("see /root/.cache/huggingface/hub and https://huggingface.co/org/name, org/name, /etc")
+    assert cut == "see …/hub and https://huggingface.co/org/name, org/name, /etc"

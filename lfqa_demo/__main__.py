@@ -7,14 +7,19 @@ import sys
 import time
 from pathlib import Path
 
-from .corpus import BUNDLED_DIR, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_corpus_dir, load_qa_set
+from .corpus import BUNDLED_DIR, Corpus, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_corpus_dir, load_qa_set
+from .devices import resolve_device, resolve_dtype
 from .engine import RetrievalEngine
-from .errors import LfqaError
+from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluate, format_table
+from .indexes import DenseIndex
 from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 
+# Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
-def _corpus(source: str, args):
+
+def _corpus(source: str, args: argparse.Namespace) -> Corpus:
     """bundled | a QA-set or file path | hub:DATASET[:CONFIG[:SPLIT]] (paths: command line only)."""
     if source == "bundled":
         return load_bundled_corpus()
@@ -28,15 +33,43 @@ def _corpus(source: str, args):
     return corpus_from_file(path, title_column=args.title_column, text_column=args.text_column, limit=args.max_passages)
 
 
-def _engine(args, corpus) -> RetrievalEngine:
+def _model_spec(option: str) -> tuple[str, RetrieverSpec]:
+    """(name, spec) of one `--model NAME=FAMILY:QUESTION_CKPT[,PASSAGE_CKPT]`."""
+    name, _, rest = option.partition("=")
+    family, _, ckpts = rest.partition(":")
+    question, _, passage = ckpts.partition(",")
+    if not (name.strip() and family.strip() and question.strip()):
+        raise InvalidInputError(f"--model {option!r} is not NAME=FAMILY:QUESTION_CKPT[,PASSAGE_CKPT]")
+    try:
+        return name.strip(), RetrieverSpec(family.strip(), question.strip(), passage.strip() or None)
+    except ValueError as exc:  # RetrieverSpec checks the family with a plain ValueError
+        raise InvalidInputError(f"--model {option!r}: {exc}") from exc
+
+
+def _check_device_and_dtype(args: argparse.Namespace) -> None:
+    """Fail at once on a --device or --dtype typo, not later inside each index build."""
+    if args.device is not None:
+        resolve_device(args.device)
+    if args.dtype is not None:
+        resolve_dtype(args.dtype, resolve_device(args.device))
+
+
+def _engine(args: argparse.Namespace, corpus: Corpus) -> RetrievalEngine:
     specs: dict[str, str | RetrieverSpec] = {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
-    for extra in args.model or []:  # NAME=FAMILY:QUESTION_CKPT[,PASSAGE_CKPT]
-        name, _, rest = extra.partition("=")
-        family, _, ckpts = rest.partition(":")
-        question, _, passage = ckpts.partition(",")
-        specs[name] = RetrieverSpec(family, question, passage or None)
+    for option in args.model or []:
+        name, spec = _model_spec(option)
+        specs[name] = spec
+    _check_device_and_dtype(args)
     return RetrievalEngine(corpus, retrievers=specs, cache_dir=args.cache_dir, device=args.device, dtype=args.dtype,
                            index_kind=args.index_kind, batch_size=args.batch_size)
+
+
+def _retriever_names(args: argparse.Namespace) -> list[str]:
+    """The --retrievers list; an empty one is refused (the engine would read it as "all of them")."""
+    names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+    if not names:
+        raise InvalidInputError("--retrievers names no retriever; give a comma-separated list such as 'dpr,bm25'")
+    return names
 
 
 def _progress(name: str, done: int, total: int) -> None:
@@ -45,7 +78,30 @@ def _progress(name: str, done: int, total: int) -> None:
     print(f"\r  {name:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _ks(text: str) -> list[int]:
+    """argparse type of --ks: comma-separated cut-offs such as "1,5,20"."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        ks = [_positive_int(part) for part in parts]
+    except argparse.ArgumentTypeError:
+        ks = []
+    if not ks:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers >= 1, such as 1,5,20")
+    return ks
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lfqa_demo", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--corpus", default="bundled", help="bundled | PATH (file or QA-set dir) | hub:DATASET[:CONFIG[:SPLIT]]")
@@ -55,59 +111,93 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--device", default=None)
     common.add_argument("--dtype", default=None)
     common.add_argument("--index-kind", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"])
-    common.add_argument("--batch-size", type=int, default=32)
+    common.add_argument("--batch-size", type=_positive_int, default=32)
     common.add_argument("--title-column", default=None)
     common.add_argument("--text-column", default=None)
-    common.add_argument("--max-passages", type=int, default=None)
+    common.add_argument("--max-passages", type=_positive_int, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("index", parents=[common], help="build and cache the dense indexes of a corpus")
+    sub.add_parser("index", parents=[common], help="build and cache the dense indexes of a corpus (exit 1 if one fails)")
     ev = sub.add_parser("evaluate", parents=[common], help="recall@k and MRR on a QA set")
     ev.add_argument("--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl")
-    ev.add_argument("--ks", default="1,5,20")
+    ev.add_argument("--ks", type=_ks, default=[1, 5, 20], help="comma-separated cut-offs (default 1,5,20)")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
     cmp.add_argument("-k", type=int, default=5)
     cmp.add_argument("--gold-answer", default=None)
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
+    return parser
+
+
+def index_line(name: str, index: DenseIndex | str) -> str:
+    """One line of `index`'s report: where the index lives, or why it failed."""
+    if isinstance(index, str):
+        return f"{name}: FAILED: {index}"
+    state = "cached" if index.from_cache else f"built in {index.build_seconds:.1f} s"
+    where = str(index.path) if index.path is not None else f"in memory only ({index.persist_error})"
+    return f"{name}: {index.kind} index of {len(index)} x {index.dim}, {state}, {where}"
+
+
+def run_index(args: argparse.Namespace, names: list[str]) -> int:
+    """Build (or read from the cache) each requested dense index; exit 1 when any failed."""
+    engine = _engine(args, _corpus(args.corpus, args))
+    print(f"corpus {engine.corpus.name}: {len(engine.corpus)} passages", file=sys.stderr)
+    indexes = engine.build_indexes(names, progress=_progress)
+    for name, index in indexes.items():
+        print(index_line(name, index))
+    failed = [name for name, index in indexes.items() if isinstance(index, str)]
+    if failed:
+        # A script running `index` ahead of time must notice that some index is not there.
+        print(f"error: {len(failed)} of {len(indexes)} dense indexes failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_evaluate(args: argparse.Namespace, names: list[str]) -> int:
+    """Recall@k and MRR of each retriever on a QA set, as a table (failures listed below it)."""
+    qa_dir = BUNDLED_DIR if args.qa == "bundled" else Path(args.qa)
+    if not qa_dir.is_dir():
+        raise InvalidInputError(f"--qa {args.qa!r} is not a directory holding passages.jsonl and questions.jsonl")
+    engine = _engine(args, load_corpus_dir(qa_dir))
+    qa = load_qa_set(qa_dir)
+    engine.build_indexes(names, progress=_progress)
+    print(f"{len(qa)} questions, {len(engine.corpus)} passages ({qa_dir})")
+    print(format_table(evaluate(engine, qa, names, args.ks)))
+    return EXIT_OK
+
+
+def run_compare(args: argparse.Namespace, names: list[str]) -> int:
+    """Rank the corpus for one question with each retriever, and how much they agree."""
+    engine = _engine(args, _corpus(args.corpus, args))
+    print(f"corpus {engine.corpus.name}: {len(engine.corpus)} passages", file=sys.stderr)
+    engine.build_indexes(names, progress=_progress)
+    started = time.perf_counter()
+    comparison = engine.compare(args.question, names, args.k, args.gold_answer)
+    print(f"compare took {1000 * (time.perf_counter() - started):.0f} ms")
+    for name, result in comparison.results.items():
+        if result.error:
+            print(f"\n{name}: unavailable: {result.error}")
+            continue
+        print(f"\n{name} (encode {result.encode_ms:.1f} ms, search {result.search_ms:.1f} ms)")
+        for h in result.hits:
+            mark = " [answer]" if h.contains_answer else ""
+            print(f"  {h.rank:>2}. {h.score:8.3f}  {h.title[:30]:<30}  {h.text[:70]}{mark}")
+    for ag in comparison.agreement:
+        print(f"{ag.a} vs {ag.b}: overlap@{comparison.k} {ag.overlap:.2f}, RBO {ag.rbo:.2f}")
+    return EXIT_OK
+
+
+COMMANDS = {"index": run_index, "evaluate": run_evaluate, "compare": run_compare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (argparse exits by itself, with 2, on a bad command line)."""
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "evaluate":
-            qa_dir = BUNDLED_DIR if args.qa == "bundled" else Path(args.qa)
-            engine = _engine(args, load_corpus_dir(qa_dir))
-            qa = load_qa_set(qa_dir)
-            engine.build_indexes(names, progress=_progress)
-            ks = [int(k) for k in args.ks.split(",")]
-            print(f"{len(qa)} questions, {len(engine.corpus)} passages ({qa_dir})")
-            print(format_table(evaluate(engine, qa, names, ks)))
-            return 0
-        engine = _engine(args, _corpus(args.corpus, args))
-        print(f"corpus {engine.corpus.name}: {len(engine.corpus)} passages", file=sys.stderr)
-        if args.command == "index":
-            for name, index in engine.build_indexes(names, progress=_progress).items():
-                if isinstance(index, str):
-                    print(f"{name}: FAILED: {index}")
-                else:
-                    state = "cached" if index.from_cache else f"built in {index.build_seconds:.1f} s"
-                    print(f"{name}: {index.kind} index of {len(index)} x {index.dim}, {state}, {index.path}")
-            return 0
-        engine.build_indexes(names, progress=_progress)
-        started = time.perf_counter()
-        comparison = engine.compare(args.question, names, args.k, args.gold_answer)
-        print(f"compare took {1000 * (time.perf_counter() - started):.0f} ms")
-        for name, result in comparison.results.items():
-            if result.error:
-                print(f"\n{name}: unavailable: {result.error}")
-                continue
-            print(f"\n{name} (encode {result.encode_ms:.1f} ms, search {result.search_ms:.1f} ms)")
-            for h in result.hits:
-                mark = {True: " [answer]", False: "", None: ""}[h.contains_answer]
-                print(f"  {h.rank:>2}. {h.score:8.3f}  {h.title[:30]:<30}  {h.text[:70]}{mark}")
-        for ag in comparison.agreement:
-            print(f"{ag.a} vs {ag.b}: overlap@{comparison.k} {ag.overlap:.2f}, RBO {ag.rbo:.2f}")
-        return 0
-    except (LfqaError, ValueError, TypeError) as exc:
+        return COMMANDS[args.command](args, _retriever_names(args))
+    except LfqaError as exc:
+        # Only our own errors: their messages are written for the user. Anything else is a bug
+        # and keeps its traceback.
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from . import uploads
-from .errors import CorpusError
+from .errors import CorpusError, InvalidTypeError
 from .uploads import MAX_UPLOAD_BYTES, TEXT_COLUMNS, TITLE_COLUMNS, UPLOAD_SUFFIXES  # noqa: F401 (imported from here)
 from .uploads import pick_column as _pick_column  # also used for hub datasets
 from .hub import hub_unreachable
@@ -144,7 +144,7 @@ def build_corpus(name: str, records: Iterable[Mapping[str, object]], *, split: b
 def passages_from_text(text: str, title: str = "") -> list[dict[str, str]]:
     """Passages from text a person pasted: blank lines separate paragraphs, long ones are split."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be a string, not {type(text).__name__}")
+        raise InvalidTypeError(f"text must be a string, not {type(text).__name__}")
     return [{"title": title, "text": chunk} for block in re.split(r"\n\s*\n", text) for chunk in split_text(block)]
 
 
@@ -160,8 +160,11 @@ class QAItem:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Records of a JSON-lines file; malformed lines are reported by number."""
-    with open(path, encoding="utf-8") as f:
-        return uploads.parse_json_lines(f, path.name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return uploads.parse_json_lines(f, path.name)
+    except OSError as exc:  # a QA-set directory named on the command line may lack the file
+        raise CorpusError(f"{path.parent.name}/{path.name} cannot be read: {exc.strerror or type(exc).__name__}.") from exc
 
 
 def load_corpus_dir(directory: str | Path, *, name: str | None = None) -> Corpus:
@@ -173,7 +176,10 @@ def load_corpus_dir(directory: str | Path, *, name: str | None = None) -> Corpus
 def load_qa_set(directory: str | Path) -> list[QAItem]:
     """A QA-set directory's questions.jsonl: {"id", "question", "answers", "passage_id"[, "style"]}."""
     items = []
-    for r in read_jsonl(Path(directory) / "questions.jsonl"):
+    for number, r in enumerate(read_jsonl(Path(directory) / "questions.jsonl"), start=1):
+        missing = [key for key in ("id", "question", "passage_id") if key not in r]
+        if missing:  # a hand-made QA set: name the line and the field instead of a KeyError
+            raise CorpusError(f"questions.jsonl: question {number} has no {', '.join(missing)}.")
         answers = r.get("answers") or ([r["answer"]] if r.get("answer") else [])
         items.append(QAItem(str(r["id"]), r["question"], tuple(answers), str(r["passage_id"]), r.get("style", "factoid")))
     return items

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import InvalidInputError, InvalidTypeError
+
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
@@ -36,8 +38,8 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
         try:
             return torch.device(device)
         except RuntimeError as exc:
-            raise ValueError(f"device {device!r} is not a device name such as 'cpu', 'cuda' or 'cuda:1'") from exc
-    raise TypeError(f"device must be a torch.device, a string or None, not {type(device).__name__}")
+            raise InvalidInputError(f"device {device!r} is not a device name such as 'cpu', 'cuda' or 'cuda:1'") from exc
+    raise InvalidTypeError(f"device must be a torch.device, a string or None, not {type(device).__name__}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,11 +70,11 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torc
         return automatic_dtype(device)
     if isinstance(dtype, torch.dtype):
         if dtype not in _DTYPES.values():
-            raise ValueError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
+            raise InvalidInputError(f"dtype {dtype} is not supported; use float32, float16 or bfloat16")
         return dtype
     if isinstance(dtype, str):
         key = dtype.lower().removeprefix("torch.")
         if key not in _DTYPES:
-            raise ValueError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
+            raise InvalidInputError(f"dtype {dtype!r} is not one of {sorted(_DTYPES)}")
         return _DTYPES[key]
-    raise TypeError(f"dtype must be a torch.dtype, a string or None, not {type(dtype).__name__}")
+    raise InvalidTypeError(f"dtype must be a torch.dtype, a string or None, not {type(dtype).__name__}")

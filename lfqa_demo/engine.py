@@ -268,10 +268,8 @@ class RetrievalEngine:
         with self._lock:
             fp = self.corpus.fingerprint
             states = {name: build.describe() for (name, f), build in self._builds.items() if f == fp}
-            for (name, f), index in self._indexes.items():
-                if f == fp:
-                    states[name] = "ready"
-        for name, state in states.items():
+            states.update({name: "ready" for name, f in self._indexes if f == fp})
+        for name in states:
             index = self.built_index(name)
             if index is not None and index.persist_error:
                 states[name] = f"ready, in memory only ({index.persist_error})"

@@ -51,17 +51,31 @@ def evaluate(engine: RetrievalEngine, qa: Sequence[QAItem], retrievers: Sequence
 
 
 def format_table(scores: Sequence[RetrievalScores]) -> str:
-    """A plain-text table, one row per retriever."""
+    """A plain-text table, one row per retriever. A retriever that could not run gets a short row
+    and, below the table, its whole error on one line: the error often ends with what to do
+    (such as the `hf download ...` command), so it must not be cut."""
     ks = sorted(scores[0].recall_passage) if scores else []
     head = ["retriever"] + [f"R@{k} psg" for k in ks] + [f"R@{k} ans" for k in ks] + [f"MRR@{ks[-1] if ks else ''}"]
-    rows = []
+    rows = [_score_cells(s, ks) for s in scores if not s.error]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    widths[0] = max([widths[0]] + [len(s.retriever) for s in scores])
+    lines = [_table_line(head, widths)]
     for s in scores:
-        if s.error:
-            rows.append([s.retriever, f"unavailable: {s.error.splitlines()[0][:90]}"])
-            continue
-        rows.append([s.retriever] + [f"{s.recall_passage[k]:.3f}" for k in ks] + [f"{s.recall_answer[k]:.3f}" for k in ks] + [f"{s.mrr:.3f}"])
-    full = [head] + [r for r in rows if len(r) == len(head)]
-    widths = [max(len(r[i]) for r in full) for i in range(len(head))]
-    widths[0] = max(len(r[0]) for r in [head] + rows)
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() if len(r) == len(head) else f"{r[0].ljust(widths[0])}  {r[1]}" for r in [head] + rows]
-    return "\n".join(lines)
+        lines.append(f"{s.retriever.ljust(widths[0])}  unavailable (error below)" if s.error else _table_line(_score_cells(s, ks), widths))
+    failures = [f"{s.retriever}: unavailable: {one_line(s.error)}" for s in scores if s.error]
+    return "\n".join(lines + ([""] + failures if failures else []))
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks turned into spaces (one line per failed retriever)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _score_cells(s: RetrievalScores, ks: Sequence[int]) -> list[str]:
+    """The table cells of a retriever that ran: its name, recall by passage and by answer, MRR."""
+    return [s.retriever] + [f"{s.recall_passage[k]:.3f}" for k in ks] + [f"{s.recall_answer[k]:.3f}" for k in ks] + [f"{s.mrr:.3f}"]
+
+
+def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """Cells padded to their column widths, two spaces apart."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()

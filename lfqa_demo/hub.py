@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import CheckpointNotFoundError
+from .errors import CheckpointNotFoundError, InvalidTypeError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -76,7 +76,7 @@ def resolve_checkpoint(source: str, required: Sequence[str], optional: Sequence[
     Raises CheckpointNotFoundError naming the source and saying how to get the files.
     """
     if not isinstance(source, str) or not source.strip():
-        raise TypeError(f"checkpoint must be a repo id or a directory path, got {source!r}")
+        raise InvalidTypeError(f"checkpoint must be a repo id or a directory path, got {source!r}")
     local = Path(source).expanduser()
     if local.is_dir():
         return _resolve_directory(source, local, required)

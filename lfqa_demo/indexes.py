@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .corpus import Corpus
 from .retrievers import DenseRetriever
 
@@ -84,7 +85,7 @@ def _ivf_vectors(index) -> np.ndarray:
 
 def choose_kind(kind: str, size: int, approximate_above: int = APPROXIMATE_ABOVE) -> str:
     if kind not in INDEX_KINDS:
-        raise ValueError(f"index kind must be one of {INDEX_KINDS}, not {kind!r}")
+        raise InvalidInputError(f"index kind must be one of {INDEX_KINDS}, not {kind!r}")
     if kind != "auto":
         return kind
     return "ivf" if size > approximate_above else "flat"
@@ -118,7 +119,7 @@ def make_faiss_index(vectors: np.ndarray, kind: str):
         index.train(np.ascontiguousarray(sample))
         index.nprobe = min(nlist, 32)  # faiss's Python wrapper keeps `quantizer` alive with the index
     else:
-        raise ValueError(f"unknown index kind {kind!r}")
+        raise InvalidInputError(f"unknown index kind {kind!r}")
     for start in range(0, n, 200_000):  # in chunks: HNSW and IVF add faster than one huge call copies
         index.add(np.ascontiguousarray(vectors[start : start + 200_000]))
     return index

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
-from .errors import CheckpointError, CheckpointNotFoundError
+from .errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
 from .hub import CheckpointFiles, resolve_checkpoint
 from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
@@ -125,9 +125,9 @@ def _spec_of(name: str | RetrieverSpec | Mapping) -> tuple[str, RetrieverSpec]:
         return spec.family, spec
     if isinstance(name, str):
         if name not in DEFAULT_RETRIEVERS:
-            raise ValueError(f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}")
+            raise InvalidInputError(f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}")
         return name, DEFAULT_RETRIEVERS[name]
-    raise TypeError(f"name must be a string, a RetrieverSpec or a dict, not {type(name).__name__}")
+    raise InvalidTypeError(f"name must be a string, a RetrieverSpec or a dict, not {type(name).__name__}")
 
 
 def load_retriever(
@@ -153,7 +153,7 @@ def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dty
     from .heads import DPREncoder, RealmEmbedder, RetriBert, SentenceEncoder
 
     if spec.family == "dpr" and spec.passage is None:
-        raise ValueError("a DPR spec needs both a question and a passage checkpoint")
+        raise InvalidInputError("a DPR spec needs both a question and a passage checkpoint")
     q_files = resolve_checkpoint(spec.question, _MODEL_FILES, _OPTIONAL_FILES)
     p_files = q_files if spec.passage_checkpoint == spec.question else resolve_checkpoint(spec.passage_checkpoint, _MODEL_FILES, _OPTIONAL_FILES)
     q_tok = _tokenizer(q_files)
@@ -210,7 +210,7 @@ def load_reader(
     from .devices import resolve_device, resolve_dtype
 
     if name not in READERS:
-        raise ValueError(f"reader name must be one of {READERS}, not {name!r}")
+        raise InvalidInputError(f"reader name must be one of {READERS}, not {name!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     source = checkpoint or DEFAULT_READERS[name]

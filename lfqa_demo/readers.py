@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_text
@@ -234,7 +235,7 @@ class RealmReader(_Reader):
         n = len(passages)
         relevance = np.zeros(n, dtype=np.float32) if relevance_scores is None else np.asarray(relevance_scores, dtype=np.float32)
         if relevance.shape != (n,):
-            raise ValueError(f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}")
+            raise InvalidInputError(f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}")
         rows, starts, ends = self.candidates(inputs)
         passage = inputs.row_passage[rows]
         if len(rows) == 0:
@@ -260,7 +261,7 @@ class RealmReader(_Reader):
         if reason:
             return ReadResult([], reason)
         if relevance_scores is not None and len(relevance_scores) != len(passages):
-            raise ValueError(f"relevance_scores must hold one score per passage ({len(passages)})")
+            raise InvalidInputError(f"relevance_scores must hold one score per passage ({len(passages)})")
         relevance = np.zeros(len(kept), np.float32) if relevance_scores is None else np.asarray(relevance_scores, np.float32)[kept]
         out = self.logits(question, [passages[i] for i in kept], relevance, overlap=WINDOW_OVERLAP)
         width = min(max_answer_tokens or self.max_span_width, self.max_span_width)
@@ -273,9 +274,9 @@ def _readable(question: object, passages: object, top_k: object) -> tuple[list[i
     """Indices of passages worth reading, or the reason there is nothing to read."""
     question = check_text(question, "question")
     if not question.strip():
-        raise ValueError("the question is empty; type a question")
+        raise InvalidInputError("the question is empty; type a question")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer, not {top_k!r}")
+        raise InvalidInputError(f"top_k must be a positive integer, not {top_k!r}")
     pairs = check_passages(passages)
     kept = [i for i, (_, text) in enumerate(pairs) if text.strip()]
     if not pairs:

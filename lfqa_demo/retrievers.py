@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
@@ -50,11 +51,11 @@ class RetrieverSpec:
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, not {self.family!r}")
+            raise InvalidInputError(f"family must be one of {FAMILIES}, not {self.family!r}")
         for field in ("max_question_length", "max_passage_length"):
             value = getattr(self, field)
             if value is not None and not (isinstance(value, int) and 3 <= value <= 512):
-                raise ValueError(f"{field} must be an int from 3 to 512, not {value!r}")
+                raise InvalidInputError(f"{field} must be an int from 3 to 512, not {value!r}")
 
     @property
     def passage_checkpoint(self) -> str:

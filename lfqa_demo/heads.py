@@ -5,6 +5,11 @@ Attribute paths equal the hub checkpoints' state-dict keys (see
 `modeling_realm.py`, `deprecated/retribert/modeling_retribert.py`), so loading is a
 strict one-to-one copy. `IGNORED` lists, per class, the tensors the files carry that
 the family never uses.
+
+One contract per role. A retriever head has `embed_questions` and `embed_passages`, each
+(input_ids, attention_mask, token_type_ids) -> (B, dim), and `dim`; a family whose two sides
+share weights (RetriBERT, REALM, sentence encoders) serves both from one module. A reader head
+has `forward`. Which head a family uses is in families.py.
 """
 
 from __future__ import annotations
@@ -38,9 +43,15 @@ class DPREncoder(nn.Module):
         self.role = role
         self.add_module(role, _BertHolder(config))
 
+    @property
+    def dim(self) -> int:
+        return getattr(self, self.role).bert_model.config.hidden_size
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = getattr(self, self.role).bert_model(input_ids, attention_mask, token_type_ids, cls_only=True)  # (B, 1, H)
         return hidden[:, 0]  # (B, H)
+
+    embed_questions = embed_passages = forward  # each DPR checkpoint is one side
 
 
 class RetriBert(nn.Module):
@@ -57,6 +68,10 @@ class RetriBert(nn.Module):
         self.bert_doc = None if share_encoders else BertModel(config)
         self.project_query = nn.Linear(config.hidden_size, projection_dim, bias=False)
         self.project_doc = nn.Linear(config.hidden_size, projection_dim, bias=False)
+
+    @property
+    def dim(self) -> int:
+        return self.project_query.out_features
 
     @staticmethod
     def _pooled(bert: BertModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -91,8 +106,14 @@ class RealmEmbedder(nn.Module):
         self.realm = BertModel(config)
         self.cls = RealmScorerProjection(config, proj_size)
 
+    @property
+    def dim(self) -> int:
+        return self.cls.dense.out_features
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids, cls_only=True)))
+
+    embed_questions = embed_passages = forward  # one embedder for both sides
 
 
 class SentenceEncoder(BertModel):
@@ -104,11 +125,17 @@ class SentenceEncoder(BertModel):
     def __init__(self, config: BertConfig):
         super().__init__(config, add_pooler=False)
 
+    @property
+    def dim(self) -> int:
+        return self.config.hidden_size
+
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = self(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, H)
         return torch.nn.functional.normalize(mean, dim=-1)
+
+    embed_questions = embed_passages = embed  # one text, one embedding
 
 
 class DPRSpanPredictor(nn.Module):
@@ -143,7 +170,6 @@ class RealmReaderProjection(nn.Module):
         super().__init__()
         self.dense_intermediate = nn.Linear(config.hidden_size, span_hidden_size * 2)
         self.dense_output = nn.Linear(span_hidden_size, 1)
-        # eps 1e-3 (config.reader_layer_norm_eps), not BERT's 1e-12: ported from the TF original.
         self.layer_normalization = nn.LayerNorm(span_hidden_size, eps=eps)
 
 

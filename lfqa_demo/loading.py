@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
 from .errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
 from .hub import CheckpointFiles, resolve_checkpoint
-from .readers import DEFAULT_READERS, READERS, DPRReader, RealmReader
+from .families import READER_FAMILIES, RETRIEVER_FAMILIES
+from .readers import READER_CLASSES, DPRReader, RealmReader
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
 
@@ -29,9 +30,9 @@ DEFAULT_CHECKPOINTS = {
     "retribert": DEFAULT_RETRIEVERS["retribert"].question,
     "dpr_q": DEFAULT_RETRIEVERS["dpr"].question,
     "dpr_ctx": DEFAULT_RETRIEVERS["dpr"].passage,
-    "dpr_reader": DEFAULT_READERS["dpr"],
+    "dpr_reader": READER_FAMILIES["dpr"].checkpoint,
     "realm": DEFAULT_RETRIEVERS["realm"].question,
-    "realm_reader": DEFAULT_READERS["realm"],
+    "realm_reader": READER_FAMILIES["realm"].checkpoint,
 }
 _MODEL_FILES = ("config.json", "vocab.txt")
 _OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
@@ -91,12 +92,6 @@ def clear_loaded_models() -> None:
         _failures.clear()
 
 
-def _config_int(config: dict, key: str, files: CheckpointFiles) -> int:
-    if not isinstance(config.get(key), int):
-        raise CheckpointError(f"config.json of {files.source!r} lacks the integer field {key!r}")
-    return config[key]
-
-
 def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
     """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
     import torch
@@ -105,8 +100,11 @@ def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module]
     from .checkpoint_io import load_strict, read_config, read_state_dict
 
     raw = read_config(files)
-    with torch.device("meta"):
-        module = make(BertConfig.from_dict(raw), raw)
+    try:
+        with torch.device("meta"):
+            module = make(BertConfig.from_dict(raw), raw)
+    except CheckpointError as exc:  # a config field the family's head needs
+        raise CheckpointError(f"{files.source!r}: {exc}") from exc
     load_strict(module, read_state_dict(files), files, getattr(module, "IGNORED", ()))
     return module.to(device=device, dtype=dtype).eval()
 
@@ -150,43 +148,21 @@ def load_retriever(
 
 
 def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
-    from .heads import DPREncoder, RealmEmbedder, RetriBert, SentenceEncoder
-
-    if spec.family == "dpr" and spec.passage is None:
-        raise InvalidInputError("a DPR spec needs both a question and a passage checkpoint")
+    family = RETRIEVER_FAMILIES[spec.family]
+    if family.separate_checkpoints and spec.passage is None:
+        raise InvalidInputError(f"a {family.label} spec needs both a question and a passage checkpoint")
     q_files = resolve_checkpoint(spec.question, _MODEL_FILES, _OPTIONAL_FILES)
-    p_files = q_files if spec.passage_checkpoint == spec.question else resolve_checkpoint(spec.passage_checkpoint, _MODEL_FILES, _OPTIONAL_FILES)
+    same = spec.passage_checkpoint == spec.question
+    p_files = q_files if same else resolve_checkpoint(spec.passage_checkpoint, _MODEL_FILES, _OPTIONAL_FILES)
     q_tok = _tokenizer(q_files)
-    p_tok = q_tok if p_files is q_files else _tokenizer(p_files)
-
-    if spec.family == "dpr":
-        q_model = _build(q_files, lambda c, raw: DPREncoder(c, "question_encoder"), device, dtype)
-        p_model = _build(p_files, lambda c, raw: DPREncoder(c, "ctx_encoder"), device, dtype)
-        dim = q_model.question_encoder.bert_model.config.hidden_size
-        return DenseRetriever(display, spec, dim, (q_tok, q_model), (p_tok, p_model), (q_files, p_files), device, dtype)
-
-    if spec.family == "retribert":
-        make = lambda c, raw: RetriBert(c, _config_int(raw, "projection_dim", q_files), bool(raw.get("share_encoders", True)))  # noqa: E731
-        q_model = _build(q_files, make, device, dtype)
-        p_model = q_model if p_files is q_files else _build(p_files, make, device, dtype)
-        dim = q_model.project_query.out_features
-        return DenseRetriever(
-            display, spec, dim, (q_tok, q_model.embed_questions), (p_tok, p_model.embed_passages), (q_files, p_files), device, dtype
-        )
-
-    if spec.family == "sentence":
-        q_model = _build(q_files, lambda c, raw: SentenceEncoder(c), device, dtype)
-        p_model = q_model if p_files is q_files else _build(p_files, lambda c, raw: SentenceEncoder(c), device, dtype)
-        return DenseRetriever(
-            display, spec, q_model.config.hidden_size, (q_tok, q_model.embed), (p_tok, p_model.embed), (q_files, p_files),
-            device, dtype, default_max_length=_sentence_max_length(q_files),
-        )
-
-    make = lambda c, raw: RealmEmbedder(c, _config_int(raw, "retriever_proj_size", q_files))  # noqa: E731
-    q_model = _build(q_files, make, device, dtype)
-    p_model = q_model if p_files is q_files else _build(p_files, make, device, dtype)
-    dim = q_model.cls.dense.out_features
-    return DenseRetriever(display, spec, dim, (q_tok, q_model), (p_tok, p_model), (q_files, p_files), device, dtype)
+    p_tok = q_tok if same else _tokenizer(p_files)
+    q_head = _build(q_files, lambda c, raw: family.make_head(c, raw, "question"), device, dtype)
+    # One checkpoint for both sides: one module serves both (its embed_passages).
+    p_head = q_head if same else _build(p_files, lambda c, raw: family.make_head(c, raw, "passage"), device, dtype)
+    return DenseRetriever(
+        display, spec, q_head.dim, (q_tok, q_head), (p_tok, p_head), (q_files, p_files),
+        device, dtype, default_max_length=_sentence_max_length(q_files) or family.max_length,
+    )
 
 
 def _sentence_max_length(files: CheckpointFiles) -> int | None:
@@ -209,26 +185,19 @@ def load_reader(
     """Load (once) the "dpr" or "realm" reader; `checkpoint` overrides the default repo id or dir."""
     from .devices import resolve_device, resolve_dtype
 
-    if name not in READERS:
-        raise InvalidInputError(f"reader name must be one of {READERS}, not {name!r}")
+    if name not in READER_FAMILIES:
+        raise InvalidInputError(f"reader name must be one of {tuple(READER_FAMILIES)}, not {name!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    source = checkpoint or DEFAULT_READERS[name]
+    source = checkpoint or READER_FAMILIES[name].checkpoint
     return _once(("reader", name, source, max_length, str(dev), dt), f"reader {name}", lambda: _load_reader(name, source, dev, dt, max_length))
 
 
 def _load_reader(name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None) -> DPRReader | RealmReader:
     from .checkpoint_io import read_config
-    from .heads import DPRReaderModel, RealmReaderModel
 
+    family = READER_FAMILIES[name]
     files = resolve_checkpoint(source, _MODEL_FILES, _OPTIONAL_FILES)
-    tok = _tokenizer(files)
-    if name == "dpr":
-        model = _build(files, lambda c, raw: DPRReaderModel(c), device, dtype)
-        return DPRReader(name, model, tok, files, device, dtype, max_length)
-    raw = read_config(files)
-    make = lambda c, r: RealmReaderModel(  # noqa: E731
-        c, _config_int(r, "span_hidden_size", files), float(r.get("reader_layer_norm_eps", 1e-3))
-    )
-    model = _build(files, make, device, dtype)
-    return RealmReader(name, model, tok, files, device, dtype, max_length, max_span_width=int(raw.get("max_span_width", 10)))
+    model = _build(files, lambda c, raw: family.make_head(c, raw, "reader"), device, dtype)
+    reader_class = READER_CLASSES[name]
+    return reader_class(family, model, _tokenizer(files), files, device, dtype, max_length, config=read_config(files))

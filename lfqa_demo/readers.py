@@ -27,11 +27,9 @@ from .tokenization import WordPieceTokenizer
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
     import torch
 
+    from .families import ReaderFamily
     from .heads import DPRReaderModel, RealmReaderModel
 
-READERS = ("dpr", "realm")
-DEFAULT_READERS = {"dpr": "facebook/dpr-reader-single-nq-base", "realm": "google/realm-orqa-nq-reader"}
-DEFAULT_MAX_LENGTH = {"dpr": 350, "realm": 320}  # original DPR reader: 350; REALM: 288 block + 32 question
 DEFAULT_MAX_QUESTION_LENGTH = 64
 WINDOW_OVERLAP = 128  # word pieces shared by consecutive windows of a long passage (as HF's doc_stride)
 
@@ -95,7 +93,7 @@ def _windows(n: int, room: int, overlap: int | None) -> list[tuple[int, int]]:
 class _Reader:
     def __init__(
         self,
-        name: str,
+        family: ReaderFamily,
         model: torch.nn.Module,
         tokenizer: WordPieceTokenizer,
         files: CheckpointFiles,
@@ -103,14 +101,16 @@ class _Reader:
         dtype: torch.dtype,
         max_length: int | None = None,
         max_question_length: int | None = None,
+        config: dict | None = None,
     ):
-        self.name = name
+        self.family = family
+        self.name = family.name
         self.model = model
         self.tokenizer = tokenizer
         self.checkpoints = (files,)
         self.device = device
         self.dtype = dtype
-        self.max_length = max_length or DEFAULT_MAX_LENGTH[name]
+        self.max_length = max_length or family.max_length
         self.max_question_length = max_question_length or DEFAULT_MAX_QUESTION_LENGTH
 
     def __repr__(self) -> str:
@@ -128,7 +128,7 @@ class _Reader:
         q_ids = tok.encode_plain([question])[0].ids[: self.max_question_length]
         titles = tok.encode_plain([t for t, _ in pairs])
         texts = tok.encode_plain([x for _, x in pairs])
-        trailing = [tok.sep_id] if self.name == "realm" else []
+        trailing = [tok.sep_id] if self.family.trailing_sep else []
         rows, types, offsets, words, spans, owners = [], [], [], [], [], []
         for index, (title, text) in enumerate(zip(titles, texts)):
             head = [tok.cls_id, *q_ids, tok.sep_id, *title.ids, tok.sep_id]
@@ -138,8 +138,9 @@ class _Reader:
                 row = (head + body + trailing)[: self.max_length]
                 first = min(len(head), len(row))
                 rows.append(row)
-                # REALM: segment A = [CLS] q [SEP], segment B = the block; DPR: all 0.
-                types.append([0] * len(row) if self.name == "dpr" else [0] * (len(q_ids) + 2) + [1] * (len(row) - len(q_ids) - 2))
+                # "segments" (REALM): segment A = [CLS] q [SEP], segment B = the block; "zeros" (DPR): all 0.
+                segment_b = len(row) - len(q_ids) - 2 if self.family.token_types == "segments" else 0
+                types.append([0] * (len(row) - segment_b) + [1] * segment_b)
                 offs = np.full((len(row), 2), -1, dtype=np.int64)
                 offs[first : first + len(body)] = np.asarray(text.offsets[a:b], dtype=np.int64).reshape(-1, 2)
                 ids = np.full(len(row), -1, dtype=np.int64)
@@ -210,9 +211,9 @@ class RealmReader(_Reader):
 
     model: RealmReaderModel
 
-    def __init__(self, *args, max_span_width: int = 10, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_span_width = max_span_width
+        self.max_span_width = int((kwargs.get("config") or {}).get("max_span_width", 10))
 
     def candidates(self, inputs: ReaderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, start, end) of every span of width 1..max_span_width inside a row's text,
@@ -292,3 +293,6 @@ def _renumber(answers: list[Answer], kept: list[int], reason: str) -> ReadResult
         a.passage_index = kept[a.passage_index]
         a.sources = [(kept[p], s, e) for p, s, e in a.sources]
     return ReadResult(answers, None if answers else reason)
+
+
+READER_CLASSES: dict[str, type[_Reader]] = {"dpr": DPRReader, "realm": RealmReader}  # by family name

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from .errors import InvalidInputError
+from .families import RETRIEVER_FAMILIES
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
@@ -27,16 +28,13 @@ from .tokenization import WordPieceTokenizer
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
     import torch
 
-FAMILIES = ("retribert", "dpr", "realm", "sentence")
-# Counting special tokens. "sentence" (mean-pooled BERT) uses sentence_bert_config.json's
-# max_seq_length when the checkpoint has one, else this.
-DEFAULT_MAX_LENGTH = {"retribert": 128, "dpr": 256, "realm": 288, "sentence": 256}
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
 # Padded tokens per forward pass: on 2 CPU cores ~1,000 keeps the activations in cache
 # (bf16 BERT-base: 3,600 tokens/s at 8 x 130 against 2,700 at 64 x 130).
 BATCH_TOKENS = 1024
 EmbedFn = Callable[["torch.Tensor", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]  # ids, mask, types -> (B, D)
+# A retriever head (heads.py): `embed_questions` and `embed_passages`, each an EmbedFn, and `dim`.
 
 
 @dataclass(frozen=True)
@@ -50,8 +48,8 @@ class RetrieverSpec:
     max_passage_length: int | None = None
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise InvalidInputError(f"family must be one of {FAMILIES}, not {self.family!r}")
+        if self.family not in RETRIEVER_FAMILIES:
+            raise InvalidInputError(f"family must be one of {tuple(RETRIEVER_FAMILIES)}, not {self.family!r}")
         for field in ("max_question_length", "max_passage_length"):
             value = getattr(self, field)
             if value is not None and not (isinstance(value, int) and 3 <= value <= 512):
@@ -79,14 +77,15 @@ class DenseRetriever:
         name: str,
         spec: RetrieverSpec,
         dim: int,
-        question_side: tuple[WordPieceTokenizer, EmbedFn],
-        passage_side: tuple[WordPieceTokenizer, EmbedFn],
+        question_side: tuple[WordPieceTokenizer, torch.nn.Module],
+        passage_side: tuple[WordPieceTokenizer, torch.nn.Module],
         checkpoints: Sequence[CheckpointFiles],
         device: torch.device,
         dtype: torch.dtype,
         default_max_length: int | None = None,
     ):
-        default_max_length = default_max_length or DEFAULT_MAX_LENGTH[spec.family]
+        self.layout = RETRIEVER_FAMILIES[spec.family]
+        default_max_length = default_max_length or self.layout.max_length
         self.name = name
         self.spec = spec
         self.family = spec.family
@@ -96,8 +95,8 @@ class DenseRetriever:
         self.checkpoints = tuple(checkpoints)
         self.max_question_length = spec.max_question_length or default_max_length
         self.max_passage_length = spec.max_passage_length or default_max_length
-        self.question_tokenizer, self._embed_question = question_side
-        self.passage_tokenizer, self._embed_passage = passage_side
+        self.question_tokenizer, self.question_head = question_side
+        self.passage_tokenizer, self.passage_head = passage_side  # the same module when one checkpoint serves both
 
     def __repr__(self) -> str:
         return f"DenseRetriever({self.name!r}, dim={self.dim}, device={self.device}, dtype={self.dtype})"
@@ -113,15 +112,15 @@ class DenseRetriever:
         pairs = check_passages(passages)
         titles, texts = [t for t, _ in pairs], [x for _, x in pairs]
         tok, limit = self.passage_tokenizer, self.max_passage_length
-        if self.family == "retribert":  # the ELI5 code embedded passage text alone
-            return [(e.ids, [0] * len(e.ids)) for e in tok.encode(texts, max_length=limit)]
-        if self.family == "sentence":  # one text, as sentence-transformers indexes "title text"
-            joined = [f"{title} {text}" if title else text for title, text in pairs]
-            return [(e.ids, [0] * len(e.ids)) for e in tok.encode(joined, max_length=limit)]
-        encs = tok.encode(titles, texts, max_length=limit)
-        if self.family == "dpr":  # original DPR (and RAG's indexing) used all-zero token types
-            return [(e.ids, [0] * len(e.ids)) for e in encs]
-        return [(e.ids, e.type_ids) for e in encs]  # REALM: a BERT pair, types 0 / 1
+        if self.layout.passage_layout == "text":
+            encs = tok.encode(texts, max_length=limit)
+        elif self.layout.passage_layout == "joined":
+            encs = tok.encode([f"{title} {text}" if title else text for title, text in pairs], max_length=limit)
+        else:  # "pair"
+            encs = tok.encode(titles, texts, max_length=limit)
+        if self.layout.passage_token_types == "segments":
+            return [(e.ids, e.type_ids) for e in encs]
+        return [(e.ids, [0] * len(e.ids)) for e in encs]
 
     # -- encoding -------------------------------------------------------------------------
     def encode_questions(
@@ -129,14 +128,14 @@ class DenseRetriever:
     ) -> np.ndarray:
         """Embed questions: float32 array [len(questions), dim]."""
         rows = self.tokenize_questions(questions)
-        return self._encode(rows, self.question_tokenizer, self._embed_question, batch_size, batch_tokens, progress)
+        return self._encode(rows, self.question_tokenizer, self.question_head.embed_questions, batch_size, batch_tokens, progress)
 
     def encode_passages(
         self, passages: Sequence[dict], *, batch_size: int = 64, batch_tokens: int = BATCH_TOKENS, progress: Progress | None = None
     ) -> np.ndarray:
         """Embed `{"title": ..., "text": ...}` passages: float32 array [len(passages), dim]."""
         rows = self.tokenize_passages(passages)
-        return self._encode(rows, self.passage_tokenizer, self._embed_passage, batch_size, batch_tokens, progress)
+        return self._encode(rows, self.passage_tokenizer, self.passage_head.embed_passages, batch_size, batch_tokens, progress)
 
     def _encode(
         self,

@@ -114,7 +114,7 @@ def test_old_gamma_beta_layernorm_names_load(tmp_path, reference, reference_inpu
 def test_retribert_needs_no_tokenizer_config_and_reads_its_layer_count():
     assert not (fixture_dir(REPOS["retribert"]) / "tokenizer_config.json").exists()
     retriever = load_retriever("retribert", device="cpu")
-    q_model = retriever._embed_question.__self__
+    q_model = retriever.question_head
     assert len(q_model.bert_query.encoder.layer) == 3  # from config.json (8 in the real checkpoint)
     assert q_model.bert_doc is None  # share_encoders
     assert retriever.dim == 16
@@ -124,9 +124,9 @@ def test_realm_uses_gelu_new_and_dpr_gelu():
     from lfqa_demo.bert import gelu_new
 
     realm = load_retriever("realm", device="cpu")
-    assert realm._embed_question.realm.encoder.layer[0].intermediate.act is gelu_new
+    assert realm.question_head.realm.encoder.layer[0].intermediate.act is gelu_new
     dpr = load_retriever("dpr", device="cpu")
-    assert dpr._embed_question.question_encoder.bert_model.encoder.layer[0].intermediate.act is torch.nn.functional.gelu
+    assert dpr.question_head.question_encoder.bert_model.encoder.layer[0].intermediate.act is torch.nn.functional.gelu
 
 
 def test_custom_spec_and_max_lengths(reference_inputs):

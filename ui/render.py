@@ -12,6 +12,7 @@ import numpy as np
 
 from lfqa_demo.bm25 import bm25_terms
 from lfqa_demo.engine import AnswerReport, Comparison
+from lfqa_demo.families import READER_FAMILIES
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 LABELS = {"retribert": "RetriBERT", "dpr": "DPR", "realm": "REALM", "bm25": "BM25", "minilm": "MiniLM", "sentence": "Sentence"}
@@ -156,9 +157,8 @@ def render_answers(report: AnswerReport) -> str:
 
 
 def relevance_meaning(name: str) -> str:
-    if name == "dpr":
-        return "DPR reader's relevance logit for the passage (passages are read in this order)"
-    return "retriever score REALM adds to the span logit (REALM embedder dot product)"
+    family = READER_FAMILIES.get(name)
+    return family.relevance if family else "the passage's relevance"
 
 
 def render_heatmap(labels: Sequence[str], matrix: np.ndarray, title: str) -> str:

@@ -41,7 +41,6 @@ MAX_PASTED_CHARS = 50_000
 MAX_EMBED_TEXTS = 10  # questions, and passages, per "Embed" click: bounds the work of one request
 MAX_HUB_PASSAGES = 20_000
 COMPARE_CHOICES = [("RetriBERT", "retribert"), ("DPR", "dpr"), ("REALM", "realm"), ("BM25", "bm25"), ("MiniLM", "minilm")]
-DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] != "bm25"]
 READER_CHOICES = [("DPR", "dpr"), ("REALM", "realm")]
 # Two requests run at once (the machine has 2 cores); at most QUEUE_SIZE wait, past that a
 # visitor is told the queue is full instead of waiting without end.
@@ -87,6 +86,7 @@ except ImportError:
 
 
 registry = EngineRegistry(load_bundled_corpus(), lambda corpus: lfqa_demo.RetrievalEngine(corpus, cache_dir=os.environ.get("LFQA_CACHE") or None))
+DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] in registry.bundled.dense_names()]
 EXAMPLES = load_bundled_questions()
 
 
@@ -338,7 +338,7 @@ def extract_answers(question: str, retriever: str, readers: list[str], k: float,
     ref = _ref(corpus_ref)
     engine = _engine(ref)
     passages = lfqa_demo.passages_from_text(pasted) if pasted else None
-    if passages is None and retriever != "bm25":
+    if passages is None and retriever in engine.dense_names():
         for states in engine.wait_for_indexes([retriever], budget_s=BUDGET_S):
             if states[retriever] != "ready":
                 message = f"The {render.label(retriever)} index of this corpus: {render.public_message(states[retriever])}"

@@ -78,7 +78,7 @@ def main() -> None:
     rows = []
     for name in ("retribert", "dpr", "realm"):
         started = time.perf_counter()
-        retriever = load_retriever(engine.specs[name], device=args.device, dtype=args.dtype)
+        retriever = load_retriever(engine.searchers[name].spec, device=args.device, dtype=args.dtype)
         load_s = time.perf_counter() - started
         count = len(corpus) if args.full else min(args.sample, len(corpus))
         sample = dicts[:count]
@@ -98,7 +98,7 @@ def main() -> None:
         engine.set_index(name, DenseIndex(name, "flat", index, retriever.dim, seconds, False, None))
         rows.append((name, retriever.dtype, load_s, count / seconds, tokens / seconds, index_s, len(corpus) / (count / seconds) / 60))
     started = time.perf_counter()
-    engine.bm25()
+    engine.build_indexes(["bm25"])
     bm25_s = time.perf_counter() - started
 
     print("\nIndex build (embedding passages; faiss flat add of 10k vectors)")

@@ -73,7 +73,7 @@ def embed_texts(
     questions = [q for q in questions if q.strip()]
     texts = questions + [f"{t}: {x}" if t else x for t, x in pairs]
     kinds = ["question"] * len(questions) + ["passage"] * len(pairs)
-    names = [n for n in (models or engine.names) if engine.specs.get(n) != "bm25"]
+    names = engine.dense_names(models)
     report = EmbeddingReport(texts, kinds, {})
     for name in names:
         item = ModelEmbedding(name)

@@ -21,17 +21,17 @@ import numpy as np
 from .bm25 import BM25Index
 from .builds import IndexBuild
 from .corpus import Corpus, Passage, load_bundled_corpus
-from .errors import IndexNotReady, InvalidInputError, InvalidTypeError, LfqaError
-from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
+from .errors import InvalidInputError, InvalidTypeError, LfqaError
+from .indexes import APPROXIMATE_ABOVE, DenseIndex
 from .answers import ReadResult
 from .inputs import check_passages, check_text, check_texts
-from .loading import load_reader, load_retriever
-from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .loading import load_reader
+from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
 MAX_K = 100
 RBO_P = 0.9  # rank-biased overlap persistence: the top 10 carry ~86% of the weight
-POLL_SECONDS = 0.25  # how often a request waiting for an index reports its progress
 # How long a web request waits for dense indexes before it returns what is ready and lets the
 # builds go on in the background: long enough for a small upload on a 2-core CPU, short
 # enough that nobody stares at a spinner (see "Limits" in the README).
@@ -62,6 +62,7 @@ class RetrieverResult:
     search_ms: float
     error: str | None = None  # why the retriever could not run; hits are then empty
     pending: str | None = None  # where its index build stands while it is not ready yet
+    score_kind: str = ""  # what its scores mean ("dot product of ...", "BM25 score ...")
 
 
 @dataclass
@@ -142,11 +143,24 @@ def failure_message(exc: BaseException) -> str:
     return INTERNAL_ERROR
 
 
-class RetrievalEngine:
-    """Holds a corpus, the BM25 index and the dense indexes over it, and compares retrievers.
+def make_searcher(name: str, spec: str | RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None) -> Searcher:
+    """The searcher behind a name: "bm25", a default retriever ("retribert", "dpr", "realm",
+    "minilm") or a RetrieverSpec."""
+    if isinstance(spec, str) and spec in SPARSE_SEARCHERS:
+        return SPARSE_SEARCHERS[spec](name, corpus)
+    if isinstance(spec, str):
+        if spec not in DEFAULT_RETRIEVERS:
+            raise InvalidInputError(f"unknown retriever {spec!r}; use bm25, one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec")
+        return DenseSearch(name, DEFAULT_RETRIEVERS[spec], corpus, settings, device, dtype, load_as=spec)
+    return DenseSearch(name, spec, corpus, settings, device, dtype)
 
-    `retrievers` maps display names to "bm25", a default family name ("retribert", "dpr",
-    "realm", "minilm") or a RetrieverSpec. Thread-safe: indexes build once.
+
+class RetrievalEngine:
+    """One corpus and the searchers over it (BM25 and dense retrievers, one interface); compares them.
+
+    `retrievers` maps names to "bm25", a default retriever ("retribert", "dpr", "realm",
+    "minilm") or a RetrieverSpec (default: all of those). Thread-safe: each index builds once,
+    in the background. The corpus never changes: another corpus gets another engine.
     """
 
     def __init__(
@@ -162,142 +176,68 @@ class RetrievalEngine:
         batch_size: int = 32,
     ):
         self.corpus = corpus if corpus is not None else load_bundled_corpus()
-        self.specs: dict[str, str | RetrieverSpec] = dict(retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")})
-        self.cache_dir = cache_dir
         self.device, self.dtype = device, dtype
-        self.index_kind, self.approximate_above, self.batch_size = index_kind, approximate_above, batch_size
-        self._lock = threading.RLock()
-        self._bm25: dict[str, BM25Index] = {}
-        self._indexes: dict[tuple[str, str], DenseIndex] = {}  # ready-made, from set_index
-        self._builds: dict[tuple[str, str], IndexBuild] = {}
+        settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size)
+        wanted = retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
+        self.searchers: dict[str, Searcher] = {
+            name: make_searcher(name, spec, self.corpus, settings, device, dtype) for name, spec in wanted.items()
+        }
 
     @property
     def names(self) -> list[str]:
-        return list(self.specs)
+        return list(self.searchers)
 
-    # -- corpus and indexes --------------------------------------------------------------------------
-    def set_corpus(self, corpus: Corpus) -> None:
-        """Switch to another corpus; its indexes are built (or read from the cache) on first use.
-        A comparison already running finishes on the corpus it started with."""
-        if not isinstance(corpus, Corpus) or not len(corpus):
-            raise InvalidInputError("the new corpus must be a non-empty Corpus")
-        with self._lock:
-            self.corpus, self._bm25, self._indexes = corpus, {}, {}
-        self.close()
-
-    def _spec(self, name: str) -> str | RetrieverSpec:
-        if name not in self.specs:
+    def _searcher(self, name: str) -> Searcher:
+        if name not in self.searchers:
             raise InvalidInputError(f"unknown retriever {name!r}; this engine has {self.names}")
-        return self.specs[name]
+        return self.searchers[name]
 
-    def bm25(self, corpus: Corpus | None = None) -> BM25Index:
-        """The BM25 index of `corpus` (default: the current one)."""
-        with self._lock:
-            corpus = corpus or self.corpus
-            if corpus.fingerprint not in self._bm25:
-                self._bm25 = {corpus.fingerprint: BM25Index(corpus)}
-            return self._bm25[corpus.fingerprint]
+    def _dense(self, name: str) -> DenseSearch:
+        searcher = self._searcher(name)
+        if not isinstance(searcher, DenseSearch):
+            raise InvalidInputError(f"{name} is a sparse index, not a dense retriever")
+        return searcher
 
-    def retriever(self, name: str):
+    def dense_names(self, names: Sequence[str] | None = None) -> list[str]:
+        """The dense retrievers among `names` (default: all of this engine's)."""
+        return [n for n in (names or self.names) if self._searcher(n).dense]
+
+    def retriever(self, name: str) -> DenseRetriever:
         """The loaded dense retriever behind `name` (loads it on first use)."""
-        spec = self._spec(name)
-        if spec == "bm25":
-            raise InvalidInputError("bm25 is a sparse index, not a dense retriever")
-        return load_retriever(spec, device=self.device, dtype=self.dtype)
+        return self._dense(name).model()
 
-    def start_index(self, name: str, corpus: Corpus | None = None) -> IndexBuild:
-        """The build of `name`'s dense index over `corpus` (default: the current one): the running
-        or finished one, else a new one started in the background (read from the cache when a
-        valid entry exists). A failed or cancelled build is replaced by a new attempt."""
-        spec = self._spec(name)
-        if spec == "bm25":
-            raise InvalidInputError("bm25 is a sparse index, not a dense retriever")
-        with self._lock:
-            corpus = corpus or self.corpus
-            key = (name, corpus.fingerprint)
-            build = self._builds.get(key)
-            if build is not None and not (build.finished and build.state != "ready"):
-                return build
+    # -- indexes -------------------------------------------------------------------------------------
+    def start_index(self, name: str) -> IndexBuild:
+        """The build of `name`'s dense index: the running or finished one, else a new one started in
+        the background (read from the cache when a valid entry exists)."""
+        return self._dense(name).start()
 
-            def run(progress: Callable[[int, int], None]) -> DenseIndex:
-                return build_index(
-                    self.retriever(name), corpus, kind=self.index_kind, cache_dir=self.cache_dir, batch_size=self.batch_size,
-                    progress=progress, approximate_above=self.approximate_above,
-                )
+    def index(self, name: str, progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> DenseIndex:
+        """The dense index of `name`, built or read from the cache once, in the background; waits at
+        most `timeout` seconds (None: until ready), calling `progress(done, total)` meanwhile; past
+        the timeout it raises IndexNotReady and the build goes on by itself."""
+        return self._dense(name).index(progress, timeout)
 
-            build = self._builds[key] = IndexBuild(name, run, len(corpus)).start()
-            return build
+    def built_index(self, name: str) -> DenseIndex | None:
+        """The index of `name` if it is ready, else None."""
+        return self._dense(name).built()
 
-    def index(
-        self,
-        name: str,
-        progress: Callable[[int, int], None] | None = None,
-        corpus: Corpus | None = None,
-        timeout: float | None = None,
-    ) -> DenseIndex:
-        """The dense index of `name` over `corpus` (default: the current one), built or read from
-        the cache once, in the background; other retrievers stay usable while it builds.
-
-        Waits at most `timeout` seconds (None: until it is ready), calling `progress(done, total)`
-        meanwhile; past the timeout it raises IndexNotReady and the build goes on by itself.
-        """
-        with self._lock:
-            ready = self._indexes.get((name, (corpus or self.corpus).fingerprint))
-        if ready is not None:
-            return ready
-        build = self.start_index(name, corpus)
-        build.join_waiters()
-        try:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not build.wait(POLL_SECONDS):
-                if progress is not None:
-                    progress(build.done, build.total)
-                if deadline is not None and time.monotonic() >= deadline:
-                    build.keep_in_background()
-                    raise IndexNotReady(f"{build.describe()}; it goes on in the background, try again shortly")
-            index = build.outcome()
-            if progress is not None:
-                progress(build.total, build.total)
-            return index
-        finally:
-            build.leave_waiters()
+    def set_index(self, name: str, index: DenseIndex) -> None:
+        """Use a ready index for `name` (e.g. from precomputed embeddings)."""
+        if len(index) != len(self.corpus):
+            raise InvalidInputError(f"the index holds {len(index)} vectors but the corpus has {len(self.corpus)} passages")
+        self._dense(name).set_index(index)
 
     def index_states(self) -> dict[str, str]:
-        """Each dense index of the current corpus this engine has started: "ready", "indexing
-        120/552 passages, about 40 s left", "failed: why"... (for a status panel)."""
-        with self._lock:
-            fp = self.corpus.fingerprint
-            states = {name: build.describe() for (name, f), build in self._builds.items() if f == fp}
-            states.update({name: "ready" for name, f in self._indexes if f == fp})
-        for name in states:
-            index = self.built_index(name)
-            if index is not None and index.persist_error:
-                states[name] = f"ready, in memory only ({index.persist_error})"
-        return states
+        """Each dense index asked for so far: "ready", "indexing 120/552 passages, about 40 s left",
+        "failed: why"... (for a status panel)."""
+        states = {name: self.searchers[name].state() for name in self.dense_names()}
+        return {name: state for name, state in states.items() if state is not None}
 
     def close(self) -> None:
         """Stop every unfinished build (the engine is being dropped)."""
-        with self._lock:
-            builds = list(self._builds.values())
-        for build in builds:
-            build.cancel()
-
-    def built_index(self, name: str) -> DenseIndex | None:
-        """The index of `name` over the current corpus if it is built already, else None."""
-        with self._lock:
-            key = (name, self.corpus.fingerprint)
-            build = self._builds.get(key)
-            if build is not None and build.state == "ready":
-                return build.result
-            return self._indexes.get(key)
-
-    def set_index(self, name: str, index: DenseIndex) -> None:
-        """Use a ready index for `name` over the current corpus (e.g. from precomputed embeddings)."""
-        self._spec(name)
-        if len(index) != len(self.corpus):
-            raise InvalidInputError(f"the index holds {len(index)} vectors but the corpus has {len(self.corpus)} passages")
-        with self._lock:
-            self._indexes[(name, self.corpus.fingerprint)] = index
+        for name in self.dense_names():
+            self.searchers[name].close()
 
     def build_indexes(
         self,
@@ -305,38 +245,21 @@ class RetrievalEngine:
         progress: Callable[[str, int, int], None] | None = None,
         timeout: float | None = None,
     ) -> dict[str, DenseIndex | str]:
-        """Build every dense index ahead of time; returns each index, or the error that stopped it
+        """Build every index ahead of time; returns each dense index, or the error that stopped it
         (with a `timeout`, an index still building past it reports where it stands and goes on)."""
         out: dict[str, DenseIndex | str] = {}
         for name in names or self.names:
-            if self._spec(name) == "bm25":
-                self.bm25()
+            searcher = self._searcher(name)
+            if isinstance(searcher, BM25Search):
+                searcher.index()
                 continue
             try:
-                out[name] = self.index(name, None if progress is None else (lambda d, t, n=name: progress(n, d, t)), timeout=timeout)
+                out[name] = self.index(name, None if progress is None else (lambda d, t, n=name: progress(n, d, t)), timeout)
             except Exception as exc:  # one index failing never stops the others
                 out[name] = failure_message(exc)
         return out
 
     # -- comparison ----------------------------------------------------------------------------------
-    def search(
-        self, name: str, questions: list[str], k: int, corpus: Corpus | None = None, timeout: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """(scores [n, k'], indices [n, k'], encode seconds, search seconds) for one retriever;
-        waits at most `timeout` seconds for a dense index still building (IndexNotReady)."""
-        corpus = corpus or self.corpus
-        if self._spec(name) == "bm25":
-            index = self.bm25(corpus)
-            started = time.perf_counter()
-            scores, ids = index.search(questions, k)
-            return scores, ids, 0.0, time.perf_counter() - started  # tokenising is part of the search
-        index = self.index(name, corpus=corpus, timeout=timeout)
-        started = time.perf_counter()
-        vectors = self.retriever(name).encode_questions(questions)
-        encoded = time.perf_counter()
-        scores, ids = index.search(vectors, k)
-        return scores, ids, encoded - started, time.perf_counter() - encoded
-
     def compare_batch(
         self,
         questions: Sequence[str],
@@ -358,10 +281,10 @@ class RetrievalEngine:
         if len(gold) != len(questions):
             raise InvalidInputError("gold_answers must have one entry per question")
         corpus = self.corpus
-        per_name: dict[str, RetrieverResult | tuple] = {}
+        per_name: dict[str, RetrieverResult | Ranking] = {}
         for name in names:
             try:
-                per_name[name] = self.search(name, questions, k, corpus, timeout)
+                per_name[name] = self.searchers[name].search(questions, k, timeout)
             except Exception as exc:  # one retriever failing never takes the other columns down
                 per_name[name] = RetrieverResult(name, [], 0.0, 0.0, error=failure_message(exc))
         comparisons = []
@@ -373,22 +296,23 @@ class RetrievalEngine:
                 if isinstance(got, RetrieverResult):
                     results[name] = got
                     continue
-                scores, ids, enc_s, search_s = got
+                scores, ids, enc_s, search_s = got.scores, got.ids, got.encode_seconds, got.search_seconds
                 hits = [
                     Hit(rank + 1, corpus[j].id, corpus[j].title, corpus[j].text, float(s),
                         None if not gold[row] else contains_answer(corpus[j].text, gold[row]))
                     for rank, (s, j) in enumerate(zip(scores[row], ids[row])) if j >= 0
                 ]
-                results[name] = RetrieverResult(name, hits, 1000 * enc_s / n, 1000 * search_s / n)
+                results[name] = RetrieverResult(name, hits, 1000 * enc_s / n, 1000 * search_s / n,
+                                                score_kind=self.searchers[name].score_kind)
             comparisons.append(Comparison(question, k, results, self._agreement(results, k), gold[row] or None))
         return comparisons
 
     def _names(self, retrievers: Sequence[str] | None) -> list[str]:
-        names = list(retrievers) if retrievers is not None else [n for n in DEFAULT_COMPARE if n in self.specs]
+        names = list(retrievers) if retrievers is not None else [n for n in DEFAULT_COMPARE if n in self.searchers]
         if not names:
             raise InvalidInputError("choose at least one retriever")
         for name in names:
-            self._spec(name)
+            self._searcher(name)
         return names
 
     def compare(
@@ -445,7 +369,7 @@ class RetrievalEngine:
         120/552 passages, about 40 s left", "failed: why") about once a second until all are over
         or `budget_s` passed; builds still running then go on in the background. Closing the
         generator early stops the builds that no other request is waiting for."""
-        dense = [n for n in self._names(names) if self.specs[n] != "bm25"]
+        dense = self.dense_names(self._names(names))
         for builds, over in self._watch(dense, budget_s):
             states = {n: "ready" for n in dense}
             for n, b in builds.items():
@@ -456,7 +380,7 @@ class RetrievalEngine:
         """Start the dense builds `names` need and yield (builds, over) about once a second and at
         each finished build, until none is running or `budget_s` passed (over=True: the builds
         left are handed to the background). This request counts as waiting on each build."""
-        builds = {n: self.start_index(n) for n in names if self.specs[n] != "bm25" and self.built_index(n) is None}
+        builds = {n: self.start_index(n) for n in self.dense_names(names) if self.built_index(n) is None}
         for build in builds.values():
             build.join_waiters()
         try:
@@ -489,9 +413,8 @@ class RetrievalEngine:
     ) -> AnswerReport:
         """Retrieve `k` passages with `retriever` (or read the given `passages`; when there are more
         than `k`, the `k` that BM25 ranks highest), then read them
-        with each reader. REALM adds relevance scores as it was trained to: its own embedder's
-        dot products (from the REALM retriever when that retrieved, else computed for these
-        passages; 0 if the REALM embedder cannot load)."""
+        with each reader. A reader that adds passage relevance to its span scores (REALM) gets it
+        from its own `prior_relevance`."""
         question = check_text(question, "question")
         if not question.strip():
             raise InvalidInputError("the question is empty; type a question")
@@ -517,31 +440,26 @@ class RetrievalEngine:
             notes.append(f"Passages longer than {MAX_READ_CHARS:,} characters were read up to that point.")
         to_read = [{"title": h.title, "text": h.text[:MAX_READ_CHARS]} for h in hits]  # a prefix: offsets stay valid
         answers: dict[str, ReadResult] = {}
+        searcher = self.searchers.get(retriever) if retriever is not None else None
+        retrieved_by = searcher.spec if isinstance(searcher, DenseSearch) else None
         for name in readers:
             try:
                 reader = load_reader(name, device=self.device, dtype=self.dtype, checkpoint=(reader_checkpoints or {}).get(name))
                 relevance = None
-                if name == "realm" and to_read:
+                if to_read:
                     started = time.perf_counter()
-                    relevance = self._realm_relevance(question, to_read, hits, retriever, errors)
-                    timings["realm_relevance"] = 1000 * (time.perf_counter() - started)
+                    try:
+                        relevance = reader.prior_relevance(question, to_read, retrieved_by, [h.score for h in hits])
+                    except LfqaError as exc:
+                        errors[f"{name} relevance"] = f"read without relevance scores: {exc}"
+                    if relevance is not None:
+                        timings[f"{name}_relevance"] = 1000 * (time.perf_counter() - started)
                 started = time.perf_counter()
                 answers[name] = reader.read(question, to_read, top_k, max_answer_tokens, relevance)
                 timings[f"read_{name}"] = 1000 * (time.perf_counter() - started)
             except Exception as exc:  # one reader failing never takes the other down
                 errors[f"{name} reader"] = failure_message(exc)
         return AnswerReport(question, retriever, hits, answers, errors, timings, notes)
-
-    def _realm_relevance(self, question: str, passages: list[dict], hits: list[Hit], retriever: str | None, errors: dict) -> list[float] | None:
-        if retriever is not None and self.specs.get(retriever) == "realm":
-            return [h.score for h in hits]
-        try:
-            embedder = load_retriever("realm", device=self.device, dtype=self.dtype)
-        except LfqaError as exc:
-            errors["realm relevance"] = f"REALM read without relevance scores: {exc}"
-            return None
-        q = embedder.encode_questions([question])[0]
-        return (embedder.encode_passages(passages) @ q).tolist()
 
     @staticmethod
     def _agreement(results: dict[str, RetrieverResult], k: int) -> list[Agreement]:

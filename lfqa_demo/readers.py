@@ -22,6 +22,7 @@ from .errors import InvalidInputError
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
 from .hub import CheckpointFiles
 from .inputs import check_passages, check_text
+from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 from .tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
@@ -161,6 +162,12 @@ class _Reader:
             np.asarray(spans, dtype=np.int64).reshape(-1, 2), np.asarray(owners, dtype=np.int64), word_ids,
         )
 
+    def prior_relevance(
+        self, question: str, passages: Sequence[dict], retrieved_by: RetrieverSpec | None, retrieval_scores: Sequence[float]
+    ) -> list[float] | None:
+        """Passage relevance this reader adds to its span scores, or None: DPR scores passages itself."""
+        return None
+
     def _tensors(self, inputs: ReaderInputs) -> list[torch.Tensor]:
         import torch
 
@@ -214,6 +221,21 @@ class RealmReader(_Reader):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_span_width = int((kwargs.get("config") or {}).get("max_span_width", 10))
+
+    def prior_relevance(
+        self, question: str, passages: Sequence[dict], retrieved_by: RetrieverSpec | None, retrieval_scores: Sequence[float]
+    ) -> list[float]:
+        """REALM adds the retriever score to each span logit, as it was trained: the REALM embedder's
+        dot products, from the retrieval when that embedder retrieved these passages, else computed
+        for them. Raises CheckpointNotFoundError when the embedder cannot load."""
+        embedder_spec = DEFAULT_RETRIEVERS["realm"]
+        if retrieved_by == embedder_spec:
+            return list(retrieval_scores)
+        from .loading import load_retriever  # loading imports this module
+
+        embedder = load_retriever(embedder_spec, device=self.device, dtype=self.dtype)
+        q = embedder.encode_questions([question])[0]
+        return (embedder.encode_passages(passages) @ q).tolist()
 
     def candidates(self, inputs: ReaderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, start, end) of every span of width 1..max_span_width inside a row's text,

@@ -94,19 +94,18 @@ def test_a_failed_upload_leaves_the_corpus_and_indexes_usable(engine, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\nnot json\n', encoding="utf-8")
     with pytest.raises(CorpusError, match="line"):
-        engine.set_corpus(corpus_from_file(bad))
+        RetrievalEngine(corpus_from_file(bad))
     after = engine.compare("castle number 7", ["bm25", "realm"], k=3)
     for name in ("bm25", "realm"):
         assert [h.passage_id for h in after.results[name].hits] == [h.passage_id for h in before.results[name].hits]
 
 
-def test_switching_corpus_and_extra_retrievers(engine, tmp_path):
+def test_another_corpus_gets_another_engine_and_extra_retrievers(engine, tmp_path):
     from helpers import REPOS
 
     extra = RetrievalEngine(engine.corpus, retrievers={"bm25": "bm25", "mine": RetrieverSpec("realm", REPOS["realm"])}, cache_dir=tmp_path)
     assert extra.compare("castle", k=2).results.keys() == {"bm25"}  # defaults present in this engine
     assert len(extra.compare("castle", ["mine"], k=2).results["mine"].hits) == 2
     new = build_corpus("new", [{"text": "completely different words"}, {"text": "another passage"}])
-    engine.set_corpus(new)
-    hits = engine.compare("different", ["bm25", "dpr"], k=5).results
+    hits = RetrievalEngine(new, cache_dir=tmp_path).compare("different", ["bm25", "dpr"], k=5).results
     assert {h.passage_id for h in hits["dpr"].hits} == {p.id for p in new}

@@ -136,7 +136,7 @@ def test_one_retriever_failing_with_a_bug_never_takes_the_others_down(tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("/srv/secret/path exploded")
 
-    monkeypatch.setattr(engine, "retriever", broken)
+    monkeypatch.setattr(engine.searchers["dpr"], "model", broken)
     with caplog.at_level(logging.ERROR):
         c = engine.compare("who led the normans?", ["dpr", "bm25"], 3)
     assert c.results["dpr"].error == INTERNAL_ERROR and len(c.results["bm25"].hits) == 3

@@ -83,16 +83,12 @@ def render_comparison(c: Comparison) -> str:
                 badges += "<span class='badge gold'>contains the answer</span>"
             cards.append(
                 f"<div class='hit{' shared-hit' if others else ''}'><div class='hit-head'><span class='rank'>#{h.rank}</span>"
-                f"<span class='score' title='{esc(score_meaning(name))}'>{h.score:.3f}</span>"
+                f"<span class='score' title='{esc(result.score_kind)}'>{h.score:.3f}</span>"
                 f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
                 f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question)}</div></div>"
             )
         cols.append(f"<div class='col'>{head}{''.join(cards) or '<div>no passages</div>'}</div>")
     return f"<div class='compare-grid' style='grid-template-columns: repeat({max(len(cols), 1)}, minmax(0, 1fr))'>{''.join(cols)}</div>"
-
-
-def score_meaning(name: str) -> str:
-    return "BM25 score (term matches, higher is better)" if name == "bm25" else "dot product of question and passage vectors"
 
 
 def agreement_rows(c: Comparison) -> list[list]:

@@ -1,0 +1,182 @@
+"""What an engine searches with: BM25 and the dense retrievers, behind one interface.
+
+Every searcher has a `name` (the engine's key), a `label` and a `score_kind` (what its scores
+mean), and answers `search(questions, k, timeout) -> Ranking`. A `DenseSearch` also owns the
+build of its index over the engine's corpus (see builds.py): started once, shared by every
+request, cancellable; `BM25Search` builds its index on first use, in well under a second for
+the corpora the app accepts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .bm25 import BM25Index
+from .builds import IndexBuild
+from .corpus import Corpus
+from .errors import IndexNotReady
+from .families import BM25_SCORE, RETRIEVER_FAMILIES
+from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
+from .loading import load_retriever
+from .retrievers import DenseRetriever, RetrieverSpec
+
+POLL_SECONDS = 0.25  # how often a caller waiting for an index reports its progress
+
+
+@dataclass
+class Ranking:
+    """The top k of each question: scores and corpus positions [n, k'] (k' = min(k, corpus size))."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    encode_seconds: float
+    search_seconds: float
+
+
+class Searcher(Protocol):
+    name: str
+    label: str
+    score_kind: str
+    dense: bool
+
+    def search(self, questions: list[str], k: int, timeout: float | None = None) -> Ranking: ...
+
+
+class BM25Search:
+    """Okapi BM25 over the corpus (see bm25.py); its index is built on first use."""
+
+    label = "BM25"
+    score_kind = BM25_SCORE
+    dense = False
+
+    def __init__(self, name: str, corpus: Corpus):
+        self.name, self.corpus = name, corpus
+        self._index: BM25Index | None = None
+        self._lock = threading.Lock()
+
+    def index(self) -> BM25Index:
+        with self._lock:
+            if self._index is None:
+                self._index = BM25Index(self.corpus)
+            return self._index
+
+    def search(self, questions: list[str], k: int, timeout: float | None = None) -> Ranking:
+        index = self.index()
+        started = time.perf_counter()
+        scores, ids = index.search(questions, k)
+        return Ranking(scores, ids, 0.0, time.perf_counter() - started)  # tokenising is part of the search
+
+
+SPARSE_SEARCHERS = {"bm25": BM25Search}  # by the name an engine's `retrievers` gives them
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """How an engine builds its dense indexes (see indexes.py)."""
+
+    cache_dir: str | Path | None = None
+    kind: str = "auto"
+    approximate_above: int = APPROXIMATE_ABOVE
+    batch_size: int = 32
+
+
+class DenseSearch:
+    """A dense retriever over the corpus: its model (loaded on first use) and its index, built
+    once in the background, or set ready-made."""
+
+    dense = True
+
+    def __init__(self, name: str, spec: RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None,
+                 load_as: str | RetrieverSpec | None = None):
+        self.name, self.spec, self.corpus, self.settings = name, spec, corpus, settings
+        self.load_as = load_as or spec  # a default's name ("minilm") names its model in model_states()
+        self.device, self.dtype = device, dtype
+        self.label = RETRIEVER_FAMILIES[spec.family].label if name == spec.family else name
+        self.score_kind = RETRIEVER_FAMILIES[spec.family].score
+        self._lock = threading.Lock()
+        self._build: IndexBuild | None = None
+        self._ready: DenseIndex | None = None  # set ready-made (set_index)
+
+    def model(self) -> DenseRetriever:
+        """The loaded retriever (loads it on first use)."""
+        return load_retriever(self.load_as, device=self.device, dtype=self.dtype)
+
+    def start(self) -> IndexBuild:
+        """The running or finished build; a new one if none, or the last failed or was cancelled."""
+        with self._lock:
+            build = self._build
+            if build is not None and not (build.finished and build.state != "ready"):
+                return build
+
+            def run(progress: Callable[[int, int], None]) -> DenseIndex:
+                s = self.settings
+                return build_index(self.model(), self.corpus, kind=s.kind, cache_dir=s.cache_dir, batch_size=s.batch_size,
+                                   progress=progress, approximate_above=s.approximate_above)
+
+            self._build = IndexBuild(self.name, run, len(self.corpus)).start()
+            return self._build
+
+    def built(self) -> DenseIndex | None:
+        """The index if it is ready, else None (never starts a build)."""
+        with self._lock:
+            if self._ready is not None:
+                return self._ready
+            build = self._build
+        return build.result if build is not None and build.state == "ready" else None
+
+    def set_index(self, index: DenseIndex) -> None:
+        with self._lock:
+            self._ready = index
+
+    def index(self, progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> DenseIndex:
+        """The index, waiting at most `timeout` seconds (None: until it is ready) and calling
+        `progress(done, total)` meanwhile; past the timeout IndexNotReady, and the build goes on."""
+        ready = self.built()
+        if ready is not None:
+            return ready
+        build = self.start()
+        build.join_waiters()
+        try:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not build.wait(POLL_SECONDS):
+                if progress is not None:
+                    progress(build.done, build.total)
+                if deadline is not None and time.monotonic() >= deadline:
+                    build.keep_in_background()
+                    raise IndexNotReady(f"{build.describe()}; it goes on in the background, try again shortly")
+            index = build.outcome()
+            if progress is not None:
+                progress(build.total, build.total)
+            return index
+        finally:
+            build.leave_waiters()
+
+    def state(self) -> str | None:
+        """Where the index stands, for a status panel; None if nothing was asked of it yet."""
+        index = self.built()
+        if index is not None:
+            return f"ready, in memory only ({index.persist_error})" if index.persist_error else "ready"
+        with self._lock:
+            build = self._build
+        return build.describe() if build is not None else None
+
+    def close(self) -> None:
+        """Stop the build if it is still running (the engine is being dropped)."""
+        with self._lock:
+            build = self._build
+        if build is not None:
+            build.cancel()
+
+    def search(self, questions: list[str], k: int, timeout: float | None = None) -> Ranking:
+        index = self.index(timeout=timeout)
+        started = time.perf_counter()
+        vectors = self.model().encode_questions(questions)
+        encoded = time.perf_counter()
+        scores, ids = index.search(vectors, k)
+        return Ranking(scores, ids, encoded - started, time.perf_counter() - encoded)

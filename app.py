@@ -27,7 +27,7 @@ from starlette.middleware import Middleware
 
 import lfqa_demo
 from ui import render
-from lfqa_demo.corpus import MAX_UPLOAD_BYTES, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
+from lfqa_demo.retrieval.corpus import MAX_UPLOAD_BYTES, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError

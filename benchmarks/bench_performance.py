@@ -28,9 +28,9 @@ from bench_retrieval import make_corpus, specs  # noqa: E402
 from full_size_checkpoints import checkpoint_dir, default_dir, write_all  # noqa: E402
 
 from lfqa_demo import load_reader, load_retriever  # noqa: E402
-from lfqa_demo.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
+from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
 from lfqa_demo.engine import RetrievalEngine  # noqa: E402
-from lfqa_demo.indexes import DenseIndex, make_faiss_index  # noqa: E402
+from lfqa_demo.retrieval.indexes import DenseIndex, make_faiss_index  # noqa: E402
 
 REF_VENV = Path(os.environ.get("REF_VENV", "/tmp/lfqa-reference-venv"))
 REPEATS = 3  # passage-encoding runs per family, on both sides; the median is reported

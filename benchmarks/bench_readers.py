@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from full_size_checkpoints import checkpoint_dir, default_dir, write_all  # noqa: E402
 
 from lfqa_demo import load_reader  # noqa: E402
-from lfqa_demo.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
+from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
 
 
 def main() -> None:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from full_size_checkpoints import checkpoint_dir, default_dir, write_all  # noqa: E402
 
 from lfqa_demo import RetrieverSpec, load_retriever  # noqa: E402
-from lfqa_demo.corpus import build_corpus, load_bundled_corpus, load_bundled_questions, load_corpus_dir  # noqa: E402
+from lfqa_demo.retrieval.corpus import build_corpus, load_bundled_corpus, load_bundled_questions, load_corpus_dir  # noqa: E402
 from lfqa_demo.engine import RetrievalEngine  # noqa: E402
-from lfqa_demo.indexes import DenseIndex, make_faiss_index  # noqa: E402
+from lfqa_demo.retrieval.indexes import DenseIndex, make_faiss_index  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad2-dev-5"
 

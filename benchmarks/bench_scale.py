@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lfqa_demo.indexes import make_faiss_index  # noqa: E402  (the project's own index settings)
+from lfqa_demo.retrieval.indexes import make_faiss_index  # noqa: E402  (the project's own index settings)
 
 
 def synthetic(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -20,9 +20,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lfqa_demo.bert import BertConfig, BertModel  # noqa: E402
-from lfqa_demo.heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert  # noqa: E402
-from lfqa_demo.loading import DEFAULT_CHECKPOINTS  # noqa: E402
+from lfqa_demo.models.bert import BertConfig, BertModel  # noqa: E402
+from lfqa_demo.models.heads import DPREncoder, DPRReaderModel, RealmEmbedder, RealmReaderModel, RetriBert  # noqa: E402
+from lfqa_demo.models.loading import DEFAULT_CHECKPOINTS  # noqa: E402
 
 BASE = dict(vocab_size=30522, hidden_size=768, num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512,
             type_vocab_size=2, layer_norm_eps=1e-12, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, initializer_range=0.02)

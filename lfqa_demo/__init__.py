@@ -4,8 +4,8 @@ corpora, faiss indexes and the comparison engine.
 Importing this package loads no model; `load_retriever` / `load_reader` load on first use.
 """
 
-from .answers import Answer, ReadResult
-from .corpus import (
+from .reading.answers import Answer, ReadResult
+from .retrieval.corpus import (
     Corpus,
     Passage,
     QAItem,
@@ -17,9 +17,9 @@ from .corpus import (
 )
 from .engine import AnswerReport, Comparison, RetrievalEngine, answer, compare, compare_batch, default_engine
 from .errors import CheckpointError, CheckpointNotFoundError, CorpusError, LfqaError
-from .loading import clear_loaded_models, load_reader, load_retriever, model_states
-from .readers import DPRReader, DPRReaderLogits, ReaderInputs, RealmReader, RealmReaderLogits
-from .retrievers import DenseRetriever, RetrieverSpec
+from .models.loading import clear_loaded_models, load_reader, load_retriever, model_states
+from .reading.readers import DPRReader, DPRReaderLogits, ReaderInputs, RealmReader, RealmReaderLogits
+from .models.retrievers import DenseRetriever, RetrieverSpec
 
 __all__ = [
     "Answer", "AnswerReport", "CheckpointError", "CheckpointNotFoundError", "Comparison", "Corpus", "CorpusError",

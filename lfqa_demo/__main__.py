@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from .corpus import BUNDLED_DIR, Corpus, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_corpus_dir, load_qa_set
-from .devices import resolve_device, resolve_dtype
+from .retrieval.corpus import BUNDLED_DIR, Corpus, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_corpus_dir, load_qa_set
+from .models.devices import resolve_device, resolve_dtype
 from .engine import RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluate, format_table
-from .indexes import DenseIndex
-from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .retrieval.indexes import DenseIndex
+from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 
 # Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2

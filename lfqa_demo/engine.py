@@ -18,16 +18,16 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .bm25 import BM25Index
-from .builds import IndexBuild
-from .corpus import Corpus, Passage, load_bundled_corpus
+from .retrieval.bm25 import BM25Index
+from .retrieval.builds import IndexBuild
+from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from .errors import InvalidInputError, InvalidTypeError, LfqaError
-from .indexes import APPROXIMATE_ABOVE, DenseIndex
-from .answers import ReadResult
+from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
+from .reading.answers import ReadResult
 from .inputs import check_passages, check_text, check_texts
-from .loading import load_reader
-from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
-from .searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
+from .models.loading import load_reader
+from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
 MAX_K = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .corpus import QAItem
+from .retrieval.corpus import QAItem
 from .engine import RetrievalEngine, contains_answer
 
 

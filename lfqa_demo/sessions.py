@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from .corpus import Corpus
+from .retrieval.corpus import Corpus
 from .engine import RetrievalEngine
 from .errors import CorpusUnavailableError
 

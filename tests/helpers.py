@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from lfqa_demo.loading import DEFAULT_CHECKPOINTS
+from lfqa_demo.models.loading import DEFAULT_CHECKPOINTS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "reference"

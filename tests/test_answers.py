@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lfqa_demo import load_reader
-from lfqa_demo.answers import decode_dpr, decode_realm
+from lfqa_demo.reading.answers import decode_dpr, decode_realm
 from lfqa_demo.engine import RetrievalEngine
-from lfqa_demo.corpus import build_corpus
+from lfqa_demo.retrieval.corpus import build_corpus
 
 PASSAGES = [
     {"title": "Normans", "text": "The Normans were led by Rollo, a Viking chieftain from Scandinavia."},

@@ -153,7 +153,7 @@ def test_build_indexes_and_status(client):
     rows = {r[0]: r for r in table["data"]}
     assert rows["DPR"][1] == "flat" and rows["DPR"][2] == "552 x 32" and rows["MiniLM"][5].startswith("failed")
     status = dict(client.predict(api_name="/model_status")["data"])
-    from lfqa_demo.devices import automatic_dtype
+    from lfqa_demo.models.devices import automatic_dtype
 
     expected = str(automatic_dtype(__import__("torch").device("cpu"))).removeprefix("torch.")
     assert status["retriever realm"] == f"ready on cpu, {expected}"  # the precision policy, as the app runs it

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from lfqa_demo.bm25 import BM25Index, bm25_terms
-from lfqa_demo.corpus import build_corpus
+from lfqa_demo.retrieval.bm25 import BM25Index, bm25_terms
+from lfqa_demo.retrieval.corpus import build_corpus
 
 
 def test_scores_follow_the_formula():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lfqa_demo.corpus import (
+from lfqa_demo.retrieval.corpus import (
     CorpusError,
     build_corpus,
     corpus_from_file,
@@ -151,7 +151,7 @@ def test_hub_dataset_fails_fast_when_the_hub_cannot_be_reached(monkeypatch):
 
 
 def test_bundled_corpus_and_questions_meet_the_design():
-    from lfqa_demo.corpus import load_bundled_corpus, load_bundled_questions
+    from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions
 
     corpus = load_bundled_corpus()
     questions = load_bundled_questions()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lfqa_demo.corpus import QAItem, build_corpus
+from lfqa_demo.retrieval.corpus import QAItem, build_corpus
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.evaluation import RetrievalScores, evaluate, format_table
 

@@ -82,7 +82,7 @@ def test_deeply_nested_json_uploads_are_refused_and_the_server_lives(server, tmp
 
 
 # -- 2. the server's own files could be read ---------------------------------------------------------
-@pytest.mark.parametrize("dataset", ["text", "json", "csv", "parquet", "tests/fixtures", "lfqa_demo/corpus.py"])
+@pytest.mark.parametrize("dataset", ["text", "json", "csv", "parquet", "tests/fixtures", "lfqa_demo/engine.py"])
 @pytest.mark.parametrize("split", ["test", "validation"])
 def test_packaged_builders_and_server_paths_are_not_hub_datasets(server, dataset, split):
     with pytest.raises(AppError, match="not a hub dataset id"):

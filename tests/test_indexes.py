@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lfqa_demo import RetrieverSpec, load_retriever
-from lfqa_demo.corpus import build_corpus
-from lfqa_demo.indexes import build_index, choose_kind, make_faiss_index
+from lfqa_demo.retrieval.corpus import build_corpus
+from lfqa_demo.retrieval.indexes import build_index, choose_kind, make_faiss_index
 
 
 def brute_force(queries, vectors, k):

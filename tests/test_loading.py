@@ -16,7 +16,7 @@ import torch
 import lfqa_demo
 from helpers import REPOS, fixture_dir, write_hub_cache
 from lfqa_demo import CheckpointError, CheckpointNotFoundError, RetrieverSpec, load_reader, load_retriever
-from lfqa_demo import checkpoint_io
+from lfqa_demo.models import checkpoint_io
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,11 +40,11 @@ def spy(name, fn):
         return fn(*a, **k)
     return wrapper
 huggingface_hub.hf_hub_download = spy("hf_hub_download", huggingface_hub.hf_hub_download)
-import lfqa_demo, lfqa_demo.loading
+import lfqa_demo, lfqa_demo.models.loading
 import app
 app.build_demo()
 assert not calls, calls
-assert not lfqa_demo.loading._loaded
+assert not lfqa_demo.models.loading._loaded
 # No weights can have been read: torch itself loads with the first model, not with the app.
 assert "torch" not in sys.modules, "torch was imported at start-up"
 print("no model loaded")
@@ -63,7 +63,7 @@ def test_concurrent_first_uses_load_once(monkeypatch):
         time.sleep(0.2)  # widen the race window
         return original(files)
 
-    monkeypatch.setattr("lfqa_demo.checkpoint_io.read_state_dict", slow_read)
+    monkeypatch.setattr("lfqa_demo.models.checkpoint_io.read_state_dict", slow_read)
     results, barrier = [], threading.Barrier(8)
 
     def first_use():
@@ -121,7 +121,7 @@ def test_retribert_needs_no_tokenizer_config_and_reads_its_layer_count():
 
 
 def test_realm_uses_gelu_new_and_dpr_gelu():
-    from lfqa_demo.bert import gelu_new
+    from lfqa_demo.models.bert import gelu_new
 
     realm = load_retriever("realm", device="cpu")
     assert realm.question_head.realm.encoder.layer[0].intermediate.act is gelu_new
@@ -244,7 +244,7 @@ def test_device_and_dtype_arguments(reference, reference_inputs):
 
 
 def test_automatic_device_and_precision_policy(monkeypatch):
-    from lfqa_demo.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
+    from lfqa_demo.models.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
 
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device(None).type == expected
@@ -293,7 +293,7 @@ def test_reader_bad_input(name):
 
 
 def test_a_failed_load_is_not_retried_at_once(tmp_path, monkeypatch):
-    from lfqa_demo import loading
+    from lfqa_demo.models import loading
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     calls = []

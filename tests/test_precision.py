@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lfqa_demo import load_retriever
-from lfqa_demo.corpus import load_bundled_corpus, load_bundled_questions
+from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

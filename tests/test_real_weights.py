@@ -11,7 +11,7 @@ import pytest
 
 from helpers import SHARED
 from lfqa_demo import RetrieverSpec
-from lfqa_demo.corpus import load_corpus_dir, load_qa_set
+from lfqa_demo.retrieval.corpus import load_corpus_dir, load_qa_set
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.evaluation import evaluate, format_table
 

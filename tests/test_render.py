@@ -3,7 +3,7 @@ server paths are cut, long texts are clipped, and answers stay highlighted at th
 
 from __future__ import annotations
 
-from lfqa_demo.answers import Answer, ReadResult
+from lfqa_demo.reading.answers import Answer, ReadResult
 from lfqa_demo.engine import AnswerReport, Comparison, Hit, RetrieverResult
 from ui import render
 

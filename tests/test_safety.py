@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lfqa_demo.corpus import Corpus, Passage, load_bundled_corpus
+from lfqa_demo.retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from lfqa_demo.engine import INTERNAL_ERROR, RetrievalEngine
 from lfqa_demo.errors import CorpusUnavailableError
 from lfqa_demo.sessions import EngineRegistry

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import REPOS, fixture_dir
-from lfqa_demo.tokenization import WordPieceTokenizer, read_vocab
+from lfqa_demo.models.tokenization import WordPieceTokenizer, read_vocab
 
 FAMILY_REPO = {"retribert": "retribert", "dpr": "dpr_ctx", "realm": "realm", "realm_reader": "realm_reader"}
 

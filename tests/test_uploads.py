@@ -1,4 +1,4 @@
-"""Uploads against hostile files: every bound of `lfqa_demo.uploads`, and the reproductions of the
+"""Uploads against hostile files: every bound of `lfqa_demo.retrieval.uploads`, and the reproductions of the
 security review (deep JSON, a dictionary-encoded Parquet bomb, file names with brackets).
 
 Hostile files are built here under tmp_path, never committed.
@@ -15,9 +15,9 @@ import textwrap
 
 import pytest
 
-from lfqa_demo import uploads
-from lfqa_demo.corpus import CorpusError, corpus_from_file, read_jsonl
-from lfqa_demo.uploads import json_nesting
+from lfqa_demo.retrieval import uploads
+from lfqa_demo.retrieval.corpus import CorpusError, corpus_from_file, read_jsonl
+from lfqa_demo.retrieval.uploads import json_nesting
 
 TEXT = "The Normans built castles across England after the conquest of 1066. " * 8  # ~570 characters
 

@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 
-from lfqa_demo.bm25 import bm25_terms
+from lfqa_demo.retrieval.bm25 import bm25_terms
 from lfqa_demo.engine import AnswerReport, Comparison
-from lfqa_demo.families import READER_FAMILIES
+from lfqa_demo.models.families import READER_FAMILIES
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 LABELS = {"retribert": "RetriBERT", "dpr": "DPR", "realm": "REALM", "bm25": "BM25", "minilm": "MiniLM", "sentence": "Sentence"}

@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .corpus import Corpus
-from .retrievers import DenseRetriever
+from ..models.retrievers import DenseRetriever
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable
 
-from .errors import LfqaError
+from ..errors import LfqaError
 
 log = logging.getLogger(__name__)
 

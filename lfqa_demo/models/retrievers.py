@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .families import RETRIEVER_FAMILIES
 from .hub import CheckpointFiles
-from .inputs import check_passages, check_texts
+from ..inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast

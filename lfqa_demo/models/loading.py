@@ -11,10 +11,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
-from .errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
+from ..errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
 from .hub import CheckpointFiles, resolve_checkpoint
 from .families import READER_FAMILIES, RETRIEVER_FAMILIES
-from .readers import READER_CLASSES, DPRReader, RealmReader
+from ..reading.readers import READER_CLASSES, DPRReader, RealmReader
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
 

@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .hub import CheckpointFiles
 
 # Tensors present in the real files that no model here uses:

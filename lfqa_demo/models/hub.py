@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import CheckpointNotFoundError, InvalidTypeError
+from ..errors import CheckpointNotFoundError, InvalidTypeError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from . import uploads
-from .errors import CorpusError, InvalidTypeError
+from ..errors import CorpusError, InvalidTypeError
 from .uploads import MAX_UPLOAD_BYTES, TEXT_COLUMNS, TITLE_COLUMNS, UPLOAD_SUFFIXES  # noqa: F401 (imported from here)
 from .uploads import pick_column as _pick_column  # also used for hub datasets
-from .hub import hub_unreachable
+from ..models.hub import hub_unreachable
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED_DIR = ASSETS / "corpus"
 SPLIT_ABOVE_WORDS = 150  # texts longer than this are split...
 PASSAGE_WORDS = 100  # ...into passages of about this many words

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
-from .errors import CorpusError
+from ..errors import CorpusError
 
 # -- limits ---------------------------------------------------------------------------------------
 # Gradio refuses larger uploads; the readers check again (the command line calls them directly).

@@ -28,7 +28,7 @@ MakeHead = Callable[["BertConfig", dict, str], "nn.Module"]
 
 
 def _config_int(raw: dict, key: str) -> int:
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     if not isinstance(raw.get(key), int):
         raise CheckpointError(f"config.json lacks the integer field {key!r}")

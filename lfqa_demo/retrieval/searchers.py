@@ -20,11 +20,11 @@ import numpy as np
 from .bm25 import BM25Index
 from .builds import IndexBuild
 from .corpus import Corpus
-from .errors import IndexNotReady
-from .families import BM25_SCORE, RETRIEVER_FAMILIES
+from ..errors import IndexNotReady
+from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
-from .loading import load_retriever
-from .retrievers import DenseRetriever, RetrieverSpec
+from ..models.loading import load_retriever
+from ..models.retrievers import DenseRetriever, RetrieverSpec
 
 POLL_SECONDS = 0.25  # how often a caller waiting for an index reports its progress
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import InvalidInputError, InvalidTypeError
+from ..errors import InvalidInputError, InvalidTypeError
 
 _DTYPES = {
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,

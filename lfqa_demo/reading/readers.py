@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
-from .hub import CheckpointFiles
-from .inputs import check_passages, check_text
-from .retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
-from .tokenization import WordPieceTokenizer
+from ..models.hub import CheckpointFiles
+from ..inputs import check_passages, check_text
+from ..models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from ..models.tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
     import torch
 
-    from .families import ReaderFamily
-    from .heads import DPRReaderModel, RealmReaderModel
+    from ..models.families import ReaderFamily
+    from ..models.heads import DPRReaderModel, RealmReaderModel
 
 DEFAULT_MAX_QUESTION_LENGTH = 64
 WINDOW_OVERLAP = 128  # word pieces shared by consecutive windows of a long passage (as HF's doc_stride)
@@ -231,7 +231,7 @@ class RealmReader(_Reader):
         embedder_spec = DEFAULT_RETRIEVERS["realm"]
         if retrieved_by == embedder_spec:
             return list(retrieval_scores)
-        from .loading import load_retriever  # loading imports this module
+        from ..models.loading import load_retriever  # loading imports this module
 
         embedder = load_retriever(embedder_spec, device=self.device, dtype=self.dtype)
         q = embedder.encode_questions([question])[0]

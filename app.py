@@ -26,12 +26,17 @@ import pandas as pd
 from starlette.middleware import Middleware
 
 import lfqa_demo
-from ui import render
-from lfqa_demo.retrieval.corpus import MAX_UPLOAD_BYTES, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_bundled_questions
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError
-from lfqa_demo.sessions import CorpusRef, EngineRegistry
+from lfqa_demo.retrieval.corpus import (
+    MAX_UPLOAD_BYTES,
+    corpus_from_file,
+    corpus_from_hub,
+    load_bundled_questions,
+)
+from lfqa_demo.sessions import CorpusRef, default_registry
+from ui import render
 
 log = logging.getLogger("lfqa_demo.app")
 
@@ -40,7 +45,13 @@ MAX_QUESTION_CHARS = 2000
 MAX_PASTED_CHARS = 50_000
 MAX_EMBED_TEXTS = 10  # questions, and passages, per "Embed" click: bounds the work of one request
 MAX_HUB_PASSAGES = 20_000
-COMPARE_CHOICES = [("RetriBERT", "retribert"), ("DPR", "dpr"), ("REALM", "realm"), ("BM25", "bm25"), ("MiniLM", "minilm")]
+COMPARE_CHOICES = [
+    ("RetriBERT", "retribert"),
+    ("DPR", "dpr"),
+    ("REALM", "realm"),
+    ("BM25", "bm25"),
+    ("MiniLM", "minilm"),
+]
 READER_CHOICES = [("DPR", "dpr"), ("REALM", "realm")]
 # Two requests run at once (the machine has 2 cores); at most QUEUE_SIZE wait, past that a
 # visitor is told the queue is full instead of waiting without end.
@@ -81,11 +92,12 @@ try:  # ZeroGPU on Hugging Face Spaces: model calls borrow a GPU; elsewhere a no
 
     gpu = spaces.GPU if os.environ.get("SPACES_ZERO_GPU") else (lambda fn: fn)
 except ImportError:
+
     def gpu(fn):
         return fn
 
 
-registry = EngineRegistry(load_bundled_corpus(), lambda corpus: lfqa_demo.RetrievalEngine(corpus, cache_dir=os.environ.get("LFQA_CACHE") or None))
+registry = default_registry()  # one engine per corpus (index cache: $LFQA_CACHE), shared by sessions
 DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] in registry.bundled.dense_names()]
 EXAMPLES = load_bundled_questions()
 
@@ -160,22 +172,27 @@ def _shown(message: str) -> gr.Error:
 def user_errors(fn):
     """Turn the project's own errors (written for the visitor) into a message in the page; any
     other exception is a bug: its traceback goes to the log and the visitor sees "internal error"."""
+
     def convert(exc: Exception) -> gr.Error:
         if isinstance(exc, gr.Error):
             return exc
         if isinstance(exc, LfqaError):
             return _shown(str(exc))
         log.exception("internal error in %s", fn.__name__)
-        return gr.Error("Internal error: something went wrong on the server (it is logged). Try again, or try other input.",
-                        print_exception=False)
+        return gr.Error(
+            "Internal error: something went wrong on the server (it is logged). Try again, or try other input.",
+            print_exception=False,
+        )
 
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
             except Exception as exc:
                 raise convert(exc) from exc
+
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -184,6 +201,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except Exception as exc:
             raise convert(exc) from exc
+
     return wrapper
 
 
@@ -212,7 +230,12 @@ def _whole_number(value: object, what: str, low: int, high: int) -> int:
             value = float(value.strip())
         except ValueError:
             raise InvalidInputError(f"The {what} must be a whole number from {low} to {high}.") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value != int(value)
+    ):
         raise InvalidInputError(f"The {what} must be a whole number from {low} to {high}.")
     if not low <= value <= high:
         shown = f"; it was {int(value)}" if abs(value) < 1e6 else ""
@@ -280,14 +303,24 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
             pieces.append(f"{title}<div class='error'>Unavailable: {render.esc(render.public_message(m.error))}</div>")
             continue
         pieces.append(title + render.render_pieces(m.pieces, report.texts, m.norms, m.dim))
-        heatmaps.append(render.render_heatmap(report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"))
+        heatmaps.append(
+            render.render_heatmap(
+                report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"
+            )
+        )
         for d, v in enumerate(m.vectors[0]):
             vector_rows.append({"dimension": d, "value": float(v), "model": render.label(name)})
         export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
     chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
     points = pd.DataFrame(chosen.map_points if chosen and not chosen.error else [], columns=["x", "y", "kind", "label"])
     vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
-    return "".join(pieces), vectors, "".join(heatmaps) or "<div>No model could embed.</div>", points, str(_export(export))
+    return (
+        "".join(pieces),
+        vectors,
+        "".join(heatmaps) or "<div>No model could embed.</div>",
+        points,
+        str(_export(export)),
+    )
 
 
 def _export(data: dict) -> Path:
@@ -307,7 +340,9 @@ def _export(data: dict) -> Path:
 
 
 def _comparison_outputs(c, ref: CorpusRef):
-    agreement = pd.DataFrame(render.agreement_rows(c), columns=["retriever", "other", f"overlap@{c.k}", "rank-biased overlap"])
+    agreement = pd.DataFrame(
+        render.agreement_rows(c), columns=["retriever", "other", f"overlap@{c.k}", "rank-biased overlap"]
+    )
     timings = pd.DataFrame(render.timing_rows(c), columns=["retriever", "encode ms", "search ms", "passages", "status"])
     return render.corpus_note(ref.name, ref.size) + render.render_comparison(c), agreement, timings
 
@@ -341,20 +376,29 @@ def extract_answers(question: str, retriever: str, readers: list[str], k: float,
     if passages is None and retriever in engine.dense_names():
         for states in engine.wait_for_indexes([retriever], budget_s=BUDGET_S):
             if states[retriever] != "ready":
-                message = f"The {render.label(retriever)} index of this corpus: {render.public_message(states[retriever])}"
+                message = (
+                    f"The {render.label(retriever)} index of this corpus: {render.public_message(states[retriever])}"
+                )
                 yield f"<div class='pending'>{render.esc(message)}</div>", ""
         if states[retriever] != "ready":
             return  # the message above says why (still building in the background, or failed)
     report = engine.answer(question, retriever, readers, k, passages=passages, timeout=0)
     timings = " · ".join(f"{name.replace('_', ' ')} {ms:.0f} ms" for name, ms in report.timings_ms.items())
-    note = render.corpus_note("the pasted text", len(passages)) if passages is not None else render.corpus_note(ref.name, ref.size)
+    note = (
+        render.corpus_note("the pasted text", len(passages))
+        if passages is not None
+        else render.corpus_note(ref.name, ref.size)
+    )
     yield note + render.render_answers(report), timings
 
 
 def _corpus_info(ref: CorpusRef) -> str:
     corpus = _engine(ref).corpus
     titles = len({p.title for p in corpus})
-    return f"**In use:** {render.esc(ref.name)}: {len(corpus):,} passages, {titles:,} titles (fingerprint `{ref.key[:12]}`)"
+    return (
+        f"**In use:** {render.esc(ref.name)}: {len(corpus):,} passages, {titles:,} titles "
+        f"(fingerprint `{ref.key[:12]}`)"
+    )
 
 
 @user_errors
@@ -373,11 +417,18 @@ def upload_corpus(file: dict | str | None, title_column: str, text_column: str, 
     path = file.get("path") if isinstance(file, dict) else None
     if not path or not isinstance(path, str):
         raise InvalidInputError("Choose a file to upload first.")
-    if not Path(path).resolve().is_relative_to(Path(gr.utils.get_upload_folder()).resolve()) or not Path(path).is_file():
+    if (
+        not Path(path).resolve().is_relative_to(Path(gr.utils.get_upload_folder()).resolve())
+        or not Path(path).is_file()
+    ):
         raise InvalidInputError("Only files uploaded through this page can be used as a corpus.")
     name = _display_name(file.get("orig_name")) or Path(path).name
-    corpus = corpus_from_file(path, title_column=_text(title_column, "title column", 200) or None,
-                              text_column=_text(text_column, "text column", 200) or None, name=name)
+    corpus = corpus_from_file(
+        path,
+        title_column=_text(title_column, "title column", 200) or None,
+        text_column=_text(text_column, "text column", 200) or None,
+        name=name,
+    )
     ref = registry.register(corpus, _session(request), corpus.name)
     return ref, _corpus_info(ref)
 
@@ -385,9 +436,12 @@ def upload_corpus(file: dict | str | None, title_column: str, text_column: str, 
 @user_errors
 def load_hub_dataset(dataset: str, config: str, split: str, max_passages: float, request: gr.Request = None):
     """Use a Hugging Face hub dataset (streamed, capped) as this session's corpus."""
-    corpus = corpus_from_hub(_text(dataset, "dataset id", 200, required=True), _text(config, "config", 64) or None,
-                             _text(split, "split", 64) or "train",
-                             max_passages=_whole_number(max_passages, "maximum number of passages", 1, MAX_HUB_PASSAGES))
+    corpus = corpus_from_hub(
+        _text(dataset, "dataset id", 200, required=True),
+        _text(config, "config", 64) or None,
+        _text(split, "split", 64) or "train",
+        max_passages=_whole_number(max_passages, "maximum number of passages", 1, MAX_HUB_PASSAGES),
+    )
     ref = registry.register(corpus, _session(request))
     return ref, _corpus_info(ref)
 
@@ -413,8 +467,16 @@ def _index_table(engine, names: list[str], states: dict[str, str]) -> pd.DataFra
         status = "from cache" if index.from_cache else "built"
         if index.persist_error:
             status += f" (in memory only: {index.persist_error})"
-        rows.append([render.label(name), index.kind, f"{len(index):,} x {index.dim}", f"{index.nbytes / 1e6:.1f} MB",
-                     f"{index.build_seconds:.1f}", status])
+        rows.append(
+            [
+                render.label(name),
+                index.kind,
+                f"{len(index):,} x {index.dim}",
+                f"{index.nbytes / 1e6:.1f} MB",
+                f"{index.build_seconds:.1f}",
+                status,
+            ]
+        )
     return pd.DataFrame(rows, columns=["retriever", "index", "vectors", "size", "build s", "status"])
 
 
@@ -448,7 +510,9 @@ def _examples(style: str | None = None, n: int = 6) -> list[str]:
 def create_embedding_tab(corpus_ref) -> None:
     with gr.Tab("Question embedding"):
         with gr.Row():
-            questions_input = gr.Textbox(label="Questions (one per line)", lines=4, value="who led the normans?\nwhy is the sky blue?")
+            questions_input = gr.Textbox(
+                label="Questions (one per line)", lines=4, value="who led the normans?\nwhy is the sky blue?"
+            )
             passages_input = gr.Textbox(label="Passages to compare with (optional; blank lines separate them)", lines=4)
         with gr.Row():
             models_input = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Models")
@@ -457,12 +521,26 @@ def create_embedding_tab(corpus_ref) -> None:
         gr.Examples([[q] for q in _examples()], inputs=[questions_input], label="Example questions")
         pieces_output = gr.HTML(label="Word pieces")
         with gr.Row():
-            vector_plot = gr.LinePlot(x="dimension", y="value", color="model", label="The first question's vector, per model", height=260)
-            map_plot = gr.ScatterPlot(x="x", y="y", color="kind", tooltip=["label"], label="PCA map: your texts among corpus passages", height=260)
+            vector_plot = gr.LinePlot(
+                x="dimension", y="value", color="model", label="The first question's vector, per model", height=260
+            )
+            map_plot = gr.ScatterPlot(
+                x="x",
+                y="y",
+                color="kind",
+                tooltip=["label"],
+                label="PCA map: your texts among corpus passages",
+                height=260,
+            )
         heatmap_output = gr.HTML(label="Similarity")
         download_output = gr.File(label="Embeddings (JSON)")
-        embed_button.click(embed_questions, [questions_input, passages_input, models_input, map_model_input, corpus_ref],
-                           [pieces_output, vector_plot, heatmap_output, map_plot, download_output], api_name="embed", preprocess=False)
+        embed_button.click(
+            embed_questions,
+            [questions_input, passages_input, models_input, map_model_input, corpus_ref],
+            [pieces_output, vector_plot, heatmap_output, map_plot, download_output],
+            api_name="embed",
+            preprocess=False,
+        )
 
 
 def create_retrieval_tab(corpus_ref) -> None:
@@ -471,18 +549,34 @@ def create_retrieval_tab(corpus_ref) -> None:
             question_input = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
             k_input = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)")
         with gr.Row():
-            retrievers_input = gr.CheckboxGroup(COMPARE_CHOICES, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers")
+            retrievers_input = gr.CheckboxGroup(
+                COMPARE_CHOICES, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers"
+            )
             gold_input = gr.Textbox(label="Gold answer (optional: marks the passages that contain it)")
             compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-        gr.Examples([[q] for q in _examples("factoid")] + [[q] for q in _examples("eli5", 3)], inputs=[question_input], label="Example questions")
+        gr.Examples(
+            [[q] for q in _examples("factoid")] + [[q] for q in _examples("eli5", 3)],
+            inputs=[question_input],
+            label="Example questions",
+        )
         results_output = gr.HTML(elem_id="compare-results")
         with gr.Row():
             agreement_output = gr.Dataframe(label="Agreement between retrievers (1 = same ranking)", interactive=False)
             timings_output = gr.Dataframe(label="Time per retriever", interactive=False)
-        compare_button.click(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_ref],
-                             [results_output, agreement_output, timings_output], api_name="compare", preprocess=False)
-        question_input.submit(compare_retrievers, [question_input, k_input, retrievers_input, gold_input, corpus_ref],
-                              [results_output, agreement_output, timings_output], api_visibility="private", preprocess=False)
+        compare_button.click(
+            compare_retrievers,
+            [question_input, k_input, retrievers_input, gold_input, corpus_ref],
+            [results_output, agreement_output, timings_output],
+            api_name="compare",
+            preprocess=False,
+        )
+        question_input.submit(
+            compare_retrievers,
+            [question_input, k_input, retrievers_input, gold_input, corpus_ref],
+            [results_output, agreement_output, timings_output],
+            api_visibility="private",
+            preprocess=False,
+        )
 
 
 def create_answer_tab(corpus_ref) -> None:
@@ -494,12 +588,19 @@ def create_answer_tab(corpus_ref) -> None:
             retriever_input = gr.Dropdown(COMPARE_CHOICES, value="bm25", label="Retriever")
             readers_input = gr.CheckboxGroup(READER_CHOICES, value=["dpr", "realm"], label="Readers")
             answer_button = gr.Button("Answer", variant="primary", elem_id="answer-button")
-        pasted_input = gr.Textbox(label="Or paste passages to read instead (blank lines separate them)", lines=3, elem_id="answer-pasted")
+        pasted_input = gr.Textbox(
+            label="Or paste passages to read instead (blank lines separate them)", lines=3, elem_id="answer-pasted"
+        )
         gr.Examples([[q] for q in _examples("factoid")], inputs=[question_input], label="Example questions")
         timings_output = gr.Markdown()
         answers_output = gr.HTML(elem_id="answer-results")
-        answer_button.click(extract_answers, [question_input, retriever_input, readers_input, k_input, pasted_input, corpus_ref],
-                            [answers_output, timings_output], api_name="answer", preprocess=False)
+        answer_button.click(
+            extract_answers,
+            [question_input, retriever_input, readers_input, k_input, pasted_input, corpus_ref],
+            [answers_output, timings_output],
+            api_name="answer",
+            preprocess=False,
+        )
 
 
 def create_corpus_tab(corpus_ref) -> gr.Markdown:
@@ -510,8 +611,11 @@ def create_corpus_tab(corpus_ref) -> gr.Markdown:
                 gr.Markdown("**Bundled corpus**: 552 original passages on 60 subjects (CC BY-SA 4.0).")
                 bundled_button = gr.Button("Use the bundled corpus")
             with gr.Column():
-                file_input = gr.File(label=f"Upload .jsonl, .json, .csv, .parquet, .txt or .md (up to {MAX_UPLOAD_BYTES // 2**20} MB)",
-                                     file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt", ".md"], type="filepath")
+                file_input = gr.File(
+                    label=f"Upload .jsonl, .json, .csv, .parquet, .txt or .md (up to {MAX_UPLOAD_BYTES // 2**20} MB)",
+                    file_types=[".jsonl", ".json", ".csv", ".parquet", ".txt", ".md"],
+                    type="filepath",
+                )
                 title_col = gr.Textbox(label="Title column (optional)")
                 text_col = gr.Textbox(label="Text column (optional)")
                 upload_button = gr.Button("Use the uploaded file")
@@ -522,18 +626,40 @@ def create_corpus_tab(corpus_ref) -> gr.Markdown:
                 cap_input = gr.Number(label=f"Max passages (up to {MAX_HUB_PASSAGES:,})", value=2000, precision=0)
                 hub_button = gr.Button("Load the dataset")
         with gr.Row():
-            index_models = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Indexes to build")
+            index_models = gr.CheckboxGroup(
+                DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Indexes to build"
+            )
             index_button = gr.Button("Build indexes", variant="primary")
         index_output = gr.Dataframe(label="Indexes", interactive=False)
         # The corpus endpoints answer with the session's State, which an MCP tool call cannot carry
         # to the next call: gradio_client can call them, MCP clients do not see them.
-        bundled_button.click(use_bundled_corpus, None, [corpus_ref, info_output], api_name="use_bundled_corpus", api_visibility="undocumented")
+        bundled_button.click(
+            use_bundled_corpus,
+            None,
+            [corpus_ref, info_output],
+            api_name="use_bundled_corpus",
+            api_visibility="undocumented",
+        )
         # preprocess=False here too: Gradio's own preprocessing would download a URL a client names.
-        upload_button.click(upload_corpus, [file_input, title_col, text_col], [corpus_ref, info_output], api_name="upload_corpus",
-                            preprocess=False, api_visibility="undocumented")
-        hub_button.click(load_hub_dataset, [dataset_input, config_input, split_input, cap_input], [corpus_ref, info_output],
-                         api_name="load_hub_dataset", preprocess=False, api_visibility="undocumented")
-        index_button.click(build_indexes, [index_models, corpus_ref], index_output, api_name="build_indexes", preprocess=False)
+        upload_button.click(
+            upload_corpus,
+            [file_input, title_col, text_col],
+            [corpus_ref, info_output],
+            api_name="upload_corpus",
+            preprocess=False,
+            api_visibility="undocumented",
+        )
+        hub_button.click(
+            load_hub_dataset,
+            [dataset_input, config_input, split_input, cap_input],
+            [corpus_ref, info_output],
+            api_name="load_hub_dataset",
+            preprocess=False,
+            api_visibility="undocumented",
+        )
+        index_button.click(
+            build_indexes, [index_models, corpus_ref], index_output, api_name="build_indexes", preprocess=False
+        )
     return info_output
 
 

@@ -28,8 +28,8 @@ from bench_retrieval import make_corpus, specs  # noqa: E402
 from full_size_checkpoints import checkpoint_dir, default_dir, write_all  # noqa: E402
 
 from lfqa_demo import load_reader, load_retriever  # noqa: E402
-from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
 from lfqa_demo.engine import RetrievalEngine  # noqa: E402
+from lfqa_demo.retrieval.corpus import load_bundled_corpus, load_bundled_questions  # noqa: E402
 from lfqa_demo.retrieval.indexes import DenseIndex, make_faiss_index  # noqa: E402
 
 REF_VENV = Path(os.environ.get("REF_VENV", "/tmp/lfqa-reference-venv"))
@@ -39,7 +39,10 @@ REPEATS = 3  # passage-encoding runs per family, on both sides; the median is re
 def reference_python() -> Path:
     py = REF_VENV / "bin" / "python"
     if not py.exists():
-        print(f"creating the reference virtualenv in {REF_VENV} (torch CPU wheel + transformers 4.40.2)...", file=sys.stderr)
+        print(
+            f"creating the reference virtualenv in {REF_VENV} (torch CPU wheel + transformers 4.40.2)...",
+            file=sys.stderr,
+        )
         subprocess.run([sys.executable, "-m", "venv", str(REF_VENV)], check=True)
         pip = [str(REF_VENV / "bin" / "pip"), "install", "-q"]
         subprocess.run(pip + ["torch==2.13.0"], check=True)  # the local CPU wheel, before anything can pull CUDA
@@ -53,7 +56,12 @@ def reader_jobs(n_questions: int, n_passages: int) -> list[dict]:
     jobs = []
     for item in load_bundled_questions()[:n_questions]:
         at = by_id[item.passage_id]
-        jobs.append({"question": item.question, "passages": [p.as_dict() for p in corpus.passages[max(0, at - n_passages // 2):][:n_passages]]})
+        jobs.append(
+            {
+                "question": item.question,
+                "passages": [p.as_dict() for p in corpus.passages[max(0, at - n_passages // 2) :][:n_passages]],
+            }
+        )
     return jobs
 
 
@@ -103,7 +111,9 @@ def measure_compare(root: Path, dtype, size: int, n_questions: int) -> dict:
         t = time.perf_counter()
         vecs = r.encode_passages(sample)
         build[name] = len(sample) / (time.perf_counter() - t)
-        vecs = np.tile(vecs, (-(-size // len(sample)), 1))[:size] + 0.01 * np.random.default_rng(0).standard_normal((size, r.dim))
+        vecs = np.tile(vecs, (-(-size // len(sample)), 1))[:size] + 0.01 * np.random.default_rng(0).standard_normal(
+            (size, r.dim)
+        )
         t = time.perf_counter()
         index = make_faiss_index(vecs.astype(np.float32), "flat")
         engine.set_index(name, DenseIndex(name, "flat", index, r.dim, time.perf_counter() - t, False, None))
@@ -118,8 +128,11 @@ def measure_compare(root: Path, dtype, size: int, n_questions: int) -> dict:
         t = time.perf_counter()
         engine.compare(q, ["retribert", "dpr", "realm", "bm25"], k=10)
         times.append(1000 * (time.perf_counter() - t))
-    return {"compare_p50_ms": statistics.median(times), "index_passages_per_s": build,
-            "index_10k_minutes": {n: size / v / 60 for n, v in build.items()}}
+    return {
+        "compare_p50_ms": statistics.median(times),
+        "index_passages_per_s": build,
+        "index_10k_minutes": {n: size / v / 60 for n, v in build.items()},
+    }
 
 
 def precision_check(root: Path, dtype, passages, questions) -> dict:
@@ -150,9 +163,16 @@ def launch_seconds() -> float:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         while time.perf_counter() - t < 120:
             try:
@@ -170,7 +190,7 @@ def resident_memory(root: Path, dtype) -> dict:
     """RSS of a fresh process holding all six models."""
     code = f"""
 import sys, json
-sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / "benchmarks")!r})
 from bench_retrieval import specs
 from full_size_checkpoints import checkpoint_dir
 from pathlib import Path
@@ -181,7 +201,8 @@ for spec in specs(root).values():
 load_reader("dpr", checkpoint=str(checkpoint_dir(root, "dpr_reader")), device="cpu", dtype={dtype!r})
 load_reader("realm", checkpoint=str(checkpoint_dir(root, "realm_reader")), device="cpu", dtype={dtype!r})
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
-print(json.dumps({{"rss_gb": int(status["VmRSS"].split()[0]) / 2**20, "peak_gb": int(status["VmHWM"].split()[0]) / 2**20}}))
+gb = {{key: int(status[key].split()[0]) / 2**20 for key in ("VmRSS", "VmHWM")}}
+print(json.dumps({{"rss_gb": gb["VmRSS"], "peak_gb": gb["VmHWM"]}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -204,11 +225,25 @@ def main() -> None:
 
     ref = None
     if not args.skip_reference:
-        job = {"repeats": REPEATS, "dirs": {**{k: str(checkpoint_dir(root, k)) for k in ("retribert", "dpr_q", "dpr_ctx", "dpr_reader", "realm", "realm_reader")},
-                        "vocab": str(checkpoint_dir(root, "dpr_q") / "vocab.txt")},
-               "passages": passages, "questions": questions, "reader_jobs": jobs}
-        run = subprocess.run([str(reference_python()), str(ROOT / "benchmarks" / "reference_bench.py")], input=json.dumps(job),
-                             capture_output=True, text=True)
+        job = {
+            "repeats": REPEATS,
+            "dirs": {
+                **{
+                    k: str(checkpoint_dir(root, k))
+                    for k in ("retribert", "dpr_q", "dpr_ctx", "dpr_reader", "realm", "realm_reader")
+                },
+                "vocab": str(checkpoint_dir(root, "dpr_q") / "vocab.txt"),
+            },
+            "passages": passages,
+            "questions": questions,
+            "reader_jobs": jobs,
+        }
+        run = subprocess.run(
+            [str(reference_python()), str(ROOT / "benchmarks" / "reference_bench.py")],
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+        )
         if run.returncode:
             print(run.stderr[-3000:], file=sys.stderr)
             raise SystemExit("the reference run failed")
@@ -219,27 +254,70 @@ def main() -> None:
     precision = precision_check(root, ours["dtype"], passages, questions) if ours["dtype"] != "float32" else {}
     launch = launch_seconds()
 
-    print(f"\nlfqa-demo ({ours['dtype']}) vs reference (transformers {ref['transformers'] if ref else '-'} fp32), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, full-size random weights")
+    print(
+        f"\nlfqa-demo ({ours['dtype']}) vs reference (transformers {ref['transformers'] if ref else '-'} fp32), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, full-size random weights"
+    )
     print(f"{'measure':<42} {'ours':>10} {'reference':>10} {'ratio':>7}  target")
+
     def row(label, mine, theirs, target, higher_is_better=True, fmt="{:.0f}"):
         ratio = "" if theirs is None else f"{(mine / theirs if higher_is_better else theirs / mine):.2f}x"
-        print(f"{label:<42} {fmt.format(mine):>10} {('-' if theirs is None else fmt.format(theirs)):>10} {ratio:>7}  {target}")
+        print(
+            f"{label:<42} {fmt.format(mine):>10} {('-' if theirs is None else fmt.format(theirs)):>10} "
+            f"{ratio:>7}  {target}"
+        )
+
     for fam in ("retribert", "dpr", "realm"):
-        row(f"passage encoding, {fam}, tokens/s", ours["passages_tokens_per_s"][fam], ref and ref["passages_tokens_per_s"][fam],
-            ">= 3,500 and >= 4x ref (BERT-base)")
+        row(
+            f"passage encoding, {fam}, tokens/s",
+            ours["passages_tokens_per_s"][fam],
+            ref and ref["passages_tokens_per_s"][fam],
+            ">= 3,500 and >= 4x ref (BERT-base)",
+        )
     for fam in ("retribert", "dpr", "realm"):
-        row(f"one question, {fam}, ms (p50)", ours["question_ms"][fam], ref and ref["question_ms"][fam], "<= 25 ms", False, "{:.1f}")
+        row(
+            f"one question, {fam}, ms (p50)",
+            ours["question_ms"][fam],
+            ref and ref["question_ms"][fam],
+            "<= 25 ms",
+            False,
+            "{:.1f}",
+        )
     for name in ("dpr", "realm"):
-        row(f"reader, {name}, 10 passages, ms (p50)", ours["reader_ms"][name], ref and ref["reader_ms"][name], "", False)
-    row(f"compare 4 retrievers, k=10, {args.compare_passages} psg, ms p50", compare["compare_p50_ms"], None, "<= 100 ms", False, "{:.1f}")
+        row(
+            f"reader, {name}, 10 passages, ms (p50)", ours["reader_ms"][name], ref and ref["reader_ms"][name], "", False
+        )
+    row(
+        f"compare 4 retrievers, k=10, {args.compare_passages} psg, ms p50",
+        compare["compare_p50_ms"],
+        None,
+        "<= 100 ms",
+        False,
+        "{:.1f}",
+    )
     for name, v in compare["index_passages_per_s"].items():
-        row(f"index build, {name}, passages/s", v, None, f"10k passages in {compare['index_10k_minutes'][name]:.1f} min", fmt="{:.1f}")
+        row(
+            f"index build, {name}, passages/s",
+            v,
+            None,
+            f"10k passages in {compare['index_10k_minutes'][name]:.1f} min",
+            fmt="{:.1f}",
+        )
     row("launch to first HTTP answer, s", launch, None, "<= 5 s", False, "{:.1f}")
-    row("RSS with all six models, GB", memory["rss_gb"], None, f"<= 2.5 GB (peak while loading {memory['peak_gb']:.2f} GB)", False, "{:.2f}")
+    row(
+        "RSS with all six models, GB",
+        memory["rss_gb"],
+        None,
+        f"<= 2.5 GB (peak while loading {memory['peak_gb']:.2f} GB)",
+        False,
+        "{:.2f}",
+    )
     for name, (cos, overlap) in precision.items():
-        print(f"{ours['dtype']} vs float32, {name}: min cosine {cos:.5f} (>= 0.999), top-10 overlap {overlap:.3f} (>= 0.9) "
-              f"over {len(passages)} passages, {len(questions)} questions")
+        print(
+            f"{ours['dtype']} vs float32, {name}: min cosine {cos:.5f} (>= 0.999), top-10 overlap "
+            f"{overlap:.3f} (>= 0.9) "
+            f"over {len(passages)} passages, {len(questions)} questions"
+        )
 
 
 if __name__ == "__main__":

@@ -37,17 +37,22 @@ def main() -> None:
     corpus = load_bundled_corpus()
     by_id = {p.id: p for p in corpus}
     qa = load_bundled_questions()[: args.questions]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.passages} passages per question, {len(qa)} questions")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.passages} passages per question, "
+        f"{len(qa)} questions"
+    )
     print(f"{'reader':<7} {'dtype':<15} {'load s':>7} {'tokens/q':>9} {'p50 ms':>8} {'p90 ms':>8}")
     for name, key in (("dpr", "dpr_reader"), ("realm", "realm_reader")):
         started = time.perf_counter()
-        reader = load_reader(name, checkpoint=str(checkpoint_dir(args.checkpoints, key)), device=args.device, dtype=args.dtype)
+        reader = load_reader(
+            name, checkpoint=str(checkpoint_dir(args.checkpoints, key)), device=args.device, dtype=args.dtype
+        )
         load_s = time.perf_counter() - started
         times, tokens = [], []
         for i, item in enumerate(qa):
             # The gold passage and its neighbours in the corpus: real lengths, one holds the answer.
             at = corpus.passages.index(by_id[item.passage_id])
-            passages = [p.as_dict() for p in corpus.passages[max(0, at - args.passages // 2):][: args.passages]]
+            passages = [p.as_dict() for p in corpus.passages[max(0, at - args.passages // 2) :][: args.passages]]
             if i == 0:
                 reader.read(item.question, passages)  # warm-up
             started = time.perf_counter()
@@ -55,8 +60,11 @@ def main() -> None:
             times.append(1000 * (time.perf_counter() - started))
             tokens.append(int(reader.build_inputs(item.question, passages).attention_mask.sum()))
         times.sort()
-        print(f"{name:<7} {str(reader.dtype):<15} {load_s:7.1f} {statistics.mean(tokens):9.0f} {statistics.median(times):8.0f} "
-              f"{times[int(0.9 * (len(times) - 1))]:8.0f}")
+        print(
+            f"{name:<7} {str(reader.dtype):<15} {load_s:7.1f} {statistics.mean(tokens):9.0f} "
+            f"{statistics.median(times):8.0f} "
+            f"{times[int(0.9 * (len(times) - 1))]:8.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from full_size_checkpoints import checkpoint_dir, default_dir, write_all  # noqa: E402
 
 from lfqa_demo import RetrieverSpec, load_retriever  # noqa: E402
-from lfqa_demo.retrieval.corpus import build_corpus, load_bundled_corpus, load_bundled_questions, load_corpus_dir  # noqa: E402
 from lfqa_demo.engine import RetrievalEngine  # noqa: E402
+from lfqa_demo.retrieval.corpus import build_corpus, load_bundled_corpus, load_bundled_questions, load_corpus_dir  # noqa: E402
 from lfqa_demo.retrieval.indexes import DenseIndex, make_faiss_index  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad2-dev-5"
@@ -45,7 +45,9 @@ def make_corpus(size: int):
     while len(records) < size:
         p = rng.choice(base)
         n = max(3, len(p.text.split(". ")))
-        records.append({"id": f"synthetic-{len(records)}", "title": p.title, "text": ". ".join(rng.sample(sentences, n)) + "."})
+        records.append(
+            {"id": f"synthetic-{len(records)}", "title": p.title, "text": ". ".join(rng.sample(sentences, n)) + "."}
+        )
     return build_corpus(f"bench-{size}", records[:size], split=False)
 
 
@@ -60,7 +62,9 @@ def specs(root: Path) -> dict[str, RetrieverSpec]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passages", type=int, default=10_000)
-    parser.add_argument("--sample", type=int, default=256, help="passages embedded per retriever to measure build speed")
+    parser.add_argument(
+        "--sample", type=int, default=256, help="passages embedded per retriever to measure build speed"
+    )
     parser.add_argument("--full", action="store_true", help="embed every passage (slow on a CPU)")
     parser.add_argument("--dtype", default=None)
     parser.add_argument("--device", default=None)
@@ -71,9 +75,13 @@ def main() -> None:
     write_all(args.checkpoints)
     corpus = make_corpus(args.passages)
     dicts = corpus.as_dicts()
-    print(f"corpus: {len(corpus)} passages, mean {np.mean([len(p.text.split()) for p in corpus]):.0f} words; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    engine = RetrievalEngine(corpus, retrievers={**specs(args.checkpoints), "bm25": "bm25"}, device=args.device, dtype=args.dtype)
+    print(
+        f"corpus: {len(corpus)} passages, mean {np.mean([len(p.text.split()) for p in corpus]):.0f} words; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    engine = RetrievalEngine(
+        corpus, retrievers={**specs(args.checkpoints), "bm25": "bm25"}, device=args.device, dtype=args.dtype
+    )
 
     rows = []
     for name in ("retribert", "dpr", "realm"):
@@ -96,13 +104,26 @@ def main() -> None:
         index = make_faiss_index(vectors, "flat")
         index_s = time.perf_counter() - started
         engine.set_index(name, DenseIndex(name, "flat", index, retriever.dim, seconds, False, None))
-        rows.append((name, retriever.dtype, load_s, count / seconds, tokens / seconds, index_s, len(corpus) / (count / seconds) / 60))
+        rows.append(
+            (
+                name,
+                retriever.dtype,
+                load_s,
+                count / seconds,
+                tokens / seconds,
+                index_s,
+                len(corpus) / (count / seconds) / 60,
+            )
+        )
     started = time.perf_counter()
     engine.build_indexes(["bm25"])
     bm25_s = time.perf_counter() - started
 
     print("\nIndex build (embedding passages; faiss flat add of 10k vectors)")
-    print(f"{'retriever':<10} {'dtype':<15} {'load s':>7} {'passages/s':>11} {'tokens/s':>9} {'faiss add s':>12} {'10k est. min':>13}")
+    print(
+        f"{'retriever':<10} {'dtype':<15} {'load s':>7} {'passages/s':>11} {'tokens/s':>9} {'faiss add s':>12} "
+        f"{'10k est. min':>13}"
+    )
     for name, dtype, load_s, pps, tps, index_s, est in rows:
         print(f"{name:<10} {str(dtype):<15} {load_s:7.1f} {pps:11.1f} {tps:9.0f} {index_s:12.3f} {est:13.1f}")
     print(f"{'bm25':<10} {'-':<15} {'-':>7} {len(corpus) / bm25_s:11.0f} {'-':>9} {bm25_s:12.3f} {bm25_s / 60:13.2f}")

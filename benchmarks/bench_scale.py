@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import faiss
@@ -60,8 +59,15 @@ def main() -> None:
                 found.append(ids[0])
             if kind == "flat":
                 truth = found
-            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)]) if truth is not None else float("nan")
-            print(f"{dim:>4} {kind:<6} {build_s:8.1f} {memory:10.0f} {statistics.median(times):13.2f} {recall:10.3f}", flush=True)
+            recall = (
+                np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth)])
+                if truth is not None
+                else float("nan")
+            )
+            print(
+                f"{dim:>4} {kind:<6} {build_s:8.1f} {memory:10.0f} {statistics.median(times):13.2f} {recall:10.3f}",
+                flush=True,
+            )
             del index
         del data
 

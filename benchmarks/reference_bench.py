@@ -48,10 +48,24 @@ def main() -> None:
                     enc = tok(texts[s : s + batch], padding=True, truncation=True, max_length=128, return_tensors="pt")
                     models["retribert"].embed_answers(enc.input_ids, enc.attention_mask)
                 elif family == "dpr":
-                    enc = tok(titles[s : s + batch], texts[s : s + batch], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                    enc = tok(
+                        titles[s : s + batch],
+                        texts[s : s + batch],
+                        padding=True,
+                        truncation=True,
+                        max_length=256,
+                        return_tensors="pt",
+                    )
                     models["dpr_ctx"](enc.input_ids, enc.attention_mask, torch.zeros_like(enc.input_ids))
                 else:
-                    enc = tok(titles[s : s + batch], texts[s : s + batch], padding=True, truncation=True, max_length=288, return_tensors="pt")
+                    enc = tok(
+                        titles[s : s + batch],
+                        texts[s : s + batch],
+                        padding=True,
+                        truncation=True,
+                        max_length=288,
+                        return_tensors="pt",
+                    )
                     models["realm"](**enc)
                 tokens += int(enc.attention_mask.sum())
             return tokens
@@ -87,20 +101,39 @@ def main() -> None:
             out["question_ms"][family] = statistics.median(times)
         del models
 
-        readers = {"dpr": DPRReader.from_pretrained(dirs["dpr_reader"]).eval(), "realm": RealmReader.from_pretrained(dirs["realm_reader"]).eval()}
+        readers = {
+            "dpr": DPRReader.from_pretrained(dirs["dpr_reader"]).eval(),
+            "realm": RealmReader.from_pretrained(dirs["realm_reader"]).eval(),
+        }
         rtok = DPRReaderTokenizerFast(vocab_file=dirs["vocab"], do_lower_case=True)
 
         def read(name: str, q: str, ps: list[dict]) -> None:
             if name == "dpr":
-                enc = rtok(questions=q, titles=[p["title"] for p in ps], texts=[p["text"] for p in ps], padding=True, truncation=True,
-                           max_length=350, return_tensors="pt")
+                enc = rtok(
+                    questions=q,
+                    titles=[p["title"] for p in ps],
+                    texts=[p["text"] for p in ps],
+                    padding=True,
+                    truncation=True,
+                    max_length=350,
+                    return_tensors="pt",
+                )
                 readers["dpr"](**enc)
             else:
                 blocks = [f"{p['title']} [SEP] {p['text']}" for p in ps]
-                enc = tok([q] * len(ps), blocks, padding=True, truncation="only_second", max_length=320, return_tensors="pt",
-                          return_special_tokens_mask=True)
+                enc = tok(
+                    [q] * len(ps),
+                    blocks,
+                    padding=True,
+                    truncation="only_second",
+                    max_length=320,
+                    return_tensors="pt",
+                    return_special_tokens_mask=True,
+                )
                 block_mask = (enc.token_type_ids == 1) & (enc.special_tokens_mask == 0)
-                hidden = readers["realm"].realm(enc.input_ids, attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids)[0]
+                hidden = readers["realm"].realm(
+                    enc.input_ids, attention_mask=enc.attention_mask, token_type_ids=enc.token_type_ids
+                )[0]
                 readers["realm"].qa_outputs(hidden, block_mask)
 
         out["reader_ms"] = {}

@@ -4,7 +4,12 @@ corpora, faiss indexes and the comparison engine.
 Importing this package loads no model; `load_retriever` / `load_reader` load on first use.
 """
 
+from .engine import AnswerReport, Comparison, RetrievalEngine, answer, compare, compare_batch, default_engine
+from .errors import CheckpointError, CheckpointNotFoundError, CorpusError, LfqaError
+from .models.loading import clear_loaded_models, load_reader, load_retriever, model_states
+from .models.retrievers import DenseRetriever, RetrieverSpec
 from .reading.answers import Answer, ReadResult
+from .reading.readers import DPRReader, DPRReaderLogits, ReaderInputs, RealmReader, RealmReaderLogits
 from .retrieval.corpus import (
     Corpus,
     Passage,
@@ -15,16 +20,38 @@ from .retrieval.corpus import (
     load_bundled_questions,
     passages_from_text,
 )
-from .engine import AnswerReport, Comparison, RetrievalEngine, answer, compare, compare_batch, default_engine
-from .errors import CheckpointError, CheckpointNotFoundError, CorpusError, LfqaError
-from .models.loading import clear_loaded_models, load_reader, load_retriever, model_states
-from .reading.readers import DPRReader, DPRReaderLogits, ReaderInputs, RealmReader, RealmReaderLogits
-from .models.retrievers import DenseRetriever, RetrieverSpec
 
 __all__ = [
-    "Answer", "AnswerReport", "CheckpointError", "CheckpointNotFoundError", "Comparison", "Corpus", "CorpusError",
-    "DPRReader", "DPRReaderLogits", "DenseRetriever", "LfqaError", "Passage", "QAItem", "ReadResult", "ReaderInputs",
-    "RealmReader", "RealmReaderLogits", "RetrievalEngine", "RetrieverSpec", "answer", "clear_loaded_models", "compare",
-    "compare_batch", "corpus_from_file", "corpus_from_hub", "default_engine", "load_bundled_corpus",
-    "load_bundled_questions", "load_reader", "load_retriever", "model_states", "passages_from_text",
+    "Answer",
+    "AnswerReport",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "Comparison",
+    "Corpus",
+    "CorpusError",
+    "DPRReader",
+    "DPRReaderLogits",
+    "DenseRetriever",
+    "LfqaError",
+    "Passage",
+    "QAItem",
+    "ReadResult",
+    "ReaderInputs",
+    "RealmReader",
+    "RealmReaderLogits",
+    "RetrievalEngine",
+    "RetrieverSpec",
+    "answer",
+    "clear_loaded_models",
+    "compare",
+    "compare_batch",
+    "corpus_from_file",
+    "corpus_from_hub",
+    "default_engine",
+    "load_bundled_corpus",
+    "load_bundled_questions",
+    "load_reader",
+    "load_retriever",
+    "model_states",
+    "passages_from_text",
 ]

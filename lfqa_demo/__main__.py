@@ -7,13 +7,20 @@ import sys
 import time
 from pathlib import Path
 
-from .retrieval.corpus import BUNDLED_DIR, Corpus, corpus_from_file, corpus_from_hub, load_bundled_corpus, load_corpus_dir, load_qa_set
-from .models.devices import resolve_device, resolve_dtype
-from .engine import RetrievalEngine
+from .engine import IndexResult, RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluate, format_table
-from .retrieval.indexes import DenseIndex
+from .models.devices import resolve_device, resolve_dtype
 from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .retrieval.corpus import (
+    BUNDLED_DIR,
+    Corpus,
+    corpus_from_file,
+    corpus_from_hub,
+    load_bundled_corpus,
+    load_corpus_dir,
+    load_qa_set,
+)
 
 # Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -25,8 +32,15 @@ def _corpus(source: str, args: argparse.Namespace) -> Corpus:
         return load_bundled_corpus()
     if source.startswith("hub:"):
         dataset, config, split = (source[4:].split(":") + [None, None])[:3]
-        return corpus_from_hub(dataset, config or None, split or "train", title_column=args.title_column,
-                               text_column=args.text_column, max_passages=args.max_passages or 10_000, allow_local=True)
+        return corpus_from_hub(
+            dataset,
+            config or None,
+            split or "train",
+            title_column=args.title_column,
+            text_column=args.text_column,
+            max_passages=args.max_passages or 10_000,
+            allow_local=True,
+        )
     path = Path(source)
     if path.is_dir():
         return load_corpus_dir(path)
@@ -60,8 +74,15 @@ def _engine(args: argparse.Namespace, corpus: Corpus) -> RetrievalEngine:
         name, spec = _model_spec(option)
         specs[name] = spec
     _check_device_and_dtype(args)
-    return RetrievalEngine(corpus, retrievers=specs, cache_dir=args.cache_dir, device=args.device, dtype=args.dtype,
-                           index_kind=args.index_kind, batch_size=args.batch_size)
+    return RetrievalEngine(
+        corpus,
+        retrievers=specs,
+        cache_dir=args.cache_dir,
+        device=args.device,
+        dtype=args.dtype,
+        index_kind=args.index_kind,
+        batch_size=args.batch_size,
+    )
 
 
 def _retriever_names(args: argparse.Namespace) -> list[str]:
@@ -75,7 +96,12 @@ def _retriever_names(args: argparse.Namespace) -> list[str]:
 def _progress(name: str, done: int, total: int) -> None:
     width = 30
     filled = int(width * done / max(total, 1))
-    print(f"\r  {name:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+    print(
+        f"\r  {name:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        end="" if done < total else "\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -97,14 +123,18 @@ def _ks(text: str) -> list[int]:
     except argparse.ArgumentTypeError:
         ks = []
     if not ks:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers >= 1, such as 1,5,20")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers >= 1, such as 1,5,20"
+        )
     return ks
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lfqa_demo", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", default="bundled", help="bundled | PATH (file or QA-set dir) | hub:DATASET[:CONFIG[:SPLIT]]")
+    common.add_argument(
+        "--corpus", default="bundled", help="bundled | PATH (file or QA-set dir) | hub:DATASET[:CONFIG[:SPLIT]]"
+    )
     common.add_argument("--retrievers", default="retribert,dpr,realm,bm25", help="comma-separated names")
     common.add_argument("--model", action="append", help="extra retriever NAME=FAMILY:QUESTION_CKPT[,PASSAGE_CKPT]")
     common.add_argument("--cache-dir", default=None, help="index cache (default $LFQA_CACHE or ~/.cache/lfqa-demo)")
@@ -116,9 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--text-column", default=None)
     common.add_argument("--max-passages", type=_positive_int, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("index", parents=[common], help="build and cache the dense indexes of a corpus (exit 1 if one fails)")
+    sub.add_parser(
+        "index", parents=[common], help="build and cache the dense indexes of a corpus (exit 1 if one fails)"
+    )
     ev = sub.add_parser("evaluate", parents=[common], help="recall@k and MRR on a QA set")
-    ev.add_argument("--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl")
+    ev.add_argument(
+        "--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl"
+    )
     ev.add_argument("--ks", type=_ks, default=[1, 5, 20], help="comma-separated cut-offs (default 1,5,20)")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
@@ -127,10 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def index_line(name: str, index: DenseIndex | str) -> str:
+def index_line(name: str, result: IndexResult) -> str:
     """One line of `index`'s report: where the index lives, or why it failed."""
-    if isinstance(index, str):
-        return f"{name}: FAILED: {index}"
+    if result.error is not None:
+        return f"{name}: FAILED: {result.error}"
+    index = result.index
     state = "cached" if index.from_cache else f"built in {index.build_seconds:.1f} s"
     where = str(index.path) if index.path is not None else f"in memory only ({index.persist_error})"
     return f"{name}: {index.kind} index of {len(index)} x {index.dim}, {state}, {where}"
@@ -143,7 +178,7 @@ def run_index(args: argparse.Namespace, names: list[str]) -> int:
     indexes = engine.build_indexes(names, progress=_progress)
     for name, index in indexes.items():
         print(index_line(name, index))
-    failed = [name for name, index in indexes.items() if isinstance(index, str)]
+    failed = [name for name, result in indexes.items() if result.error is not None]
     if failed:
         # A script running `index` ahead of time must notice that some index is not there.
         print(f"error: {len(failed)} of {len(indexes)} dense indexes failed: {', '.join(failed)}", file=sys.stderr)

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .engine import RetrievalEngine
-from .errors import InvalidInputError, InvalidTypeError, LfqaError
+from .errors import InvalidInputError, LfqaError
 from .inputs import check_passages, check_texts
 
 MAP_PASSAGES = 200  # corpus passages drawn on the 2-D map (an even sample of the corpus)...
@@ -33,7 +33,9 @@ class ModelEmbedding:
     norms: np.ndarray | None = None  # [n]
     similarity: np.ndarray | None = None  # [n, n] dot products: the score this model retrieves by
     cosine: np.ndarray | None = None  # [n, n]
-    map_points: list[dict] = field(default_factory=list)  # {"x", "y", "kind", "label"}: PCA of the corpus sample and the texts
+    map_points: list[dict] = field(
+        default_factory=list
+    )  # {"x", "y", "kind", "label"}: PCA of the corpus sample and the texts
     error: str | None = None
 
 
@@ -129,6 +131,11 @@ def _map(engine, name, retriever, vectors, texts, kinds, limit) -> list[dict]:
         limit = min(limit, MAP_PASSAGES_UNINDEXED)
     pick = np.unique(np.linspace(0, len(corpus) - 1, num=min(limit, len(corpus))).astype(int))
     ref, mine = pca_2d(_corpus_sample(engine, name, retriever, pick), vectors)
-    points = [{"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title} for (x, y), i in zip(ref, pick)]
-    points += [{"x": float(x), "y": float(y), "kind": f"your {k}", "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)]
+    points = [
+        {"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title}
+        for (x, y), i in zip(ref, pick)
+    ]
+    points += [
+        {"x": float(x), "y": float(y), "kind": f"your {k}", "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)
+    ]
     return points

@@ -18,15 +18,15 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .retrieval.bm25 import BM25Index
-from .retrieval.builds import IndexBuild
-from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from .errors import InvalidInputError, InvalidTypeError, LfqaError
-from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
-from .reading.answers import ReadResult
 from .inputs import check_passages, check_text, check_texts
 from .models.loading import load_reader
 from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .reading.answers import ReadResult
+from .retrieval.bm25 import BM25Index
+from .retrieval.builds import IndexBuild
+from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
+from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
 from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
@@ -63,6 +63,15 @@ class RetrieverResult:
     error: str | None = None  # why the retriever could not run; hits are then empty
     pending: str | None = None  # where its index build stands while it is not ready yet
     score_kind: str = ""  # what its scores mean ("dot product of ...", "BM25 score ...")
+
+
+@dataclass
+class IndexResult:
+    """One dense index that `build_indexes` was asked for: the index, or why there is none."""
+
+    retriever: str
+    index: DenseIndex | None
+    error: str | None = None
 
 
 @dataclass
@@ -143,14 +152,18 @@ def failure_message(exc: BaseException) -> str:
     return INTERNAL_ERROR
 
 
-def make_searcher(name: str, spec: str | RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None) -> Searcher:
+def make_searcher(
+    name: str, spec: str | RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None
+) -> Searcher:
     """The searcher behind a name: "bm25", a default retriever ("retribert", "dpr", "realm",
     "minilm") or a RetrieverSpec."""
     if isinstance(spec, str) and spec in SPARSE_SEARCHERS:
         return SPARSE_SEARCHERS[spec](name, corpus)
     if isinstance(spec, str):
         if spec not in DEFAULT_RETRIEVERS:
-            raise InvalidInputError(f"unknown retriever {spec!r}; use bm25, one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec")
+            raise InvalidInputError(
+                f"unknown retriever {spec!r}; use bm25, one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec"
+            )
         return DenseSearch(name, DEFAULT_RETRIEVERS[spec], corpus, settings, device, dtype, load_as=spec)
     return DenseSearch(name, spec, corpus, settings, device, dtype)
 
@@ -212,7 +225,9 @@ class RetrievalEngine:
         the background (read from the cache when a valid entry exists)."""
         return self._dense(name).start()
 
-    def index(self, name: str, progress: Callable[[int, int], None] | None = None, timeout: float | None = None) -> DenseIndex:
+    def index(
+        self, name: str, progress: Callable[[int, int], None] | None = None, timeout: float | None = None
+    ) -> DenseIndex:
         """The dense index of `name`, built or read from the cache once, in the background; waits at
         most `timeout` seconds (None: until ready), calling `progress(done, total)` meanwhile; past
         the timeout it raises IndexNotReady and the build goes on by itself."""
@@ -225,7 +240,9 @@ class RetrievalEngine:
     def set_index(self, name: str, index: DenseIndex) -> None:
         """Use a ready index for `name` (e.g. from precomputed embeddings)."""
         if len(index) != len(self.corpus):
-            raise InvalidInputError(f"the index holds {len(index)} vectors but the corpus has {len(self.corpus)} passages")
+            raise InvalidInputError(
+                f"the index holds {len(index)} vectors but the corpus has {len(self.corpus)} passages"
+            )
         self._dense(name).set_index(index)
 
     def index_states(self) -> dict[str, str]:
@@ -244,19 +261,20 @@ class RetrievalEngine:
         names: Sequence[str] | None = None,
         progress: Callable[[str, int, int], None] | None = None,
         timeout: float | None = None,
-    ) -> dict[str, DenseIndex | str]:
-        """Build every index ahead of time; returns each dense index, or the error that stopped it
-        (with a `timeout`, an index still building past it reports where it stands and goes on)."""
-        out: dict[str, DenseIndex | str] = {}
+    ) -> dict[str, IndexResult]:
+        """Build every index ahead of time; returns, per dense retriever, its index or the error that
+        stopped it (with a `timeout`, an index still building past it says where it stands and goes on)."""
+        out: dict[str, IndexResult] = {}
         for name in names or self.names:
             searcher = self._searcher(name)
             if isinstance(searcher, BM25Search):
                 searcher.index()
                 continue
             try:
-                out[name] = self.index(name, None if progress is None else (lambda d, t, n=name: progress(n, d, t)), timeout)
+                report = None if progress is None else (lambda d, t, n=name: progress(n, d, t))
+                out[name] = IndexResult(name, self.index(name, report, timeout))
             except Exception as exc:  # one index failing never stops the others
-                out[name] = failure_message(exc)
+                out[name] = IndexResult(name, None, failure_message(exc))
         return out
 
     # -- comparison ----------------------------------------------------------------------------------
@@ -298,12 +316,20 @@ class RetrievalEngine:
                     continue
                 scores, ids, enc_s, search_s = got.scores, got.ids, got.encode_seconds, got.search_seconds
                 hits = [
-                    Hit(rank + 1, corpus[j].id, corpus[j].title, corpus[j].text, float(s),
-                        None if not gold[row] else contains_answer(corpus[j].text, gold[row]))
-                    for rank, (s, j) in enumerate(zip(scores[row], ids[row])) if j >= 0
+                    Hit(
+                        rank + 1,
+                        corpus[j].id,
+                        corpus[j].title,
+                        corpus[j].text,
+                        float(s),
+                        None if not gold[row] else contains_answer(corpus[j].text, gold[row]),
+                    )
+                    for rank, (s, j) in enumerate(zip(scores[row], ids[row]))
+                    if j >= 0
                 ]
-                results[name] = RetrieverResult(name, hits, 1000 * enc_s / n, 1000 * search_s / n,
-                                                score_kind=self.searchers[name].score_kind)
+                results[name] = RetrieverResult(
+                    name, hits, 1000 * enc_s / n, 1000 * search_s / n, score_kind=self.searchers[name].score_kind
+                )
             comparisons.append(Comparison(question, k, results, self._agreement(results, k), gold[row] or None))
         return comparisons
 
@@ -353,18 +379,26 @@ class RetrievalEngine:
             ready = [n for n in names if n not in pending and n not in failed]
             if ready != done:  # search again only when another column became ready
                 done = ready
-                base = self.compare(question, ready, k, gold_answer) if ready else Comparison(question, k, {}, [], gold_answer)
+                base = (
+                    self.compare(question, ready, k, gold_answer)
+                    if ready
+                    else Comparison(question, k, {}, [], gold_answer)
+                )
             results = {}
             for n in names:
                 if n in failed:
                     results[n] = RetrieverResult(n, [], 0.0, 0.0, error=failure_message(failed[n].error))
                 elif n in pending:
-                    results[n] = RetrieverResult(n, [], 0.0, 0.0, pending=pending[n].describe() + (BACKGROUND_NOTE if over else ""))
+                    results[n] = RetrieverResult(
+                        n, [], 0.0, 0.0, pending=pending[n].describe() + (BACKGROUND_NOTE if over else "")
+                    )
                 else:
                     results[n] = base.results[n]
             yield Comparison(question, base.k, results, base.agreement, base.gold_answer)
 
-    def wait_for_indexes(self, names: Sequence[str] | None = None, budget_s: float = REQUEST_BUDGET_S) -> Iterator[dict[str, str]]:
+    def wait_for_indexes(
+        self, names: Sequence[str] | None = None, budget_s: float = REQUEST_BUDGET_S
+    ) -> Iterator[dict[str, str]]:
         """Start the dense indexes of `names` and yield where each stands ("ready", "indexing
         120/552 passages, about 40 s left", "failed: why") about once a second until all are over
         or `budget_s` passed; builds still running then go on in the background. Closing the
@@ -431,7 +465,10 @@ class RetrievalEngine:
             timings["retrieve_encode"], timings["retrieve_search"] = result.encode_ms, result.search_ms
         else:
             pairs = check_passages(passages)
-            hits = [Hit(i + 1, str(p.get("id", f"pasted-{i + 1}")), t, x, 0.0) for i, (p, (t, x)) in enumerate(zip(passages, pairs))]
+            hits = [
+                Hit(i + 1, str(p.get("id", f"pasted-{i + 1}")), t, x, 0.0)
+                for i, (p, (t, x)) in enumerate(zip(passages, pairs))
+            ]
             retriever = None
             if len(hits) > k:  # k bounds the reading work for pasted text too
                 hits = _top_k_by_bm25(question, hits, k)
@@ -444,7 +481,9 @@ class RetrievalEngine:
         retrieved_by = searcher.spec if isinstance(searcher, DenseSearch) else None
         for name in readers:
             try:
-                reader = load_reader(name, device=self.device, dtype=self.dtype, checkpoint=(reader_checkpoints or {}).get(name))
+                reader = load_reader(
+                    name, device=self.device, dtype=self.dtype, checkpoint=(reader_checkpoints or {}).get(name)
+                )
                 relevance = None
                 if to_read:
                     started = time.perf_counter()
@@ -468,7 +507,11 @@ class RetrievalEngine:
         for a, b in combinations(ok, 2):
             ids_a, ids_b = [h.passage_id for h in a.hits], [h.passage_id for h in b.hits]
             depth = min(k, len(ids_a), len(ids_b))
-            out.append(Agreement(a.retriever, b.retriever, overlap_at_k(ids_a, ids_b, depth), rank_biased_overlap(ids_a, ids_b)))
+            out.append(
+                Agreement(
+                    a.retriever, b.retriever, overlap_at_k(ids_a, ids_b, depth), rank_biased_overlap(ids_a, ids_b)
+                )
+            )
         return out
 
 
@@ -507,17 +550,16 @@ def default_engine() -> RetrievalEngine:
         return _default_engine
 
 
-def compare(question: str, retrievers: Sequence[str] | None = None, k: int = 10, gold_answer: str | None = None) -> Comparison:
-    """`RetrievalEngine.compare` on the default engine (bundled corpus)."""
-    return default_engine().compare(question, retrievers, k, gold_answer)
+def compare(*args, **kwargs) -> Comparison:
+    """`RetrievalEngine.compare` on the default engine (bundled corpus); same arguments."""
+    return default_engine().compare(*args, **kwargs)
 
 
-def answer(question: str, retriever: str = "dpr", readers: Sequence[str] = ("dpr", "realm"), k: int = 10, top_k: int = 5,
-           passages: Sequence[dict] | None = None) -> AnswerReport:
-    """`RetrievalEngine.answer` on the default engine (bundled corpus)."""
-    return default_engine().answer(question, retriever, readers, k, top_k, passages)
+def answer(*args, **kwargs) -> AnswerReport:
+    """`RetrievalEngine.answer` on the default engine (bundled corpus); same arguments."""
+    return default_engine().answer(*args, **kwargs)
 
 
-def compare_batch(questions: Sequence[str], retrievers: Sequence[str] | None = None, k: int = 10, gold_answers=None) -> list[Comparison]:
-    """`RetrievalEngine.compare_batch` on the default engine (bundled corpus)."""
-    return default_engine().compare_batch(questions, retrievers, k, gold_answers)
+def compare_batch(*args, **kwargs) -> list[Comparison]:
+    """`RetrievalEngine.compare_batch` on the default engine (bundled corpus); same arguments."""
+    return default_engine().compare_batch(*args, **kwargs)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .retrieval.corpus import QAItem
 from .engine import RetrievalEngine, contains_answer
+from .retrieval.corpus import QAItem
 
 
 @dataclass
@@ -19,7 +19,13 @@ class RetrievalScores:
     error: str | None = None
 
 
-def evaluate(engine: RetrievalEngine, qa: Sequence[QAItem], retrievers: Sequence[str], ks: Sequence[int] = (1, 5, 20), batch: int = 64) -> list[RetrievalScores]:
+def evaluate(
+    engine: RetrievalEngine,
+    qa: Sequence[QAItem],
+    retrievers: Sequence[str],
+    ks: Sequence[int] = (1, 5, 20),
+    batch: int = 64,
+) -> list[RetrievalScores]:
     """Score each retriever on `qa` over the engine's corpus (questions run in batches)."""
     depth = max(ks)
     out = []
@@ -37,7 +43,9 @@ def evaluate(engine: RetrievalEngine, qa: Sequence[QAItem], retrievers: Sequence
                     error = result.error
                     break
                 ids = [h.passage_id for h in result.hits]
-                answer_ranks = [i for i, h in enumerate(result.hits) if any(contains_answer(h.text, a) for a in item.answers)]
+                answer_ranks = [
+                    i for i, h in enumerate(result.hits) if any(contains_answer(h.text, a) for a in item.answers)
+                ]
                 for k in ks:
                     hits_p[k] += item.passage_id in ids[:k]
                     hits_a[k] += bool(answer_ranks) and answer_ranks[0] < k
@@ -46,7 +54,11 @@ def evaluate(engine: RetrievalEngine, qa: Sequence[QAItem], retrievers: Sequence
             if error:
                 break
         n = max(len(qa), 1)
-        out.append(RetrievalScores(name, len(qa), {k: hits_p[k] / n for k in ks}, {k: hits_a[k] / n for k in ks}, rr / n, error))
+        out.append(
+            RetrievalScores(
+                name, len(qa), {k: hits_p[k] / n for k in ks}, {k: hits_a[k] / n for k in ks}, rr / n, error
+            )
+        )
     return out
 
 
@@ -61,7 +73,11 @@ def format_table(scores: Sequence[RetrievalScores]) -> str:
     widths[0] = max([widths[0]] + [len(s.retriever) for s in scores])
     lines = [_table_line(head, widths)]
     for s in scores:
-        lines.append(f"{s.retriever.ljust(widths[0])}  unavailable (error below)" if s.error else _table_line(_score_cells(s, ks), widths))
+        lines.append(
+            f"{s.retriever.ljust(widths[0])}  unavailable (error below)"
+            if s.error
+            else _table_line(_score_cells(s, ks), widths)
+        )
     failures = [f"{s.retriever}: unavailable: {one_line(s.error)}" for s in scores if s.error]
     return "\n".join(lines + ([""] + failures if failures else []))
 
@@ -73,7 +89,12 @@ def one_line(text: str) -> str:
 
 def _score_cells(s: RetrievalScores, ks: Sequence[int]) -> list[str]:
     """The table cells of a retriever that ran: its name, recall by passage and by answer, MRR."""
-    return [s.retriever] + [f"{s.recall_passage[k]:.3f}" for k in ks] + [f"{s.recall_answer[k]:.3f}" for k in ks] + [f"{s.mrr:.3f}"]
+    return (
+        [s.retriever]
+        + [f"{s.recall_passage[k]:.3f}" for k in ks]
+        + [f"{s.recall_answer[k]:.3f}" for k in ks]
+        + [f"{s.mrr:.3f}"]
+    )
 
 
 def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:

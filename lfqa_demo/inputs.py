@@ -23,7 +23,9 @@ def check_texts(values: object, arg: str) -> list[str]:
 def check_passages(values: object, arg: str = "passages") -> list[tuple[str, str]]:
     """A sequence of {"title": str (optional), "text": str} mappings, as (title, text) pairs."""
     if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence):
-        raise InvalidTypeError(f'{arg} must be a list of {{"title": ..., "text": ...}} dicts, not {type(values).__name__}')
+        raise InvalidTypeError(
+            f'{arg} must be a list of {{"title": ..., "text": ...}} dicts, not {type(values).__name__}'
+        )
     pairs = []
     for i, p in enumerate(values):
         if not isinstance(p, Mapping):
@@ -31,5 +33,10 @@ def check_passages(values: object, arg: str = "passages") -> list[tuple[str, str
         if "text" not in p:
             raise InvalidTypeError(f'{arg}[{i}] has no "text"')
         title = p.get("title")
-        pairs.append(("" if title is None else check_text(title, f'{arg}[{i}]["title"]'), check_text(p["text"], f'{arg}[{i}]["text"]')))
+        pairs.append(
+            (
+                "" if title is None else check_text(title, f'{arg}[{i}]["title"]'),
+                check_text(p["text"], f'{arg}[{i}]["text"]'),
+            )
+        )
     return pairs

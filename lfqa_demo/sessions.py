@@ -15,9 +15,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from .retrieval.corpus import Corpus
 from .engine import RetrievalEngine
 from .errors import CorpusUnavailableError
+from .retrieval.corpus import Corpus, load_bundled_corpus
 
 MAX_UPLOADS = 4  # uploaded corpora held at once; each is at most 20,000 passages (see the README)
 FORGET_AFTER = 1024  # how many reasons for dropped corpora are remembered
@@ -35,8 +35,12 @@ class CorpusRef:
 class EngineRegistry:
     """One engine per corpus fingerprint, shared by the sessions using it; thread-safe."""
 
-    def __init__(self, bundled: Corpus, make_engine: Callable[[Corpus], RetrievalEngine] = RetrievalEngine,
-                 max_uploads: int = MAX_UPLOADS):
+    def __init__(
+        self,
+        bundled: Corpus,
+        make_engine: Callable[[Corpus], RetrievalEngine] = RetrievalEngine,
+        max_uploads: int = MAX_UPLOADS,
+    ):
         self._make_engine = make_engine
         self.max_uploads = max_uploads
         self._lock = threading.Lock()
@@ -67,7 +71,10 @@ class EngineRegistry:
             self._dropped.pop(key, None)
             while len(self._engines) > self.max_uploads:
                 old, engine = self._engines.popitem(last=False)
-                self._forget(old, f"it was unloaded to make room for newer uploads (this server keeps {self.max_uploads} at a time)")
+                self._forget(
+                    old,
+                    f"it was unloaded to make room for newer uploads (this server keeps {self.max_uploads} at a time)",
+                )
                 dropped.append(engine)
         for engine in dropped:
             engine.close()
@@ -118,3 +125,16 @@ class EngineRegistry:
         self._dropped[key] = why
         while len(self._dropped) > FORGET_AFTER:
             self._dropped.popitem(last=False)
+
+
+_default: EngineRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> EngineRegistry:
+    """The process-wide registry over the bundled corpus (the app's); created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = EngineRegistry(load_bundled_corpus())
+        return _default

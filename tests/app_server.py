@@ -38,11 +38,15 @@ class AppServer:
         }
         self.log = open(work / "app.log", "w")
         started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = started + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the app exited with {self.process.returncode}: {(work / 'app.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"the app exited with {self.process.returncode}: {(work / 'app.log').read_text()[-3000:]}"
+                )
             try:
                 if httpx.get(self.url, timeout=2).status_code == 200:
                     break

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REFERENCE, write_hub_cache
 
 import lfqa_demo
-from helpers import REFERENCE, write_hub_cache
 
 
 @pytest.fixture(scope="session")

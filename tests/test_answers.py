@@ -3,8 +3,6 @@ known answer, exact character offsets (property test), windows, merging and bad 
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lfqa_demo import load_reader
-from lfqa_demo.reading.answers import decode_dpr, decode_realm
 from lfqa_demo.engine import RetrievalEngine
+from lfqa_demo.reading.answers import decode_dpr, decode_realm
 from lfqa_demo.retrieval.corpus import build_corpus
 
 PASSAGES = [
@@ -50,7 +48,9 @@ def direct_dpr(start, end, relevance, inputs, texts, top_k, max_tokens):
     per_passage = []
     for p in sorted(range(len(texts)), key=lambda p: -relevance[p]):
         first, stop = inputs.text_spans[p]
-        spans = [(start[p, i] + end[p, j], i, j) for i in range(first, stop) for j in range(i, min(stop, i + max_tokens))]
+        spans = [
+            (start[p, i] + end[p, j], i, j) for i in range(first, stop) for j in range(i, min(stop, i + max_tokens))
+        ]
         kept = []
         for _, i, j in sorted(spans, key=lambda s: -s[0]):
             c = char_span(inputs, p, i, j)
@@ -63,8 +63,11 @@ def direct_dpr(start, end, relevance, inputs, texts, top_k, max_tokens):
 
 
 def direct_realm(out, relevance, inputs, top_k, max_tokens):
-    cands = [(out.logits[c], int(out.passage[c]), int(out.start[c]), int(out.end[c])) for c in range(len(out.logits))
-             if out.end[c] - out.start[c] < max_tokens]
+    cands = [
+        (out.logits[c], int(out.passage[c]), int(out.start[c]), int(out.end[c]))
+        for c in range(len(out.logits))
+        if out.end[c] - out.start[c] < max_tokens
+    ]
     kept = []
     for _, p, i, j in sorted(cands, key=lambda c: -c[0]):
         c = char_span(inputs, p, i, j)
@@ -106,10 +109,15 @@ def test_realm_decoding_equals_the_direct_implementation(seed):
     out.logits = out.logits + np.random.default_rng(seed).standard_normal(len(out.logits)).astype(np.float32)
     texts = [p["text"] for p in PASSAGES]
     got = decode_realm(out.passage, out.row, out.start, out.end, out.logits, relevance, out.inputs, texts, 5, 10)
-    assert [(a.passage_index, a.start, a.end) for a in got] == dedupe(direct_realm(out, relevance, out.inputs, 5, 10), texts, 5)
+    assert [(a.passage_index, a.start, a.end) for a in got] == dedupe(
+        direct_realm(out, relevance, out.inputs, 5, 10), texts, 5
+    )
     best = int(np.argmax(out.logits))
     expected = char_span(out.inputs, int(out.row[best]), int(out.start[best]), int(out.end[best]))
-    assert (got[0].passage_index, got[0].start, got[0].end) == (int(out.passage[best]), *expected)  # REALM's argmax, widened
+    assert (got[0].passage_index, got[0].start, got[0].end) == (
+        int(out.passage[best]),
+        *expected,
+    )  # REALM's argmax, widened
 
 
 def token_index(inputs, row, char):
@@ -126,9 +134,11 @@ def test_crafted_dpr_logits_give_the_known_answer():
     s, e = text.index("Rollo"), text.index("Rollo") + len("Rollo")
     start[0, token_index(inputs, 0, s)] = 10
     end[0, np.flatnonzero(inputs.char_offsets[0, :, 1] == e)[0]] = 10
-    start[0, :inputs.text_spans[0, 0]] = 100  # question and title tokens must never be chosen
-    end[0, :inputs.text_spans[0, 0]] = 100
-    start[2, token_index(inputs, 2, PASSAGES[2]["text"].index("Egypt"))] = 50  # a better span, in a less relevant passage
+    start[0, : inputs.text_spans[0, 0]] = 100  # question and title tokens must never be chosen
+    end[0, : inputs.text_spans[0, 0]] = 100
+    start[2, token_index(inputs, 2, PASSAGES[2]["text"].index("Egypt"))] = (
+        50  # a better span, in a less relevant passage
+    )
     end[2, token_index(inputs, 2, PASSAGES[2]["text"].index("Egypt"))] = 50
     answers = decode_dpr(start, end, np.array([3.0, 1.0, 2.0]), inputs, [p["text"] for p in PASSAGES], 3, 10)
     assert (answers[0].text, answers[0].passage_index, answers[0].start, answers[0].end) == ("Rollo", 0, s, e)
@@ -143,7 +153,9 @@ def test_spans_are_widened_to_whole_words():
     inputs = reader.build_inputs("q", passage)
     first, stop = inputs.text_spans[0]
     pieces = [reader.tokenizer.decode([int(i)]) for i in inputs.input_ids[0, first:stop]]
-    inner = first + next(k for k in range(1, stop - first) if inputs.word_ids[0, first + k] == inputs.word_ids[0, first + k - 1])
+    inner = first + next(
+        k for k in range(1, stop - first) if inputs.word_ids[0, first + k] == inputs.word_ids[0, first + k - 1]
+    )
     start = np.zeros(inputs.input_ids.shape)
     end = np.zeros(inputs.input_ids.shape)
     start[0, inner] = end[0, inner] = 10  # a word piece inside a word
@@ -152,7 +164,17 @@ def test_spans_are_widened_to_whole_words():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.text(alphabet=st.sampled_from(list("abcdeé ñÅçü 東京日本 🙂👍🏽 .,!?-'\"\t\n\u0301\u200b")) | st.characters(), min_size=1, max_size=120), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.sampled_from(list("abcdeé ñÅçü 東京日本 🙂👍🏽 .,!?-'\"\t\n\u0301\u200b")) | st.characters(),
+            min_size=1,
+            max_size=120,
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_offsets_always_slice_to_the_answer(texts):
     passages = [{"title": "T", "text": t} for t in texts]
     for name in ("dpr", "realm"):
@@ -173,6 +195,7 @@ def test_windowing_finds_an_answer_past_the_first_window(monkeypatch):
 
     class FindsZanzibar(torch.nn.Module):
         """The real model's shapes, with logits that point at the word 'zanzibar' wherever it is."""
+
         def forward(self, input_ids, attention_mask, token_type_ids):
             start, end, relevance = original(input_ids, attention_mask, token_type_ids)
             hit = (input_ids == target).float() * 100
@@ -215,7 +238,9 @@ def test_same_text_from_several_passages_is_listed_once(tmp_path):
 
 
 def test_answer_end_to_end(tmp_path):
-    corpus = build_corpus("c", PASSAGES * 1 + [{"title": "Extra", "text": f"filler passage number {i}"} for i in range(10)])
+    corpus = build_corpus(
+        "c", PASSAGES * 1 + [{"title": "Extra", "text": f"filler passage number {i}"} for i in range(10)]
+    )
     engine = RetrievalEngine(corpus, cache_dir=tmp_path)
     report = engine.answer("who led the normans?", retriever="realm", k=4)
     assert len(report.passages) == 4 and report.retriever == "realm" and not report.errors
@@ -225,7 +250,9 @@ def test_answer_end_to_end(tmp_path):
         for a in result:
             assert report.passages[a.passage_index].text[a.start : a.end] == a.text
     realm_best = report.answers["realm"][0]
-    assert realm_best.relevance == pytest.approx(report.passages[realm_best.passage_index].score)  # REALM adds its retriever score
+    assert realm_best.relevance == pytest.approx(
+        report.passages[realm_best.passage_index].score
+    )  # REALM adds its retriever score
     pasted = engine.answer("who led the normans?", passages=PASSAGES, readers=("realm",))
     assert pasted.retriever is None and "realm_relevance" in pasted.timings_ms and pasted.answers["realm"].answers
     with pytest.raises(ValueError, match="empty"):

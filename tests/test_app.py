@@ -7,10 +7,9 @@ import json
 
 import httpx
 import pytest
+from app_server import AppServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-
-from app_server import AppServer
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,13 @@ def hits_per_column(html: str) -> list[int]:
 
 
 def test_compare_shows_one_column_per_retriever(client):
-    html, agreement, timings = client.predict("who was known as the king of swing", 5, ["retribert", "dpr", "realm", "bm25"], "Benny Goodman", api_name="/compare")
+    html, agreement, timings = client.predict(
+        "who was known as the king of swing",
+        5,
+        ["retribert", "dpr", "realm", "bm25"],
+        "Benny Goodman",
+        api_name="/compare",
+    )
     for name in ("RetriBERT", "DPR", "REALM", "BM25"):
         assert f"<b>{name}</b>" in html
     assert hits_per_column(html) == [5, 5, 5, 5]
@@ -42,7 +47,11 @@ def test_compare_shows_one_column_per_retriever(client):
 
 def test_a_model_that_cannot_load_shows_why_and_the_others_answer(client):
     html, _, timings = client.predict("why is the sky blue?", 3, ["minilm", "bm25"], "", api_name="/compare")
-    assert "Unavailable" in html and "HF_HUB_OFFLINE" in html and "hf download sentence-transformers/all-MiniLM-L6-v2" in html
+    assert (
+        "Unavailable" in html
+        and "HF_HUB_OFFLINE" in html
+        and "hf download sentence-transformers/all-MiniLM-L6-v2" in html
+    )
     assert hits_per_column(html)[1] == 3
     status = client.predict(api_name="/model_status")
     states = dict(status["data"])
@@ -50,12 +59,15 @@ def test_a_model_that_cannot_load_shows_why_and_the_others_answer(client):
     assert states["retriever dpr"].startswith("ready on cpu, ") or states["retriever dpr"] == "not loaded"
 
 
-@pytest.mark.parametrize("question,k,retrievers,message", [
-    ("", 5, ["bm25"], "Type a question first"),
-    ("x" * 20_000, 5, ["bm25"], "the limit is 2,000"),
-    ("who?", 0, ["bm25"], "must be from 1 to 50; it was 0"),
-    ("who?", 5, [], "Choose at least one of the retrievers"),
-])
+@pytest.mark.parametrize(
+    "question,k,retrievers,message",
+    [
+        ("", 5, ["bm25"], "Type a question first"),
+        ("x" * 20_000, 5, ["bm25"], "the limit is 2,000"),
+        ("who?", 0, ["bm25"], "must be from 1 to 50; it was 0"),
+        ("who?", 5, [], "Choose at least one of the retrievers"),
+    ],
+)
 def test_compare_bad_input_gets_a_clear_message(client, server, question, k, retrievers, message):
     with pytest.raises(AppError, match=message):
         client.predict(question, k, retrievers, "", api_name="/compare")
@@ -64,11 +76,17 @@ def test_compare_bad_input_gets_a_clear_message(client, server, question, k, ret
 
 def test_uploads_html_escaping_and_k_past_the_corpus(client, tmp_path):
     corpus = tmp_path / "evil.jsonl"
-    corpus.write_text("\n".join(json.dumps(r) for r in [
-        {"title": "<b>Bold title</b>", "text": "<script>alert('x')</script> The normans were led by Rollo."},
-        {"title": "Image", "text": "<img src=x onerror=alert(1)> normans again"},
-        {"title": "Plain", "text": "nothing about the topic"},
-    ]), encoding="utf-8")
+    corpus.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"title": "<b>Bold title</b>", "text": "<script>alert('x')</script> The normans were led by Rollo."},
+                {"title": "Image", "text": "<img src=x onerror=alert(1)> normans again"},
+                {"title": "Plain", "text": "nothing about the topic"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     info = client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
     assert "evil.jsonl: 3 passages" in info
     html, _, _ = client.predict("who led the normans?", 50, ["dpr", "bm25"], "", api_name="/compare")
@@ -102,8 +120,10 @@ def test_bad_uploads_leave_the_corpus_usable(client, server, tmp_path):
 
 def test_no_visitor_can_make_the_server_read_its_files(server):
     for path in ("/etc/passwd", str(server_root() / "README.md")):
-        event = httpx.post(f"{server.url}gradio_api/call/upload_corpus",
-                           json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", ""]}).json()["event_id"]
+        event = httpx.post(
+            f"{server.url}gradio_api/call/upload_corpus",
+            json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, "", ""]},
+        ).json()["event_id"]
         stream = httpx.get(f"{server.url}gradio_api/call/upload_corpus/{event}", timeout=30).text
         assert "event: error" in stream and "README" not in stream
     client = Client(server.url, verbose=False)
@@ -125,7 +145,14 @@ def test_answer_extraction(client):
     assert "DPR reader" in html and "REALM reader" in html and "<mark class='answer'>" in html
     assert "confidence" in html and "span score" in html and "passage relevance" in html
     assert "read dpr" in timings and "read realm" in timings
-    pasted, _ = client.predict("who led the normans?", "bm25", ["dpr"], 3, "The Normans were led by Rollo.\n\nAnother paragraph.", api_name="/answer")
+    pasted, _ = client.predict(
+        "who led the normans?",
+        "bm25",
+        ["dpr"],
+        3,
+        "The Normans were led by Rollo.\n\nAnother paragraph.",
+        api_name="/answer",
+    )
     assert "<mark class='answer'>" in pasted
     with pytest.raises(AppError, match="Choose at least one of the readers"):
         client.predict("who?", "bm25", [], 3, "", api_name="/answer")
@@ -135,8 +162,12 @@ def test_answer_extraction(client):
 
 def test_embedding_tab(client):
     pieces, vectors, heatmaps, points, download = client.predict(
-        "who led the normans?\nwhy is the sky blue?", "The Normans were led by Rollo.", ["retribert", "dpr", "realm", "minilm"], "realm",
-        api_name="/embed")
+        "who led the normans?\nwhy is the sky blue?",
+        "The Normans were led by Rollo.",
+        ["retribert", "dpr", "realm", "minilm"],
+        "realm",
+        api_name="/embed",
+    )
     assert "normans" in pieces and "[CLS]" in pieces and "Unavailable" in pieces  # MiniLM is not cached
     assert {row[2] for row in vectors["data"]} == {"RetriBERT", "DPR", "REALM"}
     assert heatmaps.count("<table>") == 3

@@ -8,12 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from app_server import AppServer
 
 OUTPUT = Path(__file__).parent / "output"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test.sh installs it as root)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test.sh installs it as root)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,16 @@ def page(hub_cache, tmp_path_factory):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = browser.new_page(viewport={"width": 1500, "height": 1100})
         page.goto(server.url, wait_until="load")
@@ -54,7 +63,9 @@ def test_answer_extraction_highlights_the_answer_and_shows_html_as_text(page):
     page.get_by_role("tab", name="Answer extraction").click()
     page.locator("#answer-question textarea").fill("who led the normans?")
     evil = "<img src=x onerror=\"document.title='pwned'\"> <script>document.title='pwned'</script>"
-    page.locator("#answer-pasted textarea").fill(f"The Normans were led by Rollo, a Viking. {evil}\n\nAnother paragraph about rivers.")
+    page.locator("#answer-pasted textarea").fill(
+        f"The Normans were led by Rollo, a Viking. {evil}\n\nAnother paragraph about rivers."
+    )
     page.locator("#answer-button").click()
     page.locator("#answer-results mark.answer").first.wait_for(timeout=60_000)
     readers = page.locator("#answer-results h3").all_inner_texts()

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import SHARED
+
 from lfqa_demo import __main__ as cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,12 +28,24 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def corpus_file(tmp_path) -> Path:
     path = tmp_path / "corpus.jsonl"
-    path.write_text("\n".join(json.dumps({"title": f"T{i}", "text": f"the normans built castle {i} in england"}) for i in range(30)), encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            json.dumps({"title": f"T{i}", "text": f"the normans built castle {i} in england"}) for i in range(30)
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
 def test_the_module_runs_as_a_command():
-    shown = subprocess.run([sys.executable, "-m", "lfqa_demo", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    shown = subprocess.run(
+        [sys.executable, "-m", "lfqa_demo", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert all(command in shown.stdout for command in ("index", "evaluate", "compare"))
 
@@ -44,22 +56,44 @@ def test_the_package_is_installed_in_the_venv(tmp_path):
     python = ROOT / ".venv" / "bin" / "python"
     assert python.exists(), "run scripts/setup.sh first: it creates .venv"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    shown = subprocess.run([str(python), "-c", "import lfqa_demo; print(lfqa_demo.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120, check=False)
+    shown = subprocess.run(
+        [str(python), "-c", "import lfqa_demo; print(lfqa_demo.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert shown.returncode == 0, shown.stderr
     assert Path(shown.stdout.strip()) == ROOT / "lfqa_demo" / "__init__.py"  # this checkout, not a stale copy
 
 
 def test_index_then_compare_uses_the_cache(capsys, corpus_file, tmp_path):
     cache = str(tmp_path / "cache")
-    status, out, err = run(capsys, "index", "--corpus", str(corpus_file), "--retrievers", "dpr,realm,bm25", "--cache-dir", cache)
+    status, out, err = run(
+        capsys, "index", "--corpus", str(corpus_file), "--retrievers", "dpr,realm,bm25", "--cache-dir", cache
+    )
     assert status == 0, err
     assert "dpr: flat index of 30 x 32, built" in out and "realm: flat index of 30 x 16, built" in out
     status, out, err = run(capsys, "index", "--corpus", str(corpus_file), "--retrievers", "dpr", "--cache-dir", cache)
     assert status == 0, err
     assert "dpr: flat index of 30 x 32, cached" in out
-    status, out, err = run(capsys, "compare", "castle 7", "--corpus", str(corpus_file), "--retrievers", "dpr,bm25", "-k", "3",
-                           "--cache-dir", cache, "--gold-answer", "castle 7")
+    status, out, err = run(
+        capsys,
+        "compare",
+        "castle 7",
+        "--corpus",
+        str(corpus_file),
+        "--retrievers",
+        "dpr,bm25",
+        "-k",
+        "3",
+        "--cache-dir",
+        cache,
+        "--gold-answer",
+        "castle 7",
+    )
     assert status == 0, err
     assert "[answer]" in out and "dpr vs bm25: overlap@3" in out
 
@@ -68,8 +102,16 @@ def test_index_exits_1_and_names_each_failed_index(capsys, corpus_file, tmp_path
     """With no checkpoint files (empty offline hub cache) every dense index fails: exit 1, each
     failure printed with its reason, and a summary naming them."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
-    status, out, err = run(capsys, "index", "--corpus", str(corpus_file), "--retrievers", "dpr,realm,bm25",
-                           "--cache-dir", str(tmp_path / "cache"))
+    status, out, err = run(
+        capsys,
+        "index",
+        "--corpus",
+        str(corpus_file),
+        "--retrievers",
+        "dpr,realm,bm25",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
     assert status == 1
     failed = [line for line in out.splitlines() if ": FAILED: " in line]
     assert [line.split(":")[0] for line in failed] == ["dpr", "realm"]
@@ -82,7 +124,9 @@ def test_index_in_memory_only_says_why(capsys, corpus_file, tmp_path):
     the index is kept in memory and the report says so, with the reason, instead of a path."""
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("", encoding="utf-8")
-    status, out, err = run(capsys, "index", "--corpus", str(corpus_file), "--retrievers", "realm", "--cache-dir", str(blocked / "cache"))
+    status, out, err = run(
+        capsys, "index", "--corpus", str(corpus_file), "--retrievers", "realm", "--cache-dir", str(blocked / "cache")
+    )
     assert status == 0, err
     assert "realm: flat index of 30 x 16, built in" in out
     assert out.rstrip().endswith(", in memory only (the index cache cannot be written: Not a directory)")
@@ -91,7 +135,9 @@ def test_index_in_memory_only_says_why(capsys, corpus_file, tmp_path):
 
 def test_evaluate_prints_a_table_and_bad_input_exits_2(capsys, tmp_path):
     shared = SHARED / "data" / "squad2-dev-5"
-    status, out, err = run(capsys, "evaluate", "--qa", str(shared), "--retrievers", "bm25,dpr", "--cache-dir", str(tmp_path), "--ks", "1,5")
+    status, out, err = run(
+        capsys, "evaluate", "--qa", str(shared), "--retrievers", "bm25,dpr", "--cache-dir", str(tmp_path), "--ks", "1,5"
+    )
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == f"705 questions, 173 passages ({shared})"
@@ -115,7 +161,10 @@ def test_evaluate_shows_the_whole_error_of_a_retriever_that_could_not_run(capsys
     ("args", "message"),
     [
         (["compare", "q", "--retrievers", "nope"], "unknown retriever 'nope'"),
-        (["compare", "q", "--corpus", "{tmp}/missing.jsonl", "--retrievers", "bm25"], "missing.jsonl cannot be read: No such file or directory"),
+        (
+            ["compare", "q", "--corpus", "{tmp}/missing.jsonl", "--retrievers", "bm25"],
+            "missing.jsonl cannot be read: No such file or directory",
+        ),
         (["compare", "q", "--corpus", "{tmp}", "--retrievers", "bm25"], "passages.jsonl cannot be read"),
         (["compare", "q", "--corpus", "hub:not an id", "--retrievers", "bm25"], "is not a hub dataset id"),
         (["compare", "q", "-k", "0", "--retrievers", "bm25"], "k must be between 1 and 100"),
@@ -123,7 +172,10 @@ def test_evaluate_shows_the_whole_error_of_a_retriever_that_could_not_run(capsys
         (["compare", "q", "--model", "mine=bogus:org/name", "--retrievers", "bm25"], "family must be one of"),
         (["compare", "q", "--model", "no-equals-sign", "--retrievers", "bm25"], "is not NAME=FAMILY:QUESTION_CKPT"),
         (["compare", "q", "--dtype", "float8", "--retrievers", "bm25"], "dtype 'float8' is not one of"),
-        (["evaluate", "--qa", "{tmp}/no-such-dir", "--retrievers", "bm25"], "is not a directory holding passages.jsonl"),
+        (
+            ["evaluate", "--qa", "{tmp}/no-such-dir", "--retrievers", "bm25"],
+            "is not a directory holding passages.jsonl",
+        ),
     ],
 )
 def test_bad_input_gives_a_clean_message_and_exit_2(capsys, tmp_path, args, message):

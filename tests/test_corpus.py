@@ -60,7 +60,10 @@ def write(path, text):
 
 
 def test_jsonl_upload_and_malformed_lines(tmp_path):
-    good = write(tmp_path / "c.jsonl", "\n".join(json.dumps({"title": f"T{i}", "text": f"passage number {i}"}) for i in range(5)) + "\n")
+    good = write(
+        tmp_path / "c.jsonl",
+        "\n".join(json.dumps({"title": f"T{i}", "text": f"passage number {i}"}) for i in range(5)) + "\n",
+    )
     corpus = corpus_from_file(good)
     assert len(corpus) == 5 and corpus[2].title == "T2" and corpus[2].text == "passage number 2"
     bad = write(tmp_path / "bad.jsonl", '{"text": "ok"}\n{not json}\n{"text": "ok2"}\n[1, 2]\n')
@@ -92,9 +95,16 @@ def test_parquet_upload(tmp_path):
 
 
 def test_markdown_upload_uses_headings_as_titles(tmp_path):
-    path = write(tmp_path / "notes.md", "# Rivers\n\nThe Nile is long.\n\n## Deltas\n\nA delta forms\nat a mouth.\n\nMore on deltas.\n")
+    path = write(
+        tmp_path / "notes.md",
+        "# Rivers\n\nThe Nile is long.\n\n## Deltas\n\nA delta forms\nat a mouth.\n\nMore on deltas.\n",
+    )
     corpus = corpus_from_file(path)
-    assert [(p.title, p.text) for p in corpus] == [("Rivers", "The Nile is long."), ("Deltas", "A delta forms at a mouth."), ("Deltas", "More on deltas.")]
+    assert [(p.title, p.text) for p in corpus] == [
+        ("Rivers", "The Nile is long."),
+        ("Deltas", "A delta forms at a mouth."),
+        ("Deltas", "More on deltas."),
+    ]
     plain = corpus_from_file(write(tmp_path / "plain.txt", "just one paragraph"))
     assert plain[0].title == "plain"
 
@@ -117,7 +127,10 @@ def test_bad_files(tmp_path):
 def test_hub_dataset_streams_with_a_cap_and_refuses_server_paths(tmp_path):
     data = tmp_path / "my_dataset"
     data.mkdir()
-    write(data / "train.jsonl", "\n".join(json.dumps({"title": f"T{i}", "text": words(30, 100 * i)}) for i in range(50)) + "\n")
+    write(
+        data / "train.jsonl",
+        "\n".join(json.dumps({"title": f"T{i}", "text": words(30, 100 * i)}) for i in range(50)) + "\n",
+    )
     for local in (str(data), "../etc", "text", "json", "csv", "tests/fixtures"):
         with pytest.raises(CorpusError, match="not a hub dataset id"):
             corpus_from_hub(local, split="test")
@@ -128,8 +141,12 @@ def test_hub_dataset_streams_with_a_cap_and_refuses_server_paths(tmp_path):
 def test_hub_dataset_offline_gives_a_clear_error_at_once(monkeypatch):
     import datasets
 
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is offline"))
-    with pytest.raises(CorpusError, match="'someone/missing-dataset' cannot be loaded: HF_HUB_OFFLINE is set.*upload a file"):
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is offline")
+    )
+    with pytest.raises(
+        CorpusError, match="'someone/missing-dataset' cannot be loaded: HF_HUB_OFFLINE is set.*upload a file"
+    ):
         corpus_from_hub("someone/missing-dataset")
 
 
@@ -145,7 +162,9 @@ def test_hub_dataset_fails_fast_when_the_hub_cannot_be_reached(monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is unreachable"))
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be asked when the hub is unreachable")
+    )
     with pytest.raises(CorpusError, match=r"'someone/missing-dataset' cannot be loaded: the hub .* cannot be reached"):
         corpus_from_hub("someone/missing-dataset")
 
@@ -159,7 +178,14 @@ def test_bundled_corpus_and_questions_meet_the_design():
     assert all(p.title and 40 <= len(p.text.split()) <= 150 for p in corpus)
     by_id = {p.id: p for p in corpus}
     assert len(by_id) == len(corpus)
-    assert {p.id.split("-")[0] for p in corpus} == {"science", "history", "geography", "technology", "arts", "sporthealth"}
+    assert {p.id.split("-")[0] for p in corpus} == {
+        "science",
+        "history",
+        "geography",
+        "technology",
+        "arts",
+        "sporthealth",
+    }
     assert len(questions) >= 150 and len({q.question for q in questions}) == len(questions)
     eli5 = sum(q.style == "eli5" for q in questions)
     assert 0.28 <= eli5 / len(questions) <= 0.4

@@ -6,17 +6,24 @@ import numpy as np
 import pytest
 
 from lfqa_demo import RetrieverSpec
-from lfqa_demo.retrieval.corpus import build_corpus, corpus_from_file, load_bundled_corpus
 from lfqa_demo.engine import RetrievalEngine, overlap_at_k, rank_biased_overlap
 from lfqa_demo.errors import CorpusError
+from lfqa_demo.retrieval.corpus import build_corpus, corpus_from_file, load_bundled_corpus
 
 
 @pytest.fixture
 def engine(tmp_path):
-    corpus = build_corpus("small", [
-        {"id": f"d{i}", "title": f"Topic {i % 7}", "text": f"the normans conquered england in {1000 + i} and built castle number {i}"}
-        for i in range(60)
-    ])
+    corpus = build_corpus(
+        "small",
+        [
+            {
+                "id": f"d{i}",
+                "title": f"Topic {i % 7}",
+                "text": f"the normans conquered england in {1000 + i} and built castle number {i}",
+            }
+            for i in range(60)
+        ],
+    )
     return RetrievalEngine(corpus, cache_dir=tmp_path)
 
 
@@ -45,7 +52,9 @@ def test_dense_results_equal_a_numpy_oracle(engine):
 
 
 def test_k_larger_than_the_corpus_and_bad_input(engine, tmp_path):
-    tiny = RetrievalEngine(build_corpus("tiny", [{"text": "one"}, {"text": "two"}, {"text": "three"}]), cache_dir=tmp_path)
+    tiny = RetrievalEngine(
+        build_corpus("tiny", [{"text": "one"}, {"text": "two"}, {"text": "three"}]), cache_dir=tmp_path
+    )
     c = tiny.compare("one", k=50)
     assert all(len(r.hits) == 3 for r in c.results.values())
     with pytest.raises(ValueError, match="empty"):
@@ -103,7 +112,9 @@ def test_a_failed_upload_leaves_the_corpus_and_indexes_usable(engine, tmp_path):
 def test_another_corpus_gets_another_engine_and_extra_retrievers(engine, tmp_path):
     from helpers import REPOS
 
-    extra = RetrievalEngine(engine.corpus, retrievers={"bm25": "bm25", "mine": RetrieverSpec("realm", REPOS["realm"])}, cache_dir=tmp_path)
+    extra = RetrievalEngine(
+        engine.corpus, retrievers={"bm25": "bm25", "mine": RetrieverSpec("realm", REPOS["realm"])}, cache_dir=tmp_path
+    )
     assert extra.compare("castle", k=2).results.keys() == {"bm25"}  # defaults present in this engine
     assert len(extra.compare("castle", ["mine"], k=2).results["mine"].hits) == 2
     new = build_corpus("new", [{"text": "completely different words"}, {"text": "another passage"}])

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from lfqa_demo.retrieval.corpus import QAItem, build_corpus
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.evaluation import RetrievalScores, evaluate, format_table
+from lfqa_demo.retrieval.corpus import QAItem, build_corpus
 
 # Five passages in this order; BM25 breaks ties (here: zero scores) by passage order.
 PASSAGES = [
@@ -69,14 +69,32 @@ def test_a_retriever_that_cannot_load_reports_its_whole_error(engine, tmp_path, 
     assert bm25.error is None and bm25.mrr == pytest.approx(0.74)
     assert dpr.error and "hf download facebook/dpr-question_encoder-single-nq-base" in dpr.error
     lines = format_table([bm25, dpr]).splitlines()
-    assert lines[0].split() == ["retriever", "R@1", "psg", "R@2", "psg", "R@20", "psg", "R@1", "ans", "R@2", "ans", "R@20", "ans", "MRR@20"]
+    assert lines[0].split() == [
+        "retriever",
+        "R@1",
+        "psg",
+        "R@2",
+        "psg",
+        "R@20",
+        "psg",
+        "R@1",
+        "ans",
+        "R@2",
+        "ans",
+        "R@20",
+        "ans",
+        "MRR@20",
+    ]
     assert lines[1].split() == ["bm25", "0.600", "0.800", "1.000", "0.800", "0.800", "0.800", "0.740"]
     assert lines[2].split() == ["dpr", "unavailable", "(error", "below)"]
     assert lines[3:] == ["", f"dpr: unavailable: {dpr.error}"]
 
 
 def test_format_table_puts_a_long_multiline_error_on_one_line():
-    error = "The files of 'org/model' are missing.\n  To get them, run `hf download org/model config.json vocab.txt pytorch_model.bin` " + "x" * 100
+    error = (
+        "The files of 'org/model' are missing.\n  To get them, run `hf download org/model config.json "
+        "vocab.txt pytorch_model.bin` " + "x" * 100
+    )
     ok = RetrievalScores("bm25", 5, {1: 0.6, 20: 1.0}, {1: 0.8, 20: 0.8}, 0.74)
     failed = RetrievalScores("a-long-retriever-name", 5, {1: 0.0, 20: 0.0}, {1: 0.0, 20: 0.0}, 0.0, error)
     table = format_table([failed, ok])
@@ -93,4 +111,7 @@ def test_format_table_puts_a_long_multiline_error_on_one_line():
 
 def test_format_table_without_failures_has_no_trailing_lines():
     ok = RetrievalScores("bm25", 5, {1: 0.6}, {1: 0.8}, 0.6)
-    assert format_table([ok]).splitlines() == ["retriever  R@1 psg  R@1 ans  MRR@1", "bm25       0.600    0.800    0.600"]
+    assert format_table([ok]).splitlines() == [
+        "retriever  R@1 psg  R@1 ans  MRR@1",
+        "bm25       0.600    0.800    0.600",
+    ]

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_server import AppServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-
-from app_server import AppServer
 
 
 def rss_mb(pid: int) -> float:
@@ -29,7 +28,9 @@ def rss_mb(pid: int) -> float:
 def raw_call(server: AppServer, api: str, body: str) -> tuple[str, object]:
     """POST a raw JSON body (NaN, nulls, lone surrogates: what no well-behaved client sends) to
     an endpoint; ("complete", outputs) or ("error", message)."""
-    r = httpx.post(f"{server.url}gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}gradio_api/call/{api}", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
     if r.status_code != 200:
         return "http", r.status_code
     stream = httpx.get(f"{server.url}gradio_api/call/{api}/{r.json()['event_id']}", timeout=120).text
@@ -131,7 +132,9 @@ def index_state(client: Client, name: str) -> str:
 
 def test_a_cancelled_comparison_stops_its_index_build(server, tmp_path):
     client = client_of(server)
-    client.predict(handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="cancel"))), "", "", api_name="/upload_corpus")
+    client.predict(
+        handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="cancel"))), "", "", api_name="/upload_corpus"
+    )
     job = client.submit("who led the normans?", 5, ["realm", "bm25"], "", api_name="/compare")
     deadline = time.monotonic() + 60
     while "indexing" not in index_state(client, "realm") and time.monotonic() < deadline:
@@ -153,7 +156,9 @@ def quick_server(hub_cache, tmp_path_factory):
 
 def test_an_index_past_the_budget_is_built_in_the_background(quick_server, tmp_path):
     client = client_of(quick_server)
-    client.predict(handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="bg"))), "", "", api_name="/upload_corpus")
+    client.predict(
+        handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="bg"))), "", "", api_name="/upload_corpus"
+    )
     html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
     dpr, bm25 = html.split("<div class='col'>")[1:]
     assert "Not ready yet: " in dpr and "goes on in the background" in dpr
@@ -169,10 +174,17 @@ def test_an_index_past_the_budget_is_built_in_the_background(quick_server, tmp_p
 # -- 5. uploads were silently evicted ---------------------------------------------------------------------
 def test_an_evicted_upload_says_so_instead_of_answering_from_another_corpus(server, tmp_path):
     first = client_of(server)
-    first.predict(handle_file(str(write_jsonl(tmp_path / "mine.jsonl", 5, tag="mine"))), "", "", api_name="/upload_corpus")
+    first.predict(
+        handle_file(str(write_jsonl(tmp_path / "mine.jsonl", 5, tag="mine"))), "", "", api_name="/upload_corpus"
+    )
     for i in range(4):
         other = client_of(server)
-        other.predict(handle_file(str(write_jsonl(tmp_path / f"other{i}.jsonl", 5, tag=f"o{i}"))), "", "", api_name="/upload_corpus")
+        other.predict(
+            handle_file(str(write_jsonl(tmp_path / f"other{i}.jsonl", 5, tag=f"o{i}"))),
+            "",
+            "",
+            api_name="/upload_corpus",
+        )
     with pytest.raises(AppError, match=r"Your corpus 'mine.jsonl' is not loaded any more: .*Upload it again"):
         first.predict("who led the normans?", 3, ["bm25"], "", api_name="/compare")
 
@@ -182,7 +194,9 @@ def mount_tmpfs(path: Path, options: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         return False
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +215,10 @@ def test_a_read_only_cache_keeps_indexes_in_memory_and_says_why(hub_cache, tmp_p
         for _ in range(2):
             html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
             assert [col.count("<span class='rank'>") for col in html.split("<div class='col'>")[1:]] == [3, 3]
-        assert index_state(client, "dpr") == "ready, in memory only (the index cache cannot be written: Read-only file system)"
+        assert (
+            index_state(client, "dpr")
+            == "ready, in memory only (the index cache cannot be written: Read-only file system)"
+        )
         assert (tmp_path / "app.log").read_text().count("kept in memory only") == 1  # built once, not per request
     finally:
         app.stop()
@@ -247,8 +264,12 @@ def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_
     (tmp_path / "alice.jsonl").write_bytes(data)
     (tmp_path / "bob.jsonl").write_bytes(data)
     alice, bob = client_of(server), client_of(server)
-    assert "alice.jsonl: 4 passages" in alice.predict(handle_file(str(tmp_path / "alice.jsonl")), "", "", api_name="/upload_corpus")
-    assert "bob.jsonl: 4 passages" in bob.predict(handle_file(str(tmp_path / "bob.jsonl")), "", "", api_name="/upload_corpus")
+    assert "alice.jsonl: 4 passages" in alice.predict(
+        handle_file(str(tmp_path / "alice.jsonl")), "", "", api_name="/upload_corpus"
+    )
+    assert "bob.jsonl: 4 passages" in bob.predict(
+        handle_file(str(tmp_path / "bob.jsonl")), "", "", api_name="/upload_corpus"
+    )
     html, _, _ = alice.predict("normans", 2, ["bm25"], "", api_name="/compare")
     assert "Corpus: <b>alice.jsonl</b> · 4 passages" in html and "bob" not in html
     alice.predict(["dpr"], api_name="/build_indexes")
@@ -257,18 +278,29 @@ def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_
 
 
 # -- 10. generic errors for odd values ----------------------------------------------------------------------
-@pytest.mark.parametrize("api,body,message", [
-    ("compare", '{"data": ["who?", NaN, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
-    ("compare", '{"data": ["who?", "five", ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
-    ("compare", '{"data": ["who?", null, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
-    ("compare", '{"data": ["who?", 3, null, ""]}', "Choose at least one of the retrievers"),
-    ("compare", '{"data": ["who?", 3, ["../../etc"], ""]}', "Choose retrievers from: retribert, dpr"),
-    ("answer", '{"data": ["who?", "bm25", ["dpr"], Infinity, ""]}', "whole number from 1 to 20"),
-    ("load_hub_dataset", json.dumps({"data": ["a" * 5000, "", "train", 10]}), "the limit is 200"),
-    ("load_hub_dataset", '{"data": ["org/name", "", "train", NaN]}', "maximum number of passages must be a whole number"),
-    ("load_hub_dataset", '{"data": ["org/name", "", "train", Infinity]}', "maximum number of passages must be a whole number"),
-    ("build_indexes", '{"data": [42]}', "Choose indexes from"),
-])
+@pytest.mark.parametrize(
+    "api,body,message",
+    [
+        ("compare", '{"data": ["who?", NaN, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+        ("compare", '{"data": ["who?", "five", ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+        ("compare", '{"data": ["who?", null, ["bm25"], ""]}', "k must be a whole number from 1 to 50"),
+        ("compare", '{"data": ["who?", 3, null, ""]}', "Choose at least one of the retrievers"),
+        ("compare", '{"data": ["who?", 3, ["../../etc"], ""]}', "Choose retrievers from: retribert, dpr"),
+        ("answer", '{"data": ["who?", "bm25", ["dpr"], Infinity, ""]}', "whole number from 1 to 20"),
+        ("load_hub_dataset", json.dumps({"data": ["a" * 5000, "", "train", 10]}), "the limit is 200"),
+        (
+            "load_hub_dataset",
+            '{"data": ["org/name", "", "train", NaN]}',
+            "maximum number of passages must be a whole number",
+        ),
+        (
+            "load_hub_dataset",
+            '{"data": ["org/name", "", "train", Infinity]}',
+            "maximum number of passages must be a whole number",
+        ),
+        ("build_indexes", '{"data": [42]}', "Choose indexes from"),
+    ],
+)
 def test_odd_values_get_a_message_that_says_what_to_send(server, api, body, message):
     kind, got = raw_call(server, api, body)
     assert kind == "error" and message in got, got
@@ -289,9 +321,13 @@ def test_a_lone_surrogate_is_embedded_and_embeddings_leave_no_temp_dirs(server, 
 def test_a_full_queue_says_so(hub_cache, tmp_path):
     app = AppServer(hub_cache, tmp_path, {"LFQA_QUEUE_SIZE": "1"})
     try:
-        body = json.dumps({"data": ["\n".join(f"question {i}?" for i in range(10)), "", ["retribert", "dpr", "realm"], "dpr"]})
-        events = [httpx.post(f"{app.url}gradio_api/call/embed", content=body, headers={"content-type": "application/json"})
-                  for _ in range(8)]
+        body = json.dumps(
+            {"data": ["\n".join(f"question {i}?" for i in range(10)), "", ["retribert", "dpr", "realm"], "dpr"]}
+        )
+        events = [
+            httpx.post(f"{app.url}gradio_api/call/embed", content=body, headers={"content-type": "application/json"})
+            for _ in range(8)
+        ]
         outcomes = []
         for r in events:
             if "event_id" not in r.json():  # refused at the door
@@ -311,7 +347,9 @@ def test_huge_passages_do_not_become_huge_pages(server, tmp_path):
     and marked (396 MB over one comparison's steps), and the readers read them in ~2,000 windows.
     Now passages are cut at 4,000 characters, cards show 2,000 and readers read 2,000."""
     corpus = tmp_path / "amp.jsonl"
-    corpus.write_text("\n".join(json.dumps({"title": f"t{i}" * 1000, "text": "x&" * 250_000 + str(i)}) for i in range(4)) + "\n")
+    corpus.write_text(
+        "\n".join(json.dumps({"title": f"t{i}" * 1000, "text": "x&" * 250_000 + str(i)}) for i in range(4)) + "\n"
+    )
     client = client_of(server)
     client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
     html, _, _ = client.predict("x", 5, ["bm25", "dpr"], "", api_name="/compare")
@@ -323,11 +361,19 @@ def test_huge_passages_do_not_become_huge_pages(server, tmp_path):
 
 def test_an_upload_payload_naming_a_url_or_server_file_gets_a_message(server):
     """Gradio downloads a file an event names by URL (no size limit) before any handler runs."""
-    remote = {"path": "https://example.com/huge.bin", "url": "https://example.com/huge.bin", "meta": {"_type": "gradio.FileData"}}
+    remote = {
+        "path": "https://example.com/huge.bin",
+        "url": "https://example.com/huge.bin",
+        "meta": {"_type": "gradio.FileData"},
+    }
     for api in ("upload_corpus", "compare"):
         r = httpx.post(f"{server.url}gradio_api/call/{api}", json={"data": [remote, "", ""]}, timeout=30)
         assert r.status_code == 400 and "uploaded through the page" in r.json()["detail"]
-    r = httpx.post(f"{server.url}gradio_api/queue/join", json={"data": [remote, "", ""], "fn_index": 0, "session_hash": "x"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}gradio_api/queue/join",
+        json={"data": [remote, "", ""], "fn_index": 0, "session_hash": "x"},
+        timeout=30,
+    )
     assert r.status_code == 400
     # Gradio itself refuses these before the handler runs (a path outside its upload folder, a
     # value that is no file): an error without a message, but nothing read and the server lives.

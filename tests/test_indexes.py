@@ -53,7 +53,10 @@ def test_choose_kind():
 
 @pytest.fixture
 def small_corpus():
-    return build_corpus("small", [{"title": f"T{i}", "text": f"passage {i} about the normans and england " * (1 + i % 3)} for i in range(40)])
+    return build_corpus(
+        "small",
+        [{"title": f"T{i}", "text": f"passage {i} about the normans and england " * (1 + i % 3)} for i in range(40)],
+    )
 
 
 def test_dense_index_matches_brute_force_on_real_embeddings(small_corpus, tmp_path, reference_inputs):
@@ -79,12 +82,17 @@ def test_cache_is_reused_and_keyed(small_corpus, tmp_path, monkeypatch):
     assert second.from_cache and second.path == first.path and len(second) == 40
     other = build_corpus("other", [{"title": "x", "text": "another corpus"}])
     assert build_index(retriever, other, cache_dir=tmp_path).path != first.path
-    short = load_retriever(RetrieverSpec("dpr", retriever.spec.question, retriever.spec.passage, max_passage_length=16), device="cpu")
+    short = load_retriever(
+        RetrieverSpec("dpr", retriever.spec.question, retriever.spec.passage, max_passage_length=16), device="cpu"
+    )
     assert build_index(short, small_corpus, cache_dir=tmp_path).path != first.path
     bf16 = load_retriever("dpr", device="cpu", dtype="bf16")
     assert build_index(bf16, small_corpus, cache_dir=tmp_path).path != first.path
     meta = json.loads((first.path / "meta.json").read_text())
-    assert meta["checkpoints"][0] == ["facebook/dpr-question_encoder-single-nq-base", "0123456789abcdef0123456789abcdef01234567"]
+    assert meta["checkpoints"][0] == [
+        "facebook/dpr-question_encoder-single-nq-base",
+        "0123456789abcdef0123456789abcdef01234567",
+    ]
 
 
 def test_corrupt_or_partial_cache_is_rebuilt(small_corpus, tmp_path):
@@ -107,7 +115,9 @@ def test_a_crash_mid_build_leaves_the_complete_index_intact(small_corpus, tmp_pa
     retriever = load_retriever("retribert", device="cpu")
     complete = build_index(retriever, small_corpus, cache_dir=tmp_path)
     before = (complete.path / "index.faiss").read_bytes()
-    (complete.path / "meta.json").write_text((complete.path / "meta.json").read_text().replace('"format": 1', '"format": 0'))
+    (complete.path / "meta.json").write_text(
+        (complete.path / "meta.json").read_text().replace('"format": 1', '"format": 0')
+    )
 
     def crash(done, total):
         if done >= 32:

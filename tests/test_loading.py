@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import REPOS, fixture_dir, write_hub_cache
 
 import lfqa_demo
-from helpers import REPOS, fixture_dir, write_hub_cache
 from lfqa_demo import CheckpointError, CheckpointNotFoundError, RetrieverSpec, load_reader, load_retriever
 from lfqa_demo.models import checkpoint_io
 

@@ -17,11 +17,10 @@ import httpx
 import pytest
 
 pytest.importorskip("mcp", reason="the MCP server needs gradio's mcp extra (requirements.txt)")
+from app_server import AppServer  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.sse import sse_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-from app_server import AppServer  # noqa: E402
 
 CALL_TIMEOUT = timedelta(seconds=120)  # one tool call, models loading on first use included
 SESSION_LIMIT_S = 240  # one whole test's MCP session
@@ -56,6 +55,7 @@ def run(coro_fn, *args):
     async def bounded():
         with anyio.fail_after(SESSION_LIMIT_S):
             return await coro_fn(*args)
+
     return anyio.run(bounded)
 
 
@@ -76,16 +76,35 @@ def test_tools_are_listed_with_their_arguments(server, transport):
     assert compare.description.startswith("Rank the corpus with each chosen retriever")
     # The session's corpus (a gr.State) and gr.Progress are not arguments a client sees.
     assert set(compare.inputSchema["properties"]) == {"question", "k", "retrievers", "gold_answer"}
-    assert compare.inputSchema["properties"]["retrievers"]["items"]["enum"] == ["retribert", "dpr", "realm", "bm25", "minilm"]
-    assert set(tools["extract_answers"].inputSchema["properties"]) == {"question", "retriever", "readers", "k", "pasted"}
+    assert compare.inputSchema["properties"]["retrievers"]["items"]["enum"] == [
+        "retribert",
+        "dpr",
+        "realm",
+        "bm25",
+        "minilm",
+    ]
+    assert set(tools["extract_answers"].inputSchema["properties"]) == {
+        "question",
+        "retriever",
+        "readers",
+        "k",
+        "pasted",
+    }
 
 
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
 def test_compare_tool_returns_real_passages(server, transport):
     async def go():
         async with mcp_session(server.url, transport) as session:
-            return await session.call_tool("compare_retrievers", {
-                "question": "who was known as the king of swing", "k": 3, "retrievers": ["bm25"], "gold_answer": "Benny Goodman"})
+            return await session.call_tool(
+                "compare_retrievers",
+                {
+                    "question": "who was known as the king of swing",
+                    "k": 3,
+                    "retrievers": ["bm25"],
+                    "gold_answer": "Benny Goodman",
+                },
+            )
 
     text = text_of(run(go))
     assert "<b>BM25</b>" in text
@@ -98,11 +117,20 @@ def test_compare_tool_returns_real_passages(server, transport):
 def test_answer_and_status_tools(server):
     async def go():
         async with mcp_session(server.url, "streamable-http") as session:
-            answers = await session.call_tool("extract_answers", {
-                "question": "who led the normans?", "retriever": "bm25", "readers": ["dpr", "realm"], "k": 2,
-                "pasted": "The Normans were led by Rollo.\n\nAnother paragraph about something else."})
+            answers = await session.call_tool(
+                "extract_answers",
+                {
+                    "question": "who led the normans?",
+                    "retriever": "bm25",
+                    "readers": ["dpr", "realm"],
+                    "k": 2,
+                    "pasted": "The Normans were led by Rollo.\n\nAnother paragraph about something else.",
+                },
+            )
             status = await session.call_tool("model_status", {})
-            bad = await session.call_tool("compare_retrievers", {"question": "   ", "k": 3, "retrievers": ["bm25"], "gold_answer": ""})
+            bad = await session.call_tool(
+                "compare_retrievers", {"question": "   ", "k": 3, "retrievers": ["bm25"], "gold_answer": ""}
+            )
             return answers, status, bad
 
     answers, status, bad = run(go)
@@ -116,6 +144,7 @@ def test_answer_and_status_tools(server):
 
 def test_the_corpus_endpoints_are_not_mcp_tools_but_still_api_endpoints(server):
     """They answer with the session's State, which an MCP call cannot carry to the next call."""
+
     async def go():
         async with mcp_session(server.url, "streamable-http") as session:
             return {tool.name for tool in (await session.list_tools()).tools}
@@ -124,16 +153,23 @@ def test_the_corpus_endpoints_are_not_mcp_tools_but_still_api_endpoints(server):
     assert not tools & {"use_bundled_corpus", "upload_corpus", "load_hub_dataset"}
     from gradio_client import Client
 
-    assert Client(server.url, verbose=False).predict(api_name="/use_bundled_corpus").startswith("**In use:** bundled: 552 passages")
+    assert (
+        Client(server.url, verbose=False)
+        .predict(api_name="/use_bundled_corpus")
+        .startswith("**In use:** bundled: 552 passages")
+    )
 
 
 def test_the_app_starts_without_mcp(hub_cache, tmp_path):
     app = AppServer(hub_cache, tmp_path, extra_env={"GRADIO_MCP_SERVER": "0"})
     try:
         assert app.alive()
-        response = httpx.post(f"{app.url}gradio_api/mcp/", timeout=10,
-                              headers={"accept": "application/json, text/event-stream"},
-                              json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        response = httpx.post(
+            f"{app.url}gradio_api/mcp/",
+            timeout=10,
+            headers={"accept": "application/json, text/event-stream"},
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        )
         assert response.status_code == 404 and "jsonrpc" not in response.text  # no MCP server behind it
         assert "Launching MCP server" not in (tmp_path / "app.log").read_text()
     finally:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import SHARED
+
 from lfqa_demo import RetrieverSpec
-from lfqa_demo.retrieval.corpus import load_corpus_dir, load_qa_set
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.evaluation import evaluate, format_table
+from lfqa_demo.retrieval.corpus import load_corpus_dir, load_qa_set
 
 SQUAD = SHARED / "data" / "squad2-dev-5"
 
@@ -28,7 +28,9 @@ def test_bm25_and_minilm_recall_on_squad(minilm_dir, tmp_path):
     if not SQUAD.is_dir():
         pytest.fail(f"{SQUAD} is missing: the shared data must sit beside the project")
     engine = RetrievalEngine(
-        load_corpus_dir(SQUAD), retrievers={"bm25": "bm25", "minilm": RetrieverSpec("sentence", str(minilm_dir))}, cache_dir=tmp_path
+        load_corpus_dir(SQUAD),
+        retrievers={"bm25": "bm25", "minilm": RetrieverSpec("sentence", str(minilm_dir))},
+        cache_dir=tmp_path,
     )
     qa = load_qa_set(SQUAD)
     assert len(qa) == 705 and len(engine.corpus) == 173

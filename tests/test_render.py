@@ -3,8 +3,8 @@ server paths are cut, long texts are clipped, and answers stay highlighted at th
 
 from __future__ import annotations
 
-from lfqa_demo.reading.answers import Answer, ReadResult
 from lfqa_demo.engine import AnswerReport, Comparison, Hit, RetrieverResult
+from lfqa_demo.reading.answers import Answer, ReadResult
 from ui import render
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -37,8 +37,15 @@ def test_answers_escape_and_highlight_at_offsets_even_deep_in_a_long_passage():
     text = "filler " * 1000 + f"{EVIL} Rollo led them." + " filler" * 1000
     start = text.index("Rollo")
     answer = Answer("Rollo", 0, start, start + 5, 3.0, 1.0, 0.9, [(0, start, start + 5)])
-    report = AnswerReport("who?", "bm25", [Hit(1, "p", EVIL, text, 1.0)], {"dpr": ReadResult([answer])},
-                          {"dpr retriever": "boom /srv/x/y.py"}, {}, ["a note <b>"])
+    report = AnswerReport(
+        "who?",
+        "bm25",
+        [Hit(1, "p", EVIL, text, 1.0)],
+        {"dpr": ReadResult([answer])},
+        {"dpr retriever": "boom /srv/x/y.py"},
+        {},
+        ["a note <b>"],
+    )
     html = render.render_answers(report)
     assert "<mark class='answer'>Rollo</mark>" in html and "<img" not in html and "<b>" not in html
     assert "DPR retriever: boom …/y.py" in html and len(html) < 20_000

@@ -12,14 +12,20 @@ import time
 
 import pytest
 
-from lfqa_demo.retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from lfqa_demo.engine import INTERNAL_ERROR, RetrievalEngine
 from lfqa_demo.errors import CorpusUnavailableError
+from lfqa_demo.retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from lfqa_demo.sessions import EngineRegistry
 
 
 def corpus_of(n: int, tag: str) -> Corpus:
-    return Corpus(f"{tag}.jsonl", [Passage(f"{tag}-{i}", f"Doc {i}", f"{tag} passage {i} about normans and vikings number {i}") for i in range(n)])
+    return Corpus(
+        f"{tag}.jsonl",
+        [
+            Passage(f"{tag}-{i}", f"Doc {i}", f"{tag} passage {i} about normans and vikings number {i}")
+            for i in range(n)
+        ],
+    )
 
 
 def wait_until(predicate, seconds: float = 30.0) -> bool:
@@ -37,7 +43,9 @@ def test_an_evicted_upload_is_an_error_that_says_what_to_do(tmp_path):
     mine = registry.register(corpus_of(3, "mine"), "s1")
     registry.register(corpus_of(3, "a"), "s2")
     registry.register(corpus_of(3, "b"), "s3")
-    with pytest.raises(CorpusUnavailableError, match=r"'mine.jsonl' is not loaded any more: .*keeps 2 at a time.*Upload it again"):
+    with pytest.raises(
+        CorpusUnavailableError, match=r"'mine.jsonl' is not loaded any more: .*keeps 2 at a time.*Upload it again"
+    ):
         registry.engine(mine)
     assert registry.engine(registry.bundled_ref) is registry.bundled  # the bundled corpus is never dropped
 
@@ -124,7 +132,10 @@ def test_a_really_full_disk_keeps_the_index_in_memory(tmp_path):
         engine = RetrievalEngine(corpus_of(4000, "full"), cache_dir=disk)  # 4,000 vectors: over 32 KiB
         c = engine.compare("who led the normans?", ["realm", "bm25"], 3)
         assert [len(r.hits) for r in c.results.values()] == [3, 3]
-        assert engine.index_states()["realm"] == "ready, in memory only (the index cache cannot be written: No space left on device)"
+        assert (
+            engine.index_states()["realm"]
+            == "ready, in memory only (the index cache cannot be written: No space left on device)"
+        )
         assert not [p for p in (disk / "indexes").iterdir() if p.name.startswith(".tmp-")]  # no half-written entry left
     finally:
         subprocess.run(["umount", str(disk)], check=False)
@@ -183,4 +194,16 @@ def test_a_retriever_and_a_reader_failing_are_told_apart(tmp_path, monkeypatch):
 
     monkeypatch.setattr(engine_module, "load_reader", broken)
     report = engine.answer("who led the normans?", "dpr", ["dpr"], 3)
-    assert set(report.errors) == {"dpr reader"} and report.errors["dpr reader"] == INTERNAL_ERROR and len(report.passages) == 3
+    assert (
+        set(report.errors) == {"dpr reader"}
+        and report.errors["dpr reader"] == INTERNAL_ERROR
+        and len(report.passages) == 3
+    )
+
+
+def test_build_indexes_gives_each_index_or_its_error(tmp_path):
+    engine = RetrievalEngine(corpus_of(20, "results"), cache_dir=tmp_path)
+    results = engine.build_indexes(["dpr", "minilm", "bm25"])
+    assert set(results) == {"dpr", "minilm"}  # BM25 is built too, but is no dense index
+    assert results["dpr"].error is None and len(results["dpr"].index) == 20
+    assert results["minilm"].index is None and "hf download" in results["minilm"].error

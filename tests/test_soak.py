@@ -27,14 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_server import AppServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from app_server import AppServer
-
 SOAK_SECONDS = float(os.environ.get("LFQA_SOAK_SECONDS", 180))
 CLIENTS = 20
-UPLOADING_CLIENTS = 3  # each with its own corpus: fewer than the uploads the app holds at once (lfqa_demo.sessions.MAX_UPLOADS)
+UPLOADING_CLIENTS = (
+    3  # each with its own corpus: fewer than the uploads the app holds at once (lfqa_demo.sessions.MAX_UPLOADS)
+)
 CALL_TIMEOUT_S = 120
 MAX_CALLS_PER_CLIENT = 10_000
 RSS_TOLERANCE = 0.10
@@ -46,16 +47,32 @@ COMPARE = [
     ("why is the sky blue?", 3, ["bm25"], ""),
     ("who led the normans?", 10, ["dpr", "bm25"], "Rollo"),
     ("what causes the seasons on earth", 1, ["realm"], ""),
-    ("how do vaccines work", 20, ["retribert", "realm", "bm25", "minilm"], "immune"),  # MiniLM is not cached: it reports why
+    (
+        "how do vaccines work",
+        20,
+        ["retribert", "realm", "bm25", "minilm"],
+        "immune",
+    ),  # MiniLM is not cached: it reports why
 ]
 ANSWER = [
     ("who painted the mona lisa", "bm25", ["dpr", "realm"], 5, ""),
     ("who led the normans?", "dpr", ["dpr"], 3, ""),
     ("when did the french revolution begin", "realm", ["realm"], 2, ""),
-    ("who led the normans?", "bm25", ["dpr", "realm"], 3, "The Normans were led by Rollo.\n\nAnother paragraph, about longships and sails."),
+    (
+        "who led the normans?",
+        "bm25",
+        ["dpr", "realm"],
+        3,
+        "The Normans were led by Rollo.\n\nAnother paragraph, about longships and sails.",
+    ),
 ]
 EMBED = [
-    ("why is the sky blue?\nwho led the normans?", "The sky is blue because air scatters blue light more.", ["retribert", "dpr", "realm"], "dpr"),
+    (
+        "why is the sky blue?\nwho led the normans?",
+        "The sky is blue because air scatters blue light more.",
+        ["retribert", "dpr", "realm"],
+        "dpr",
+    ),
     ("how do vaccines work", "", ["realm", "minilm"], "realm"),
 ]
 BUILD = [(["dpr", "realm"],), (["retribert", "dpr", "realm", "minilm"],)]
@@ -71,11 +88,27 @@ OWN_ANSWER = [("what colour is the zorblax", "bm25", ["dpr", "realm"], 2, "")]
 
 def corpus_rows(i: int) -> list[dict]:
     return [
-        {"title": f"Zorblax {i}", "text": f"The zorblax of orchard {i} is a purple fruit grown under glass on Mars; it ripens in {10 + i} days."},
-        {"title": f"Moon {i}", "text": f"Moon number {i} of the ice giant has geysers that throw water {100 + i} kilometres high."},
-        {"title": f"Harbour {i}", "text": f"The harbour of town {i} freezes every winter, and the ferries stop for {3 + i} weeks."},
-        {"title": f"Clock {i}", "text": f"The clock tower of village {i} was rebuilt after a storm; its bell weighs {2 + i} tonnes."},
-        {"title": f"Garden {i}", "text": f"Garden {i} grows blue roses from seeds that a sailor brought home in a tin box."},
+        {
+            "title": f"Zorblax {i}",
+            "text": f"The zorblax of orchard {i} is a purple fruit grown under glass on Mars; "
+            f"it ripens in {10 + i} days.",
+        },
+        {
+            "title": f"Moon {i}",
+            "text": f"Moon number {i} of the ice giant has geysers that throw water {100 + i} kilometres high.",
+        },
+        {
+            "title": f"Harbour {i}",
+            "text": f"The harbour of town {i} freezes every winter, and the ferries stop for {3 + i} weeks.",
+        },
+        {
+            "title": f"Clock {i}",
+            "text": f"The clock tower of village {i} was rebuilt after a storm; its bell weighs {2 + i} tonnes.",
+        },
+        {
+            "title": f"Garden {i}",
+            "text": f"Garden {i} grows blue roses from seeds that a sailor brought home in a tin box.",
+        },
     ]
 
 
@@ -90,7 +123,10 @@ def normalise(value):
         return [normalise(v) for v in value]
     if isinstance(value, dict) and "headers" in value and "data" in value:  # a gr.Dataframe
         keep = [i for i, h in enumerate(value["headers"]) if h not in TIMING_COLUMNS]
-        return {"headers": [value["headers"][i] for i in keep], "data": [[row[i] for i in keep] for row in value["data"]]}
+        return {
+            "headers": [value["headers"][i] for i in keep],
+            "data": [[row[i] for i in keep] for row in value["data"]],
+        }
     if isinstance(value, dict):
         return {k: normalise(v) for k, v in value.items()}
     if isinstance(value, str) and value.endswith(".json") and os.path.isfile(value):  # the embeddings download
@@ -213,7 +249,9 @@ def test_soak(server, tmp_path):
             elif result != expected[key] and isinstance(result, dict) and "app error" in result:
                 errors.append(f"{endpoint} {key}: the app answered with an error: {result['app error']}"[:500])
             elif result != expected[key]:
-                mismatches.append(f"{endpoint} {key}: got {json.dumps(result)[:300]}... expected {json.dumps(expected[key])[:300]}...")
+                mismatches.append(
+                    f"{endpoint} {key}: got {json.dumps(result)[:300]}... expected {json.dumps(expected[key])[:300]}..."
+                )
 
     def client_loop(n: int):
         rng = random.Random(n)
@@ -231,7 +269,11 @@ def test_soak(server, tmp_path):
             if corpus is None:
                 choice = [rng.choice(ops)]
             elif not on_own:  # on the bundled corpus: a bundled input, or (often) its own upload
-                choice = [upload_op(corpus, corpora[corpus])] if rng.random() < 0.4 else [rng.choice([op for op in ops if op[1] != "/use_bundled_corpus"])]
+                choice = (
+                    [upload_op(corpus, corpora[corpus])]
+                    if rng.random() < 0.4
+                    else [rng.choice([op for op in ops if op[1] != "/use_bundled_corpus"])]
+                )
             else:  # on its own corpus: its inputs, a re-upload, or back to the bundled corpus
                 r = rng.random()
                 if r < 0.1:
@@ -267,27 +309,47 @@ def test_soak(server, tmp_path):
     stuck = sum(t.is_alive() for t in threads)
     alive = server.alive()
     rss_end = rss_kb(pid)
-    leftover_tmp = Counter(re.sub(r"[^-]+$", "*", p.name) if "-" in p.name else p.name[:3] + "*" for p in (server.work / "tmp").iterdir())
+    leftover_tmp = Counter(
+        re.sub(r"[^-]+$", "*", p.name) if "-" in p.name else p.name[:3] + "*" for p in (server.work / "tmp").iterdir()
+    )
 
     # The figures.
     calls = {e: len(v) for e, v in sorted(latencies.items())}
     report = {
-        "seconds": round(elapsed, 1), "clients": CLIENTS, "uploading clients": UPLOADING_CLIENTS,
-        "calls": sum(calls.values()), "calls per second": round(sum(calls.values()) / elapsed, 2),
-        "errors": len(errors), "mismatches": len(mismatches), "stuck clients": stuck,
-        "endpoints": {e: {"calls": calls[e], "p50 ms": round(1000 * float(np.percentile(v, 50))),
-                          "p95 ms": round(1000 * float(np.percentile(v, 95))), "max ms": round(1000 * max(v))}
-                      for e, v in sorted(latencies.items())},
-        "rss MB": {"after warm-up": round(rss_warm / 1024, 1), "after the serial pass": round(rss_serial / 1024, 1),
-                   "end": round(rss_end / 1024, 1), "max during the soak": round(max([s for _, s in rss_samples] + [rss_end]) / 1024, 1)},
+        "seconds": round(elapsed, 1),
+        "clients": CLIENTS,
+        "uploading clients": UPLOADING_CLIENTS,
+        "calls": sum(calls.values()),
+        "calls per second": round(sum(calls.values()) / elapsed, 2),
+        "errors": len(errors),
+        "mismatches": len(mismatches),
+        "stuck clients": stuck,
+        "endpoints": {
+            e: {
+                "calls": calls[e],
+                "p50 ms": round(1000 * float(np.percentile(v, 50))),
+                "p95 ms": round(1000 * float(np.percentile(v, 95))),
+                "max ms": round(1000 * max(v)),
+            }
+            for e, v in sorted(latencies.items())
+        },
+        "rss MB": {
+            "after warm-up": round(rss_warm / 1024, 1),
+            "after the serial pass": round(rss_serial / 1024, 1),
+            "end": round(rss_end / 1024, 1),
+            "max during the soak": round(max([s for _, s in rss_samples] + [rss_end]) / 1024, 1),
+        },
         "rss MB every 5 s": [round(s / 1024, 1) for _, s in rss_samples],
         "app temporary entries left": dict(leftover_tmp),
-        "first errors": errors[:10], "first mismatches": mismatches[:10],
+        "first errors": errors[:10],
+        "first mismatches": mismatches[:10],
     }
     OUTPUT.mkdir(exist_ok=True)
     (OUTPUT / "soak.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"\nsoak: {CLIENTS} clients, {elapsed:.0f} s, {report['calls']} calls ({report['calls per second']}/s), "
-          f"{len(errors)} errors, {len(mismatches)} results differing from the serial ones, {stuck} clients stuck")
+    print(
+        f"\nsoak: {CLIENTS} clients, {elapsed:.0f} s, {report['calls']} calls ({report['calls per second']}/s), "
+        f"{len(errors)} errors, {len(mismatches)} results differing from the serial ones, {stuck} clients stuck"
+    )
     print(f"{'endpoint':<22}{'calls':>7}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for e, r in report["endpoints"].items():
         print(f"{e:<22}{r['calls']:>7}{r['p50 ms']:>9}{r['p95 ms']:>9}{r['max ms']:>9}")

@@ -4,8 +4,8 @@ characters, emoji, typed special tokens, empty titles, inputs past the max lengt
 from __future__ import annotations
 
 import pytest
-
 from helpers import REPOS, fixture_dir
+
 from lfqa_demo.models.tokenization import WordPieceTokenizer, read_vocab
 
 FAMILY_REPO = {"retribert": "retribert", "dpr": "dpr_ctx", "realm": "realm", "realm_reader": "realm_reader"}

@@ -28,7 +28,13 @@ def write(path, text):
 
 
 def jsonl(path, n, start=0):
-    return write(path, "".join(json.dumps({"title": f"T{i}", "text": f"passage number {i} about rivers"}) + "\n" for i in range(start, start + n)))
+    return write(
+        path,
+        "".join(
+            json.dumps({"title": f"T{i}", "text": f"passage number {i} about rivers"}) + "\n"
+            for i in range(start, start + n)
+        ),
+    )
 
 
 def parquet(path, columns, **kwargs):
@@ -66,7 +72,8 @@ def test_dictionary_encoded_parquet_bomb_is_refused_from_metadata(tmp_path):
     script = f"""
         import pyarrow as pa, pyarrow.parquet as pq
         text = {TEXT!r}
-        pq.write_table(pa.table({{"text": pa.DictionaryArray.from_arrays([0] * 8_000_000, [text])}}), {str(path)!r}, compression="zstd")
+        column = pa.DictionaryArray.from_arrays([0] * 8_000_000, [text])
+        pq.write_table(pa.table({{"text": column}}), {str(path)!r}, compression="zstd")
     """
     subprocess.run([sys.executable, "-c", textwrap.dedent(script)], check=True, timeout=120)
     assert path.stat().st_size < 2_000_000
@@ -80,8 +87,10 @@ def test_dictionary_encoded_parquet_bomb_is_refused_from_metadata(tmp_path):
     assert grown < 200
 
 
-@pytest.mark.parametrize("name, decoy", [("x[1].jsonl", "x1.jsonl"), ("[x].csv", "x.csv"), ("[x].parquet", "x.parquet"),
-                                         ("a*b?.json", "aab1.json")])
+@pytest.mark.parametrize(
+    "name, decoy",
+    [("x[1].jsonl", "x1.jsonl"), ("[x].csv", "x.csv"), ("[x].parquet", "x.parquet"), ("a*b?.json", "aab1.json")],
+)
 def test_file_names_are_never_patterns(tmp_path, name, decoy):
     path = tmp_path / name
     rows = [{"title": f"T{i}", "text": f"passage number {i}"} for i in range(3)]
@@ -116,18 +125,23 @@ def test_json_shapes_that_are_accepted(tmp_path):
     for name, value in shapes.items():
         corpus = corpus_from_file(write(tmp_path / name, json.dumps(value)))
         assert [(p.title, p.text) for p in corpus] == [("A", "alpha words"), ("B", "beta words")], name
-    lines = corpus_from_file(write(tmp_path / "lines.json", "".join(json.dumps(r) + "\n" for r in rows)))  # JSON lines named .json
+    lines = corpus_from_file(
+        write(tmp_path / "lines.json", "".join(json.dumps(r) + "\n" for r in rows))
+    )  # JSON lines named .json
     assert [p.title for p in lines] == ["A", "B"]
 
 
-@pytest.mark.parametrize("value, expected", [
-    ('"just a string"', "odd.json is a string; a .json upload must be"),
-    ("null", "odd.json is null; a .json upload must be"),
-    ("[1, 2]", "item 1 is a number, not an object"),
-    ('{"version": 1, "data": [{"text": "x"}]}', "is an object with keys \\['version', 'data'\\]"),
-    ('{"text": ["a", "b"], "title": ["A"]}', "must be of equal length"),
-    ('{"text": "a single record"}', "is an object with keys"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ('"just a string"', "odd.json is a string; a .json upload must be"),
+        ("null", "odd.json is null; a .json upload must be"),
+        ("[1, 2]", "item 1 is a number, not an object"),
+        ('{"version": 1, "data": [{"text": "x"}]}', "is an object with keys \\['version', 'data'\\]"),
+        ('{"text": ["a", "b"], "title": ["A"]}', "must be of equal length"),
+        ('{"text": "a single record"}', "is an object with keys"),
+    ],
+)
 def test_json_shapes_that_are_refused_say_which_are_accepted(tmp_path, value, expected):
     with pytest.raises(CorpusError, match=expected) as caught:
         corpus_from_file(write(tmp_path / "odd.json", value))
@@ -171,7 +185,9 @@ def test_csv_with_a_huge_field_is_refused_and_the_csv_limit_is_left_alone(tmp_pa
     with pytest.raises(CorpusError, match=r"huge\.csv: a value near line 3 is longer than 1,000,000 characters"):
         corpus_from_file(path)
     assert csv.field_size_limit() == limit_before
-    big = write(tmp_path / "big.csv", "title,text\nA," + " ".join(f"w{i}" for i in range(100_000)) + "\n")  # 589,000 characters: over csv's default
+    big = write(
+        tmp_path / "big.csv", "title,text\nA," + " ".join(f"w{i}" for i in range(100_000)) + "\n"
+    )  # 589,000 characters: over csv's default
     assert len(corpus_from_file(big)) == 1000  # 100,000 words in passages of 100
     assert csv.field_size_limit() == limit_before
 
@@ -181,7 +197,9 @@ def test_too_many_columns(tmp_path):
     with pytest.raises(CorpusError, match=r"wide\.csv has 1,001 columns; the limit is 1,000"):
         corpus_from_file(write(tmp_path / "wide.csv", header + "\n" + "hello" + "," * 1000 + "\n"))
     with pytest.raises(CorpusError, match="more than 1,000 different keys"):
-        corpus_from_file(write(tmp_path / "wide.jsonl", "".join(json.dumps({"text": "t", f"k{i}": 1}) + "\n" for i in range(1001))))
+        corpus_from_file(
+            write(tmp_path / "wide.jsonl", "".join(json.dumps({"text": "t", f"k{i}": 1}) + "\n" for i in range(1001)))
+        )
     with pytest.raises(CorpusError, match=r"wide\.parquet has 1,001 columns"):
         corpus_from_file(parquet(tmp_path / "wide.parquet", {"text": ["t"], **{f"c{i}": [i] for i in range(1000)}}))
 
@@ -202,7 +220,9 @@ def test_unicode_and_byte_order_marks(tmp_path):
     corpus = corpus_from_file(csv_path)
     assert (corpus[0].title, corpus[0].text) == ("Zürich", "Ünïcödé — 東京 ✓")
     jsonl_path = tmp_path / "bom.jsonl"
-    jsonl_path.write_bytes("\ufeff".encode() + json.dumps({"title": "東京", "text": "[\"quoted\"] 🙂"}, ensure_ascii=False).encode())
+    jsonl_path.write_bytes(
+        "\ufeff".encode() + json.dumps({"title": "東京", "text": '["quoted"] 🙂'}, ensure_ascii=False).encode()
+    )
     assert [(p.title, p.text) for p in corpus_from_file(jsonl_path)] == [("東京", '["quoted"] 🙂')]
     latin1 = tmp_path / "latin1.csv"
     latin1.write_bytes("text\n".encode() + "café ".encode("latin-1") * 10)
@@ -213,11 +233,23 @@ def test_unicode_and_byte_order_marks(tmp_path):
 # -- Parquet ------------------------------------------------------------------------------------------
 def test_parquet_of_a_few_hundred_rows_loads(tmp_path):
     n = 300
-    path = parquet(tmp_path / "ok.parquet", {"id": [f"p{i}" for i in range(n)], "heading": [f"H{i % 7}" for i in range(n)],
-                                             "text": [f"passage {i} about the rivers of Europe" for i in range(n)], "score": list(range(n))},
-                   row_group_size=64)
+    path = parquet(
+        tmp_path / "ok.parquet",
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "heading": [f"H{i % 7}" for i in range(n)],
+            "text": [f"passage {i} about the rivers of Europe" for i in range(n)],
+            "score": list(range(n)),
+        },
+        row_group_size=64,
+    )
     corpus = corpus_from_file(path)
-    assert len(corpus) == n and corpus[299].id == "p299" and corpus[8].title == "H1" and corpus[5].text.startswith("passage 5 ")
+    assert (
+        len(corpus) == n
+        and corpus[299].id == "p299"
+        and corpus[8].title == "H1"
+        and corpus[5].text.startswith("passage 5 ")
+    )
 
 
 def test_parquet_text_column_of_numbers_is_refused(tmp_path):
@@ -225,7 +257,10 @@ def test_parquet_text_column_of_numbers_is_refused(tmp_path):
     with pytest.raises(CorpusError, match=r"the text column 'text' holds int64 values; it must hold strings"):
         corpus_from_file(path)
     listy = parquet(tmp_path / "lists.parquet", {"text": ["a", "b"], "title": [["x"], ["y"]]})
-    with pytest.raises(CorpusError, match=r"the title column 'title' holds list<element: string> values; it must hold strings or numbers"):
+    with pytest.raises(
+        CorpusError,
+        match=r"the title column 'title' holds list<element: string> values; it must hold strings or numbers",
+    ):
         corpus_from_file(listy)
 
 
@@ -251,7 +286,9 @@ def test_parquet_whose_decoded_text_is_over_the_cap_is_refused_before_decoding(t
 def test_parquet_value_over_the_per_value_cap(tmp_path, monkeypatch):
     monkeypatch.setattr(uploads, "MAX_TEXT_CHARS", 1_000)
     path = parquet(tmp_path / "long.parquet", {"text": ["short", "y" * 1_001]})
-    with pytest.raises(CorpusError, match=r"a value in the 'text' column near row 1 is 1,001 bytes long; the limit is 1,000"):
+    with pytest.raises(
+        CorpusError, match=r"a value in the 'text' column near row 1 is 1,001 bytes long; the limit is 1,000"
+    ):
         corpus_from_file(path)
 
 
@@ -269,7 +306,11 @@ def test_broken_parquet_message_names_the_visitors_file_not_the_server_path(tmp_
     with pytest.raises(CorpusError) as caught:
         corpus_from_file(path, name="C:\\Users\\me\\notes.parquet")
     message = str(caught.value)
-    assert message.startswith("notes.parquet could not be read as Parquet") and str(tmp_path) not in message and "upload-1234" not in message
+    assert (
+        message.startswith("notes.parquet could not be read as Parquet")
+        and str(tmp_path) not in message
+        and "upload-1234" not in message
+    )
 
 
 # -- the passage cap and names ------------------------------------------------------------------------
@@ -299,7 +340,9 @@ def test_a_parquet_column_with_a_dot_in_its_name_is_still_bounded(tmp_path):
     import pyarrow.parquet as pq
 
     path = tmp_path / "dot.parquet"
-    pq.write_table(pa.table({"t.x": ["a" * 80_000_000], "title": ["x"]}), path, compression="zstd", use_dictionary=False)
+    pq.write_table(
+        pa.table({"t.x": ["a" * 80_000_000], "title": ["x"]}), path, compression="zstd", use_dictionary=False
+    )
     assert path.stat().st_size < 200_000
     with pytest.raises(CorpusError, match="uncompressed"):
         corpus_from_file(path, text_column="t.x")

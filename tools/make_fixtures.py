@@ -68,7 +68,11 @@ QUESTIONS = [
     LONG,
 ]
 PASSAGES = [
-    {"title": "Normans", "text": "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in France. Their leader was Rollo."},
+    {
+        "title": "Normans",
+        "text": "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, "
+        "a region in France. Their leader was Rollo.",
+    },
     {"title": "", "text": "A passage with an empty title about Ça va and naïve cafés."},
     {"title": "東京", "text": "東京は日本の首都です。Tokyo is the capital of Japan 🙂."},
     {"title": "Empty text", "text": ""},
@@ -142,15 +146,26 @@ def write_tokenizer_files(folder: Path, vocab_file: Path, kind: str) -> None:
     one-line tokenizer_config.json; REALM has no tokenizer.json."""
     shutil.copy(vocab_file, folder / "vocab.txt")
     if kind in ("retribert", "dpr"):
-        BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)._tokenizer.save(str(folder / "tokenizer.json"))
+        BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)._tokenizer.save(
+            str(folder / "tokenizer.json")
+        )
     if kind == "dpr":
         (folder / "tokenizer_config.json").write_text('{"do_lower_case": true}', encoding="utf-8")
     if kind.startswith("realm"):
         (folder / "tokenizer_config.json").write_text(
-            json.dumps({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "RealmTokenizer"}), encoding="utf-8"
+            json.dumps({"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "RealmTokenizer"}),
+            encoding="utf-8",
         )
         (folder / "special_tokens_map.json").write_text(
-            json.dumps({"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}),
+            json.dumps(
+                {
+                    "unk_token": "[UNK]",
+                    "sep_token": "[SEP]",
+                    "pad_token": "[PAD]",
+                    "cls_token": "[CLS]",
+                    "mask_token": "[MASK]",
+                }
+            ),
             encoding="utf-8",
         )
     if kind == "realm-reader":  # the real vocab.txt of this repo has CRLF line ends
@@ -171,7 +186,9 @@ def main() -> None:
 
     # RetriBERT: 3 layers here (8 in the real one), shared encoders, 16-d projections.
     d = dirs["retribert"] = HUB / "yjernite--retribert-base-uncased"
-    cfg = RetriBertConfig(vocab_size=V, num_hidden_layers=3, projection_dim=16, share_encoders=True, hidden_act="gelu", **TINY)
+    cfg = RetriBertConfig(
+        vocab_size=V, num_hidden_layers=3, projection_dim=16, share_encoders=True, hidden_act="gelu", **TINY
+    )
     m = RetriBertModel(cfg)
     randomize(m, 10)
     save_checkpoint(m, cfg, d, unused_extras("bert_query", 32, g, pooler=False))
@@ -179,7 +196,13 @@ def main() -> None:
 
     # DPR: three repos, projection_dim 0.
     for key, repo, cls, prefix, seed in [
-        ("dpr_q", "facebook--dpr-question_encoder-single-nq-base", DPRQuestionEncoder, "question_encoder.bert_model", 20),
+        (
+            "dpr_q",
+            "facebook--dpr-question_encoder-single-nq-base",
+            DPRQuestionEncoder,
+            "question_encoder.bert_model",
+            20,
+        ),
         ("dpr_ctx", "facebook--dpr-ctx_encoder-single-nq-base", DPRContextEncoder, "ctx_encoder.bert_model", 21),
         ("dpr_reader", "facebook--dpr-reader-single-nq-base", DPRReader, "span_predictor.encoder.bert_model", 22),
     ]:
@@ -191,8 +214,17 @@ def main() -> None:
         write_tokenizer_files(d, vocab_file, "dpr")
 
     # REALM: gelu_new; the reader's span LayerNorm has eps 1e-3.
-    realm_cfg = dict(vocab_size=V, num_hidden_layers=2, hidden_act="gelu_new", retriever_proj_size=16, span_hidden_size=24,
-                     max_span_width=10, reader_layer_norm_eps=1e-3, reader_beam_size=5, **TINY)
+    realm_cfg = dict(
+        vocab_size=V,
+        num_hidden_layers=2,
+        hidden_act="gelu_new",
+        retriever_proj_size=16,
+        span_hidden_size=24,
+        max_span_width=10,
+        reader_layer_norm_eps=1e-3,
+        reader_beam_size=5,
+        **TINY,
+    )
     d = dirs["realm"] = HUB / "google--realm-cc-news-pretrained-embedder"
     cfg = RealmConfig(**realm_cfg)
     m = RealmEmbedder(cfg)
@@ -208,7 +240,10 @@ def main() -> None:
 
     write_reference(dirs)
     for d in sorted(HUB.iterdir()):
-        print(f"{d.name}: {sum(f.stat().st_size for f in d.iterdir()) / 1024:.0f} KiB, files {sorted(f.name for f in d.iterdir())}")
+        print(
+            f"{d.name}: {sum(f.stat().st_size for f in d.iterdir()) / 1024:.0f} KiB, files "
+            f"{sorted(f.name for f in d.iterdir())}"
+        )
     print(f"reference: {sum(f.stat().st_size for f in REF.iterdir()) / 1024:.0f} KiB")
 
 
@@ -259,8 +294,15 @@ def write_reference(dirs: dict[str, Path]) -> None:
         tok = DPRReaderTokenizerFast.from_pretrained(dirs["dpr_reader"])
         model = DPRReader.from_pretrained(dirs["dpr_reader"]).eval()
         for i, question in enumerate(READER_QUESTIONS):
-            enc = tok(questions=question, titles=[p["title"] for p in READER_PASSAGES], texts=[p["text"] for p in READER_PASSAGES],
-                      padding=True, truncation=True, max_length=350, return_tensors="pt")
+            enc = tok(
+                questions=question,
+                titles=[p["title"] for p in READER_PASSAGES],
+                texts=[p["text"] for p in READER_PASSAGES],
+                padding=True,
+                truncation=True,
+                max_length=350,
+                return_tensors="pt",
+            )
             res = model(**enc)
             out[f"dpr_reader_{i}_input_ids"] = enc.input_ids.numpy()
             out[f"dpr_reader_{i}_start"] = res.start_logits.numpy()
@@ -275,7 +317,14 @@ def write_reference(dirs: dict[str, Path]) -> None:
         sep = tok.sep_token_id
         for i, question in enumerate(READER_QUESTIONS):
             blocks = [f"{p['title']} [SEP] {p['text']}" for p in READER_PASSAGES]
-            enc = tok([question] * len(blocks), blocks, padding=True, truncation="only_second", max_length=320, return_tensors="pt")
+            enc = tok(
+                [question] * len(blocks),
+                blocks,
+                padding=True,
+                truncation="only_second",
+                max_length=320,
+                return_tensors="pt",
+            )
             block_mask = torch.zeros_like(enc.input_ids, dtype=torch.bool)
             for r, (ids, types) in enumerate(zip(enc.input_ids.tolist(), enc.token_type_ids.tolist())):
                 seps = [j for j, t in enumerate(ids) if t == sep and types[j] == 1]
@@ -297,28 +346,52 @@ def write_reference(dirs: dict[str, Path]) -> None:
     # at several max lengths, with the fast tokenizer of each family (REALM's built from vocab.txt).
     singles = QUESTIONS + [p["title"] for p in PASSAGES] + [p["text"] for p in PASSAGES]
     pair_list = [(a, b) for a in QUESTIONS[:6] for b in QUESTIONS[:6]] + [(p["title"], p["text"]) for p in PASSAGES]
-    families = {"retribert": RetriBertTokenizerFast.from_pretrained(dirs["retribert"]),
-                "dpr": DPRContextEncoderTokenizerFast.from_pretrained(dirs["dpr_ctx"]),
-                "realm": RealmTokenizerFast.from_pretrained(dirs["realm"]),
-                "realm_reader": RealmTokenizerFast.from_pretrained(dirs["realm_reader"])}
+    families = {
+        "retribert": RetriBertTokenizerFast.from_pretrained(dirs["retribert"]),
+        "dpr": DPRContextEncoderTokenizerFast.from_pretrained(dirs["dpr_ctx"]),
+        "realm": RealmTokenizerFast.from_pretrained(dirs["realm"]),
+        "realm_reader": RealmTokenizerFast.from_pretrained(dirs["realm_reader"]),
+    }
     cases = {}
     for fam, tok in families.items():
         for max_length in (8, 64, 288, 512):
             cases[f"{fam}/single/{max_length}"] = tok(singles, truncation=True, max_length=max_length)["input_ids"]
-            enc = tok([a for a, _ in pair_list], [b for _, b in pair_list], truncation=True, max_length=max_length, return_token_type_ids=True)
+            enc = tok(
+                [a for a, _ in pair_list],
+                [b for _, b in pair_list],
+                truncation=True,
+                max_length=max_length,
+                return_token_type_ids=True,
+            )
             cases[f"{fam}/pair/{max_length}"] = enc["input_ids"]
             cases[f"{fam}/pair_types/{max_length}"] = enc["token_type_ids"]
         cases[f"{fam}/plain"] = tok(singles, add_special_tokens=False)["input_ids"]
     slow = BertTokenizer(str(REF / "vocab.txt"), do_lower_case=True)
     differs = [s for s in singles if slow(s)["input_ids"] != families["dpr"](s)["input_ids"]]
-    print(f"slow BertTokenizer differs from the fast one on {len(differs)} of {len(singles)} strings: {[d[:30] for d in differs]}")
+    print(
+        f"slow BertTokenizer differs from the fast one on {len(differs)} of {len(singles)} strings: "
+        f"{[d[:30] for d in differs]}"
+    )
 
     np.savez_compressed(REF / "outputs.npz", **out)
-    (REF / "inputs.json").write_text(json.dumps({
-        "questions": QUESTIONS, "passages": PASSAGES, "reader_questions": READER_QUESTIONS,
-        "reader_passages": READER_PASSAGES, "reader_relevance": READER_RELEVANCE,
-        "singles": singles, "pairs": pair_list, "transformers": transformers.__version__, "torch": torch.__version__,
-    }, ensure_ascii=False, indent=1), encoding="utf-8")
+    (REF / "inputs.json").write_text(
+        json.dumps(
+            {
+                "questions": QUESTIONS,
+                "passages": PASSAGES,
+                "reader_questions": READER_QUESTIONS,
+                "reader_passages": READER_PASSAGES,
+                "reader_relevance": READER_RELEVANCE,
+                "singles": singles,
+                "pairs": pair_list,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+            },
+            ensure_ascii=False,
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     (REF / "tokens.json").write_text(json.dumps({"batches": tokens, "cases": cases}), encoding="utf-8")
     (REF / "vocab.txt").unlink()
 

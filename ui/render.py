@@ -10,12 +10,19 @@ from typing import Sequence
 
 import numpy as np
 
-from lfqa_demo.retrieval.bm25 import bm25_terms
 from lfqa_demo.engine import AnswerReport, Comparison
 from lfqa_demo.models.families import READER_FAMILIES
+from lfqa_demo.retrieval.bm25 import bm25_terms
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-LABELS = {"retribert": "RetriBERT", "dpr": "DPR", "realm": "REALM", "bm25": "BM25", "minilm": "MiniLM", "sentence": "Sentence"}
+LABELS = {
+    "retribert": "RetriBERT",
+    "dpr": "DPR",
+    "realm": "REALM",
+    "bm25": "BM25",
+    "minilm": "MiniLM",
+    "sentence": "Sentence",
+}
 
 
 def label(name: str) -> str:
@@ -69,10 +76,15 @@ def render_comparison(c: Comparison) -> str:
     for name, result in c.results.items():
         head = f"<div class='col-head'><b>{esc(label(name))}</b>"
         if result.error:
-            cols.append(f"<div class='col'>{head}</div><div class='error'>Unavailable: {esc(public_message(result.error))}</div></div>")
+            cols.append(
+                f"<div class='col'>{head}</div><div class='error'>Unavailable: "
+                f"{esc(public_message(result.error))}</div></div>"
+            )
             continue
         if result.pending:
-            cols.append(f"<div class='col'>{head}</div><div class='pending'>Not ready yet: {esc(result.pending)}</div></div>")
+            cols.append(
+                f"<div class='col'>{head}</div><div class='pending'>Not ready yet: {esc(result.pending)}</div></div>"
+            )
             continue
         head += f"<span class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</span></div>"
         cards = []
@@ -82,13 +94,15 @@ def render_comparison(c: Comparison) -> str:
             if h.contains_answer:
                 badges += "<span class='badge gold'>contains the answer</span>"
             cards.append(
-                f"<div class='hit{' shared-hit' if others else ''}'><div class='hit-head'><span class='rank'>#{h.rank}</span>"
+                f"<div class='hit{' shared-hit' if others else ''}'><div class='hit-head'><span "
+                f"class='rank'>#{h.rank}</span>"
                 f"<span class='score' title='{esc(result.score_kind)}'>{h.score:.3f}</span>"
                 f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
                 f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question)}</div></div>"
             )
         cols.append(f"<div class='col'>{head}{''.join(cards) or '<div>no passages</div>'}</div>")
-    return f"<div class='compare-grid' style='grid-template-columns: repeat({max(len(cols), 1)}, minmax(0, 1fr))'>{''.join(cols)}</div>"
+    columns = f"grid-template-columns: repeat({max(len(cols), 1)}, minmax(0, 1fr))"
+    return f"<div class='compare-grid' style='{columns}'>{''.join(cols)}</div>"
 
 
 def agreement_rows(c: Comparison) -> list[list]:
@@ -96,7 +110,10 @@ def agreement_rows(c: Comparison) -> list[list]:
 
 
 def timing_rows(c: Comparison) -> list[list]:
-    return [[label(n), round(r.encode_ms, 2), round(r.search_ms, 2), len(r.hits), r.error or "ok"] for n, r in c.results.items()]
+    return [
+        [label(n), round(r.encode_ms, 2), round(r.search_ms, 2), len(r.hits), r.error or "ok"]
+        for n, r in c.results.items()
+    ]
 
 
 def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHOWN_CHARS) -> str:
@@ -130,23 +147,34 @@ def render_answers(report: AnswerReport) -> str:
     for name in dict.fromkeys(readers):
         if name not in report.answers:
             error = report.errors[f"{name} reader"]
-            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: {esc(public_message(error))}</div></div>")
+            blocks.append(
+                f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: "
+                f"{esc(public_message(error))}</div></div>"
+            )
             continue
         result = report.answers[name]
         if not result.answers:
-            blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3><div>No answer: {esc(result.reason)}</div></div>")
+            blocks.append(
+                f"<div class='reader'><h3>{esc(label(name))} reader</h3><div>No answer: "
+                f"{esc(result.reason)}</div></div>"
+            )
             continue
         items = []
         for n, a in enumerate(result.answers, start=1):
             passage = report.passages[a.passage_index]
             where = ", ".join(f"passage {p + 1}" for p in dict.fromkeys(p for p, _, _ in a.sources))
             items.append(
-                f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
-                f"<span class='metric' title='softmax over the candidates considered'>confidence {100 * a.confidence:.1f}%</span>"
-                f"<span class='metric' title='the reader&#39;s score of this span alone'>span score {a.score:.2f}</span>"
-                f"<span class='metric' title='{esc(relevance_meaning(name))}'>passage relevance {a.relevance:.2f}</span>"
+                f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b "
+                f"class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
+                "<span class='metric' title='softmax over the candidates considered'>confidence "
+                f"{100 * a.confidence:.1f}%</span>"
+                "<span class='metric' title='the reader&#39;s score of this span alone'>span score "
+                f"{a.score:.2f}</span>"
+                f"<span class='metric' title='{esc(relevance_meaning(name))}'>passage relevance "
+                f"{a.relevance:.2f}</span>"
                 f"<span class='metric'>from {esc(where)}</span></div>"
-                f"<div class='title'>{esc(clip(passage.title, SHOWN_TITLE_CHARS))}</div><div class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
+                f"<div class='title'>{esc(clip(passage.title, SHOWN_TITLE_CHARS))}</div><div "
+                f"class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
             )
         blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3>{''.join(items)}</div>")
     return "".join(blocks) or "<div>No reader chosen.</div>"
@@ -165,15 +193,23 @@ def render_heatmap(labels: Sequence[str], matrix: np.ndarray, title: str) -> str
     rows = []
     for i, t in enumerate(labels):
         cells = "".join(
-            f"<td style='background: rgba(37, 99, 235, {0.08 + 0.8 * (v - lo) / span:.2f})'>{v:.2f}</td>" for v in matrix[i]
+            f"<td style='background: rgba(37, 99, 235, {0.08 + 0.8 * (v - lo) / span:.2f})'>{v:.2f}</td>"
+            for v in matrix[i]
         )
         rows.append(f"<tr><th title='{esc(t)}'>{i + 1}. {esc(t[:40])}</th>{cells}</tr>")
-    return f"<div class='heatmap'><div class='heat-title'>{esc(title)}</div><table><tr><th></th>{head}</tr>{''.join(rows)}</table></div>"
+    table = f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    return f"<div class='heatmap'><div class='heat-title'>{esc(title)}</div>{table}</div>"
 
 
 def render_pieces(pieces: Sequence[Sequence[str]], texts: Sequence[str], norms: Sequence[float], dim: int) -> str:
     rows = []
     for text, ps, norm in zip(texts, pieces, norms):
-        chips = "".join(f"<span class='piece{' special' if p.startswith('[') and p.endswith(']') else ''}'>{esc(p)}</span>" for p in ps)
-        rows.append(f"<div class='pieces'><div class='ptext'>{esc(text[:120])} <span class='metric'>{len(ps)} pieces · norm {norm:.3f} · {dim}-d</span></div>{chips}</div>")
+        chips = "".join(
+            f"<span class='piece{' special' if p.startswith('[') and p.endswith(']') else ''}'>{esc(p)}</span>"
+            for p in ps
+        )
+        rows.append(
+            f"<div class='pieces'><div class='ptext'>{esc(text[:120])} <span class='metric'>{len(ps)} pieces · "
+            f"norm {norm:.3f} · {dim}-d</span></div>{chips}</div>"
+        )
     return "".join(rows)

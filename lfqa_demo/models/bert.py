@@ -68,7 +68,11 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(token_type_ids)
+        )
         return self.LayerNorm(x)  # (B, T, H)
 
 
@@ -76,7 +80,9 @@ class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         if config.hidden_size % config.num_attention_heads:
-            raise ValueError(f"hidden_size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads")
+            raise ValueError(
+                f"hidden_size {config.hidden_size} is not a multiple of {config.num_attention_heads} heads"
+            )
         self.num_heads = config.num_attention_heads
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
@@ -127,7 +133,9 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         if config.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act {config.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}")
+            raise ValueError(
+                f"hidden_act {config.hidden_act!r} is not supported; expected one of {sorted(ACTIVATIONS)}"
+            )
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = ACTIVATIONS[config.hidden_act]
 
@@ -191,7 +199,11 @@ class BertModel(nn.Module):
         self.pooler = BertPooler(config) if add_pooler else None
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None, cls_only: bool = False
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
         """Last hidden states (B, T, H), or only the [CLS] row's (B, 1, H) with `cls_only`."""
         if token_type_ids is None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from pathlib import Path
 from typing import Iterable
 
 import torch
@@ -29,7 +28,9 @@ def read_config(files: CheckpointFiles) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} of {files.source!r} is not valid JSON ({exc}); delete it and download it again.") from exc
+        raise CheckpointError(
+            f"{path} of {files.source!r} is not valid JSON ({exc}); delete it and download it again."
+        ) from exc
 
 
 def read_state_dict(files: CheckpointFiles) -> dict[str, torch.Tensor]:
@@ -50,10 +51,15 @@ def read_state_dict(files: CheckpointFiles) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} of {files.source!r} does not hold a flat dict of tensors.")
     # Checkpoints converted from TF 1 name LayerNorm parameters gamma/beta.
-    return {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v for k, v in state.items()}
+    return {
+        k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias"): v
+        for k, v in state.items()
+    }
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], files: CheckpointFiles, ignored: Iterable[str] = ()) -> None:
+def load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], files: CheckpointFiles, ignored: Iterable[str] = ()
+) -> None:
     """Give `module` (typically built on the meta device) the tensors of `state`; names must match exactly.
 
     `ignored` holds fnmatch patterns of tensors known to be unused. Raises CheckpointError
@@ -76,7 +82,8 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], files: Checkp
     unknown = [k for k in state if k not in expected and not any(fnmatch.fnmatchcase(k, p) for p in patterns)]
     if unknown:
         raise CheckpointError(
-            f"{files.weights} of {files.source!r} holds {len(unknown)} tensor(s) this model does not know, e.g. {unknown[:5]}. "
+            f"{files.weights} of {files.source!r} holds {len(unknown)} tensor(s) this model does not know, "
+            f"e.g. {unknown[:5]}. "
             "Is it a checkpoint of the right family?"
         )
     # assign=True adopts the file's tensors, so a module built on the meta device needs no init.

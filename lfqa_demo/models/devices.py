@@ -18,9 +18,14 @@ import torch
 from ..errors import InvalidInputError, InvalidTypeError
 
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
 }
 
 
@@ -38,7 +43,9 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
         try:
             return torch.device(device)
         except RuntimeError as exc:
-            raise InvalidInputError(f"device {device!r} is not a device name such as 'cpu', 'cuda' or 'cuda:1'") from exc
+            raise InvalidInputError(
+                f"device {device!r} is not a device name such as 'cpu', 'cuda' or 'cuda:1'"
+            ) from exc
     raise InvalidTypeError(f"device must be a torch.device, a string or None, not {type(device).__name__}")
 
 

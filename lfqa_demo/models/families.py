@@ -113,11 +113,27 @@ RETRIEVER_FAMILIES: dict[str, RetrieverFamily] = {
 READER_FAMILIES: dict[str, ReaderFamily] = {
     f.name: f
     for f in (
-        ReaderFamily("dpr", "DPR", "facebook/dpr-reader-single-nq-base", _dpr_reader, 350, False, "zeros",
-                     "DPR reader's relevance logit for the passage (passages are read in this order)"),
+        ReaderFamily(
+            "dpr",
+            "DPR",
+            "facebook/dpr-reader-single-nq-base",
+            _dpr_reader,
+            350,
+            False,
+            "zeros",
+            "DPR reader's relevance logit for the passage (passages are read in this order)",
+        ),
         # 320 = REALM's 288-piece block + 32 question pieces.
-        ReaderFamily("realm", "REALM", "google/realm-orqa-nq-reader", _realm_reader, 320, True, "segments",
-                     "retriever score REALM adds to the span logit (REALM embedder dot product)"),
+        ReaderFamily(
+            "realm",
+            "REALM",
+            "google/realm-orqa-nq-reader",
+            _realm_reader,
+            320,
+            True,
+            "segments",
+            "retriever score REALM adds to the span logit (REALM embedder dot product)",
+        ),
     )
 }
 

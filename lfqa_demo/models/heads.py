@@ -47,8 +47,12 @@ class DPREncoder(nn.Module):
     def dim(self) -> int:
         return getattr(self, self.role).bert_model.config.hidden_size
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        hidden = getattr(self, self.role).bert_model(input_ids, attention_mask, token_type_ids, cls_only=True)  # (B, 1, H)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = getattr(self, self.role).bert_model(
+            input_ids, attention_mask, token_type_ids, cls_only=True
+        )  # (B, 1, H)
         return hidden[:, 0]  # (B, H)
 
     embed_questions = embed_passages = forward  # each DPR checkpoint is one side
@@ -78,10 +82,14 @@ class RetriBert(nn.Module):
         # RetriBERT passed no token types, so they are all 0.
         return bert.pooler(bert(input_ids, attention_mask, cls_only=True))  # (B, H)
 
-    def embed_questions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def embed_questions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         return self.project_query(self._pooled(self.bert_query, input_ids, attention_mask))  # (B, P)
 
-    def embed_passages(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def embed_passages(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         bert = self.bert_doc if self.bert_doc is not None else self.bert_query
         return self.project_doc(self._pooled(bert, input_ids, attention_mask))  # (B, P)
 
@@ -110,7 +118,9 @@ class RealmEmbedder(nn.Module):
     def dim(self) -> int:
         return self.cls.dense.out_features
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids, cls_only=True)))
 
     embed_questions = embed_passages = forward  # one embedder for both sides
@@ -129,7 +139,9 @@ class SentenceEncoder(BertModel):
     def dim(self) -> int:
         return self.config.hidden_size
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
         hidden = self(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         weights = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         mean = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)  # (B, H)

@@ -101,9 +101,7 @@ def _cached(repo_id: str, revision: str | None, name: str) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(
-            hf_hub_download(repo_id, name, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True)
-        )
+        return Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True))
     except LocalEntryNotFoundError:
         return None
 
@@ -116,7 +114,9 @@ def _how_to_get(repo_id: str, names: Sequence[str]) -> str:
     )
 
 
-def _resolve_repo(repo_id: str, revision: str | None, required: Sequence[str], optional: Sequence[str]) -> CheckpointFiles:
+def _resolve_repo(
+    repo_id: str, revision: str | None, required: Sequence[str], optional: Sequence[str]
+) -> CheckpointFiles:
     found = {name: _cached(repo_id, revision, name) for name in [*required, *WEIGHT_FILES, *optional]}
     weights_cached = any(found[w] for w in WEIGHT_FILES)
     missing = [name for name in required if found[name] is None]
@@ -139,7 +139,8 @@ def _download_missing(
     wanted = missing + ([] if weights_cached else list(WEIGHT_FILES[-1:]))
     if hub_offline():
         raise CheckpointNotFoundError(
-            f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and HF_HUB_OFFLINE is set, "
+            f"The files of {repo_id!r} are not in the Hugging Face cache ({hub_cache_dir()}) and "
+            "HF_HUB_OFFLINE is set, "
             f"so they cannot be downloaded (missing: {', '.join(wanted)}). " + _how_to_get(repo_id, wanted)
         )
     from huggingface_hub import HfApi, hf_hub_download
@@ -155,18 +156,24 @@ def _download_missing(
         todo = [m for m in missing if m in listing]
         absent = [m for m in missing if m not in listing]
         if absent:
-            raise CheckpointNotFoundError(f"The hub repo {repo_id!r} has no {', '.join(absent)}; is it the right checkpoint?")
+            raise CheckpointNotFoundError(
+                f"The hub repo {repo_id!r} has no {', '.join(absent)}; is it the right checkpoint?"
+            )
         if not weights_cached:
             weight = next((w for w in WEIGHT_FILES if w in listing), None)
             if weight is None:
-                raise CheckpointNotFoundError(f"The hub repo {repo_id!r} holds no weights file ({' or '.join(WEIGHT_FILES)}).")
+                raise CheckpointNotFoundError(
+                    f"The hub repo {repo_id!r} holds no weights file ({' or '.join(WEIGHT_FILES)})."
+                )
             todo.append(weight)
         todo += [o for o in optional if found.get(o) is None and o in listing]
-        return {name: Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=hub_cache_dir())) for name in todo}
+        return {
+            name: Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=hub_cache_dir())) for name in todo
+        }
     except CheckpointNotFoundError:
         raise
     except Exception as exc:  # network down, repo gone, auth required, disk full...
         raise CheckpointNotFoundError(
-            f"Could not download {repo_id!r} (missing from the cache: {', '.join(wanted)}): {type(exc).__name__}: {exc}. "
-            + _how_to_get(repo_id, wanted)
+            f"Could not download {repo_id!r} (missing from the cache: {', '.join(wanted)}): "
+            f"{type(exc).__name__}: {exc}. " + _how_to_get(repo_id, wanted)
         ) from exc

@@ -12,9 +12,9 @@ import time
 from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
 from ..errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
-from .hub import CheckpointFiles, resolve_checkpoint
-from .families import READER_FAMILIES, RETRIEVER_FAMILIES
 from ..reading.readers import READER_CLASSES, DPRReader, RealmReader
+from .families import READER_FAMILIES, RETRIEVER_FAMILIES
+from .hub import CheckpointFiles, resolve_checkpoint
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
 
@@ -92,7 +92,9 @@ def clear_loaded_models() -> None:
         _failures.clear()
 
 
-def _build(files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype) -> nn.Module:
+def _build(
+    files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype
+) -> nn.Module:
     """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
     import torch
 
@@ -123,7 +125,9 @@ def _spec_of(name: str | RetrieverSpec | Mapping) -> tuple[str, RetrieverSpec]:
         return spec.family, spec
     if isinstance(name, str):
         if name not in DEFAULT_RETRIEVERS:
-            raise InvalidInputError(f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}")
+            raise InvalidInputError(
+                f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}"
+            )
         return name, DEFAULT_RETRIEVERS[name]
     raise InvalidTypeError(f"name must be a string, a RetrieverSpec or a dict, not {type(name).__name__}")
 
@@ -144,7 +148,11 @@ def load_retriever(
     display, spec = _spec_of(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    return _once(("retriever", display, spec, str(dev), dt), f"retriever {display}", lambda: _load_retriever(display, spec, dev, dt))
+    return _once(
+        ("retriever", display, spec, str(dev), dt),
+        f"retriever {display}",
+        lambda: _load_retriever(display, spec, dev, dt),
+    )
 
 
 def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
@@ -160,8 +168,15 @@ def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dty
     # One checkpoint for both sides: one module serves both (its embed_passages).
     p_head = q_head if same else _build(p_files, lambda c, raw: family.make_head(c, raw, "passage"), device, dtype)
     return DenseRetriever(
-        display, spec, q_head.dim, (q_tok, q_head), (p_tok, p_head), (q_files, p_files),
-        device, dtype, default_max_length=_sentence_max_length(q_files) or family.max_length,
+        display,
+        spec,
+        q_head.dim,
+        (q_tok, q_head),
+        (p_tok, p_head),
+        (q_files, p_files),
+        device,
+        dtype,
+        default_max_length=_sentence_max_length(q_files) or family.max_length,
     )
 
 
@@ -190,10 +205,16 @@ def load_reader(
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     source = checkpoint or READER_FAMILIES[name].checkpoint
-    return _once(("reader", name, source, max_length, str(dev), dt), f"reader {name}", lambda: _load_reader(name, source, dev, dt, max_length))
+    return _once(
+        ("reader", name, source, max_length, str(dev), dt),
+        f"reader {name}",
+        lambda: _load_reader(name, source, dev, dt, max_length),
+    )
 
 
-def _load_reader(name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None) -> DPRReader | RealmReader:
+def _load_reader(
+    name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None
+) -> DPRReader | RealmReader:
     from .checkpoint_io import read_config
 
     family = READER_FAMILIES[name]

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..inputs import check_passages, check_texts
 from .families import RETRIEVER_FAMILIES
 from .hub import CheckpointFiles
-from ..inputs import check_passages, check_texts
 from .tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
@@ -62,7 +62,9 @@ class RetrieverSpec:
 
 DEFAULT_RETRIEVERS = {
     "retribert": RetrieverSpec("retribert", "yjernite/retribert-base-uncased"),
-    "dpr": RetrieverSpec("dpr", "facebook/dpr-question_encoder-single-nq-base", "facebook/dpr-ctx_encoder-single-nq-base"),
+    "dpr": RetrieverSpec(
+        "dpr", "facebook/dpr-question_encoder-single-nq-base", "facebook/dpr-ctx_encoder-single-nq-base"
+    ),
     "realm": RetrieverSpec("realm", "google/realm-cc-news-pretrained-embedder"),
     # A modern baseline: any mean-pooled sentence-transformers BERT works the same way.
     "minilm": RetrieverSpec("sentence", "sentence-transformers/all-MiniLM-L6-v2"),
@@ -124,18 +126,32 @@ class DenseRetriever:
 
     # -- encoding -------------------------------------------------------------------------
     def encode_questions(
-        self, questions: Sequence[str], *, batch_size: int = 64, batch_tokens: int = BATCH_TOKENS, progress: Progress | None = None
+        self,
+        questions: Sequence[str],
+        *,
+        batch_size: int = 64,
+        batch_tokens: int = BATCH_TOKENS,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Embed questions: float32 array [len(questions), dim]."""
         rows = self.tokenize_questions(questions)
-        return self._encode(rows, self.question_tokenizer, self.question_head.embed_questions, batch_size, batch_tokens, progress)
+        return self._encode(
+            rows, self.question_tokenizer, self.question_head.embed_questions, batch_size, batch_tokens, progress
+        )
 
     def encode_passages(
-        self, passages: Sequence[dict], *, batch_size: int = 64, batch_tokens: int = BATCH_TOKENS, progress: Progress | None = None
+        self,
+        passages: Sequence[dict],
+        *,
+        batch_size: int = 64,
+        batch_tokens: int = BATCH_TOKENS,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """Embed `{"title": ..., "text": ...}` passages: float32 array [len(passages), dim]."""
         rows = self.tokenize_passages(passages)
-        return self._encode(rows, self.passage_tokenizer, self.passage_head.embed_passages, batch_size, batch_tokens, progress)
+        return self._encode(
+            rows, self.passage_tokenizer, self.passage_head.embed_passages, batch_size, batch_tokens, progress
+        )
 
     def _encode(
         self,
@@ -152,7 +168,10 @@ class DenseRetriever:
         done = 0
         for idx in length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens):
             batch = tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx])
-            tensors = [torch.from_numpy(a).to(self.device) for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)]
+            tensors = [
+                torch.from_numpy(a).to(self.device)
+                for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+            ]
             with torch.inference_mode():
                 out[idx] = embed(*tensors).float().cpu().numpy()
             done += len(idx)
@@ -168,7 +187,11 @@ def length_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     for i in order:
-        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens:
+        if (
+            batches
+            and len(batches[-1]) < batch_size
+            and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= batch_tokens
+        ):
             batches[-1].append(i)
         else:
             batches.append([i])

@@ -126,7 +126,9 @@ def _answer(text_of, row: int, i: int, j: int, inputs, score: float, relevance: 
     return Answer(text_of(passage)[start:end], passage, start, end, float(score), float(relevance), float(confidence))
 
 
-def decode_dpr(start: np.ndarray, end: np.ndarray, relevance: np.ndarray, inputs, texts: list[str], top_k: int, max_tokens: int) -> list[Answer]:
+def decode_dpr(
+    start: np.ndarray, end: np.ndarray, relevance: np.ndarray, inputs, texts: list[str], top_k: int, max_tokens: int
+) -> list[Answer]:
     """DPR answers from per-row start/end [rows, L] and relevance [rows] logits (module docstring)."""
     n_passages = len(texts)
     rows_of = [np.flatnonzero(inputs.row_passage == p) for p in range(n_passages)]
@@ -161,8 +163,18 @@ def decode_dpr(start: np.ndarray, end: np.ndarray, relevance: np.ndarray, inputs
     return merge_same_text(interleaved, top_k)
 
 
-def decode_realm(passage: np.ndarray, row: np.ndarray, starts: np.ndarray, ends: np.ndarray, logits: np.ndarray,
-                 relevance: np.ndarray, inputs, texts: list[str], top_k: int, max_tokens: int) -> list[Answer]:
+def decode_realm(
+    passage: np.ndarray,
+    row: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    logits: np.ndarray,
+    relevance: np.ndarray,
+    inputs,
+    texts: list[str],
+    top_k: int,
+    max_tokens: int,
+) -> list[Answer]:
     """REALM answers from candidate spans (logits already include relevance; module docstring)."""
     keep = (ends - starts) < max_tokens
     passage, row, starts, ends, logits = passage[keep], row[keep], starts[keep], ends[keep], logits[keep]

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
-from ..models.hub import CheckpointFiles
 from ..inputs import check_passages, check_text
+from ..models.hub import CheckpointFiles
 from ..models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 from ..models.tokenization import WordPieceTokenizer
+from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
     import torch
@@ -158,12 +158,21 @@ class _Reader:
             char_offsets[i, : len(offs)] = offs
             word_ids[i, : len(ids)] = ids
         return ReaderInputs(
-            batch.input_ids, batch.attention_mask, batch.token_type_ids, char_offsets,
-            np.asarray(spans, dtype=np.int64).reshape(-1, 2), np.asarray(owners, dtype=np.int64), word_ids,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.token_type_ids,
+            char_offsets,
+            np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+            np.asarray(owners, dtype=np.int64),
+            word_ids,
         )
 
     def prior_relevance(
-        self, question: str, passages: Sequence[dict], retrieved_by: RetrieverSpec | None, retrieval_scores: Sequence[float]
+        self,
+        question: str,
+        passages: Sequence[dict],
+        retrieved_by: RetrieverSpec | None,
+        retrieval_scores: Sequence[float],
     ) -> list[float] | None:
         """Passage relevance this reader adds to its span scores, or None: DPR scores passages itself."""
         return None
@@ -171,7 +180,10 @@ class _Reader:
     def _tensors(self, inputs: ReaderInputs) -> list[torch.Tensor]:
         import torch
 
-        return [torch.from_numpy(a).to(self.device) for a in (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids)]
+        return [
+            torch.from_numpy(a).to(self.device)
+            for a in (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids)
+        ]
 
 
 class DPRReader(_Reader):
@@ -180,7 +192,12 @@ class DPRReader(_Reader):
     model: DPRReaderModel
 
     def logits(
-        self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None, *, overlap: int | None = None
+        self,
+        question: str,
+        passages: Sequence[dict],
+        relevance_scores: Sequence[float] | None = None,
+        *,
+        overlap: int | None = None,
     ) -> DPRReaderLogits:
         """Raw logits for `question` over `passages` (rows: see ReaderInputs). DPR ranks passages by
         its own relevance logit, so `relevance_scores` (the retriever's) are accepted and unused."""
@@ -209,7 +226,9 @@ class DPRReader(_Reader):
             return ReadResult([], reason)
         out = self.logits(question, [passages[i] for i in kept], overlap=WINDOW_OVERLAP)
         texts = [passages[i]["text"] for i in kept]
-        answers = decode_dpr(out.start, out.end, out.relevance, out.inputs, texts, top_k, max_answer_tokens or DEFAULT_MAX_ANSWER_TOKENS)
+        answers = decode_dpr(
+            out.start, out.end, out.relevance, out.inputs, texts, top_k, max_answer_tokens or DEFAULT_MAX_ANSWER_TOKENS
+        )
         return _renumber(answers, kept, "the passages left no room for an answer span")
 
 
@@ -223,7 +242,11 @@ class RealmReader(_Reader):
         self.max_span_width = int((kwargs.get("config") or {}).get("max_span_width", 10))
 
     def prior_relevance(
-        self, question: str, passages: Sequence[dict], retrieved_by: RetrieverSpec | None, retrieval_scores: Sequence[float]
+        self,
+        question: str,
+        passages: Sequence[dict],
+        retrieved_by: RetrieverSpec | None,
+        retrieval_scores: Sequence[float],
     ) -> list[float]:
         """REALM adds the retriever score to each span logit, as it was trained: the REALM embedder's
         dot products, from the retrieval when that embedder retrieved these passages, else computed
@@ -250,15 +273,26 @@ class RealmReader(_Reader):
         return cat(rows), cat(starts), cat(ends)
 
     def logits(
-        self, question: str, passages: Sequence[dict], relevance_scores: Sequence[float] | None = None, *, overlap: int | None = None
+        self,
+        question: str,
+        passages: Sequence[dict],
+        relevance_scores: Sequence[float] | None = None,
+        *,
+        overlap: int | None = None,
     ) -> RealmReaderLogits:
         """Span logits for `question` over `passages`, each plus its passage's relevance score
         (the retriever's dot product; 0 when `relevance_scores` is None)."""
         inputs = self.build_inputs(question, passages, overlap=overlap)
         n = len(passages)
-        relevance = np.zeros(n, dtype=np.float32) if relevance_scores is None else np.asarray(relevance_scores, dtype=np.float32)
+        relevance = (
+            np.zeros(n, dtype=np.float32)
+            if relevance_scores is None
+            else np.asarray(relevance_scores, dtype=np.float32)
+        )
         if relevance.shape != (n,):
-            raise InvalidInputError(f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}")
+            raise InvalidInputError(
+                f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}"
+            )
         rows, starts, ends = self.candidates(inputs)
         passage = inputs.row_passage[rows]
         if len(rows) == 0:
@@ -285,11 +319,17 @@ class RealmReader(_Reader):
             return ReadResult([], reason)
         if relevance_scores is not None and len(relevance_scores) != len(passages):
             raise InvalidInputError(f"relevance_scores must hold one score per passage ({len(passages)})")
-        relevance = np.zeros(len(kept), np.float32) if relevance_scores is None else np.asarray(relevance_scores, np.float32)[kept]
+        relevance = (
+            np.zeros(len(kept), np.float32)
+            if relevance_scores is None
+            else np.asarray(relevance_scores, np.float32)[kept]
+        )
         out = self.logits(question, [passages[i] for i in kept], relevance, overlap=WINDOW_OVERLAP)
         width = min(max_answer_tokens or self.max_span_width, self.max_span_width)
         texts = [passages[i]["text"] for i in kept]
-        answers = decode_realm(out.passage, out.row, out.start, out.end, out.logits, relevance, out.inputs, texts, top_k, width)
+        answers = decode_realm(
+            out.passage, out.row, out.start, out.end, out.logits, relevance, out.inputs, texts, top_k, width
+        )
         return _renumber(answers, kept, "the passages left no room for an answer span")
 
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from . import uploads
 from ..errors import CorpusError, InvalidTypeError
+from ..models.hub import hub_unreachable
+from . import uploads
 from .uploads import MAX_UPLOAD_BYTES, TEXT_COLUMNS, TITLE_COLUMNS, UPLOAD_SUFFIXES  # noqa: F401 (imported from here)
 from .uploads import pick_column as _pick_column  # also used for hub datasets
-from ..models.hub import hub_unreachable
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 BUNDLED_DIR = ASSETS / "corpus"
@@ -114,7 +114,9 @@ def content_id(title: str, text: str) -> str:
     return "p-" + hashlib.sha1(f"{title}\0{text}".encode("utf-8")).hexdigest()[:12]
 
 
-def build_corpus(name: str, records: Iterable[Mapping[str, object]], *, split: bool = True, limit: int | None = None) -> Corpus:
+def build_corpus(
+    name: str, records: Iterable[Mapping[str, object]], *, split: bool = True, limit: int | None = None
+) -> Corpus:
     """A Corpus from records with "text" and optional "title" / "id"; see the module docstring."""
     passages: list[Passage] = []
     seen_text: set[str] = set()
@@ -122,7 +124,9 @@ def build_corpus(name: str, records: Iterable[Mapping[str, object]], *, split: b
     for record in records:
         title = " ".join(str(record.get("title") or "").split())
         raw_id = record.get("id")
-        chunks = split_text(str(record.get("text") or "")) if split else [" ".join(str(record.get("text") or "").split())]
+        chunks = (
+            split_text(str(record.get("text") or "")) if split else [" ".join(str(record.get("text") or "").split())]
+        )
         for n, chunk in enumerate(c for c in chunks if c):
             key = chunk.casefold()
             if key in seen_text:
@@ -164,7 +168,9 @@ def read_jsonl(path: Path) -> list[dict]:
         with open(path, encoding="utf-8") as f:
             return uploads.parse_json_lines(f, path.name)
     except OSError as exc:  # a QA-set directory named on the command line may lack the file
-        raise CorpusError(f"{path.parent.name}/{path.name} cannot be read: {exc.strerror or type(exc).__name__}.") from exc
+        raise CorpusError(
+            f"{path.parent.name}/{path.name} cannot be read: {exc.strerror or type(exc).__name__}."
+        ) from exc
 
 
 def load_corpus_dir(directory: str | Path, *, name: str | None = None) -> Corpus:
@@ -181,7 +187,9 @@ def load_qa_set(directory: str | Path) -> list[QAItem]:
         if missing:  # a hand-made QA set: name the line and the field instead of a KeyError
             raise CorpusError(f"questions.jsonl: question {number} has no {', '.join(missing)}.")
         answers = r.get("answers") or ([r["answer"]] if r.get("answer") else [])
-        items.append(QAItem(str(r["id"]), r["question"], tuple(answers), str(r["passage_id"]), r.get("style", "factoid")))
+        items.append(
+            QAItem(str(r["id"]), r["question"], tuple(answers), str(r["passage_id"]), r.get("style", "factoid"))
+        )
     return items
 
 
@@ -214,7 +222,9 @@ def corpus_from_file(
     """
     path = Path(path)
     shown = uploads.display_name(path, name)
-    records = uploads.upload_records(path, shown=shown, title_column=title_column, text_column=text_column, max_bytes=max_bytes)
+    records = uploads.upload_records(
+        path, shown=shown, title_column=title_column, text_column=text_column, max_bytes=max_bytes
+    )
     keep = uploads.MAX_UPLOAD_PASSAGES if limit is None else limit
     corpus = build_corpus(name or path.name, records, limit=keep + 1)  # one more tells whether some were cut
     if len(corpus) > keep:
@@ -239,9 +249,13 @@ def check_hub_dataset_id(dataset: str) -> str:
     on this machine under that name."""
     if len(dataset) > 200 or not HUB_DATASET_ID.fullmatch(dataset) or ".." in dataset or "--" in dataset:
         shown = dataset if len(dataset) <= 80 else dataset[:77] + "..."
-        raise CorpusError(f"{shown!r} is not a hub dataset id: give one in the form 'org/name', such as 'rajpurkar/squad'.")
+        raise CorpusError(
+            f"{shown!r} is not a hub dataset id: give one in the form 'org/name', such as 'rajpurkar/squad'."
+        )
     if Path(dataset).exists():
-        raise CorpusError(f"{dataset!r} is not a hub dataset id; reading server paths is only possible from the command line.")
+        raise CorpusError(
+            f"{dataset!r} is not a hub dataset id; reading server paths is only possible from the command line."
+        )
     return dataset
 
 
@@ -271,14 +285,17 @@ def corpus_from_hub(
         check_hub_dataset_id(dataset)
     for what, value in (("config", config), ("split", split)):
         if value is not None and (not isinstance(value, str) or not HUB_NAME.fullmatch(value)):
-            raise CorpusError(f"The {what} must be a name of letters, digits, '_', '-' or '.' (at most 64), such as 'train'.")
+            raise CorpusError(
+                f"The {what} must be a name of letters, digits, '_', '-' or '.' (at most 64), such as 'train'."
+            )
     if not is_local:
         unreachable = hub_unreachable()
         if unreachable:
             raise CorpusError(
                 f"The dataset {dataset!r} cannot be loaded: {unreachable}. Hub datasets are streamed from the hub, "
                 f"so on this server use the bundled corpus or upload a file; on a machine with hub access, "
-                f"`hf download --repo-type dataset {dataset}` and pass the files to `python -m lfqa_demo ... --corpus FILE`."
+                f"`hf download --repo-type dataset {dataset}` and pass the files to `python -m lfqa_demo ... "
+                "--corpus FILE`."
             )
     from datasets import load_dataset
 
@@ -290,12 +307,22 @@ def corpus_from_hub(
         text_col = _pick_column(columns, text_column, TEXT_COLUMNS, "text", required=True)
         title_col = _pick_column(columns, title_column, TITLE_COLUMNS, "title", required=False)
         id_col = "id" if "id" in columns else None
-        records = ({"id": r.get(id_col) if id_col else None, "title": r.get(title_col, "") if title_col else "", "text": r[text_col]} for r in rows)
+        records = (
+            {
+                "id": r.get(id_col) if id_col else None,
+                "title": r.get(title_col, "") if title_col else "",
+                "text": r[text_col],
+            }
+            for r in rows
+        )
         corpus = build_corpus(f"{dataset}:{config or 'default'}:{split}", records, limit=max_passages)
     except CorpusError:
         raise
     except Exception as exc:
-        raise CorpusError(f"Could not load the dataset {dataset!r} (config {config!r}, split {split!r}): {type(exc).__name__}: {str(exc)[:300]}") from exc
+        raise CorpusError(
+            f"Could not load the dataset {dataset!r} (config {config!r}, split {split!r}): "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from exc
     if not len(corpus):
         raise CorpusError(f"The dataset {dataset!r} gave no passages with text.")
     return corpus

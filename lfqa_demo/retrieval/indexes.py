@@ -24,8 +24,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidInputError
-from .corpus import Corpus
 from ..models.retrievers import DenseRetriever
+from .corpus import Corpus
 
 log = logging.getLogger(__name__)
 
@@ -187,18 +187,31 @@ def build_index(
     if index is not None:
         if progress is not None:
             progress(len(corpus), len(corpus))
-        return DenseIndex(retriever.name, kind, index, retriever.dim, float(meta.get("build_seconds", 0.0)), True, entry)
+        return DenseIndex(
+            retriever.name, kind, index, retriever.dim, float(meta.get("build_seconds", 0.0)), True, entry
+        )
 
     started = time.perf_counter()
     vectors = retriever.encode_passages(corpus.as_dicts(), batch_size=batch_size, progress=progress)
     index = make_faiss_index(vectors, kind) if len(corpus) else faiss.IndexFlatIP(retriever.dim)
     seconds = time.perf_counter() - started
     try:
-        _write_entry(entry, index, {
-            "format": FORMAT_VERSION, "retriever": retriever.name, "kind": kind, "size": len(corpus), "dim": retriever.dim,
-            "corpus": corpus.fingerprint, "corpus_name": corpus.name, "dtype": str(retriever.dtype),
-            "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints], "build_seconds": seconds,
-        })
+        _write_entry(
+            entry,
+            index,
+            {
+                "format": FORMAT_VERSION,
+                "retriever": retriever.name,
+                "kind": kind,
+                "size": len(corpus),
+                "dim": retriever.dim,
+                "corpus": corpus.fingerprint,
+                "corpus_name": corpus.name,
+                "dtype": str(retriever.dtype),
+                "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints],
+                "build_seconds": seconds,
+            },
+        )
     except OSError as exc:  # read-only or full disk: the index still serves, from memory
         reason = f"the index cache cannot be written: {os.strerror(exc.errno) if exc.errno else type(exc).__name__}"
         log.warning("%s index of %r kept in memory only: %s (%s)", retriever.name, corpus.name, reason, exc)

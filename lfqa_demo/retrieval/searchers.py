@@ -17,14 +17,14 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from ..errors import IndexNotReady
+from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
+from ..models.loading import load_retriever
+from ..models.retrievers import DenseRetriever, RetrieverSpec
 from .bm25 import BM25Index
 from .builds import IndexBuild
 from .corpus import Corpus
-from ..errors import IndexNotReady
-from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
-from ..models.loading import load_retriever
-from ..models.retrievers import DenseRetriever, RetrieverSpec
 
 POLL_SECONDS = 0.25  # how often a caller waiting for an index reports its progress
 
@@ -92,8 +92,16 @@ class DenseSearch:
 
     dense = True
 
-    def __init__(self, name: str, spec: RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None,
-                 load_as: str | RetrieverSpec | None = None):
+    def __init__(
+        self,
+        name: str,
+        spec: RetrieverSpec,
+        corpus: Corpus,
+        settings: IndexSettings,
+        device=None,
+        dtype=None,
+        load_as: str | RetrieverSpec | None = None,
+    ):
         self.name, self.spec, self.corpus, self.settings = name, spec, corpus, settings
         self.load_as = load_as or spec  # a default's name ("minilm") names its model in model_states()
         self.device, self.dtype = device, dtype
@@ -116,8 +124,15 @@ class DenseSearch:
 
             def run(progress: Callable[[int, int], None]) -> DenseIndex:
                 s = self.settings
-                return build_index(self.model(), self.corpus, kind=s.kind, cache_dir=s.cache_dir, batch_size=s.batch_size,
-                                   progress=progress, approximate_above=s.approximate_above)
+                return build_index(
+                    self.model(),
+                    self.corpus,
+                    kind=s.kind,
+                    cache_dir=s.cache_dir,
+                    batch_size=s.batch_size,
+                    progress=progress,
+                    approximate_above=s.approximate_above,
+                )
 
             self._build = IndexBuild(self.name, run, len(self.corpus)).start()
             return self._build

@@ -60,8 +60,10 @@ MAX_UPLOAD_PASSAGES = 20_000
 UPLOAD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".md")
 TEXT_COLUMNS = ("text", "passage", "content", "body", "context", "document", "paragraph")
 TITLE_COLUMNS = ("title", "heading", "name", "subject")
-JSON_SHAPES = ('a list of objects ([{"text": ...}, ...]), an object with one key holding such a list '
-               '({"data": [...]}), or an object of equal-length lists ({"text": [...], "title": [...]})')
+JSON_SHAPES = (
+    'a list of objects ([{"text": ...}, ...]), an object with one key holding such a list '
+    '({"data": [...]}), or an object of equal-length lists ({"text": [...], "title": [...]})'
+)
 
 Row = tuple[str, Mapping[str, object]]  # (where it is, for messages: "line 3" / "row 3"; its values)
 
@@ -114,7 +116,9 @@ def check_file(path: Path, shown: str, max_bytes: int) -> str:
     """The file's (lower-case) suffix, once its type, size and first bytes look right."""
     suffix = path.suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
-        raise CorpusError(f"{shown}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}.")
+        raise CorpusError(
+            f"{shown}: unsupported file type {suffix or '(none)'}; use one of {', '.join(UPLOAD_SUFFIXES)}."
+        )
     try:
         size = path.stat().st_size
     except OSError as exc:  # a path typed on the command line may not exist; say so without a traceback
@@ -153,7 +157,9 @@ def decode_utf8(data: bytes, shown: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"{shown} is not UTF-8 text (byte {exc.start:,}); save it as UTF-8 and upload it again.") from exc
+        raise CorpusError(
+            f"{shown} is not UTF-8 text (byte {exc.start:,}); save it as UTF-8 and upload it again."
+        ) from exc
 
 
 def markdown_records(text: str, default_title: str, shown: str = "the document") -> Iterator[dict[str, str]]:
@@ -162,7 +168,7 @@ def markdown_records(text: str, default_title: str, shown: str = "the document")
     seven million of them)."""
     title, count, start = default_title, 0, 0
     for end in _paragraph_ends(text):
-        lines = text[start:end[0]].strip().splitlines()
+        lines = text[start : end[0]].strip().splitlines()
         start = end[1]
         while lines and lines[0].lstrip().startswith("#"):
             title = lines.pop(0).lstrip("# ").strip() or title
@@ -188,26 +194,35 @@ def _columns_for_message(columns: list[str]) -> str:
     return f"{shown}{more}"
 
 
-def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool) -> str | None:
+def pick_column(
+    columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool
+) -> str | None:
     """The column named `wanted`, else the first of `candidates` present (any case), else None or an error."""
     if wanted:
         if wanted not in columns:
-            raise CorpusError(f"The {what} column {wanted!r} is not in the file; its columns are {_columns_for_message(columns)}.")
+            raise CorpusError(
+                f"The {what} column {wanted!r} is not in the file; its columns are {_columns_for_message(columns)}."
+            )
         return wanted
     lowered = {c.lower(): c for c in columns}
     for c in candidates:
         if c in lowered:
             return lowered[c]
     if required:
-        raise CorpusError(f"No {what} column found (looked for {list(candidates)}); the file's columns are "
-                          f"{_columns_for_message(columns)}. Name the column to use.")
+        raise CorpusError(
+            f"No {what} column found (looked for {list(candidates)}); the file's columns are "
+            f"{_columns_for_message(columns)}. Name the column to use."
+        )
     return None
 
 
 def choose_columns(columns: list[str], shown: str, title_column: str | None, text_column: str | None) -> Columns:
     """The text, title and id columns of a table with these columns (checked against MAX_COLUMNS)."""
     if len(columns) > MAX_COLUMNS:
-        raise CorpusError(f"{shown} has {len(columns):,} columns; the limit is {MAX_COLUMNS:,}. Keep only the columns with the text and title.")
+        raise CorpusError(
+            f"{shown} has {len(columns):,} columns; the limit is {MAX_COLUMNS:,}. Keep only the columns with "
+            "the text and title."
+        )
     text = pick_column(columns, text_column, TEXT_COLUMNS, "text", required=True)
     title = pick_column(columns, title_column, TITLE_COLUMNS, "title", required=False)
     return Columns(text, title, "id" if "id" in columns else None)
@@ -234,12 +249,16 @@ def checked_records(rows: Iterable[Row], columns: Columns, shown: str) -> Iterat
         for key, column in zip(("text", "title", "id"), columns):
             value = row.get(column) if column else None
             if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
-                raise CorpusError(f"{shown}: {where} has {_kind(value)} in the {column!r} column; "
-                                  "text, title and id values must be strings or numbers.")
+                raise CorpusError(
+                    f"{shown}: {where} has {_kind(value)} in the {column!r} column; "
+                    "text, title and id values must be strings or numbers."
+                )
             if isinstance(value, str):
                 if len(value) > MAX_TEXT_CHARS:
-                    raise CorpusError(f"{shown}: {where} has {len(value):,} characters in the {column!r} column; the limit is "
-                                      f"{MAX_TEXT_CHARS:,} per value. Split long documents into several rows.")
+                    raise CorpusError(
+                        f"{shown}: {where} has {len(value):,} characters in the {column!r} column; the limit is "
+                        f"{MAX_TEXT_CHARS:,} per value. Split long documents into several rows."
+                    )
                 total += len(value)
             record[key] = value
         if total > MAX_DECODED_CHARS:
@@ -281,7 +300,7 @@ def json_nesting(data: bytes, *, per_line: bool) -> JsonNesting:
     quotes = level = 0  # totals before this chunk
     line_quotes = line_level = 0  # totals where the current line began
     for start in range(0, len(codes), _SCAN_CHUNK):
-        chunk = codes[start:start + _SCAN_CHUNK]
+        chunk = codes[start : start + _SCAN_CHUNK]
         q = np.cumsum(chunk == _QUOTE, dtype=np.int32)  # quotes so far in this chunk
         if per_line:
             newlines = np.flatnonzero(chunk == _NEWLINE)
@@ -313,11 +332,15 @@ def check_json_nesting(data: bytes, shown: str, *, per_line: bool) -> None:
     """Refuse JSON nested deeper than MAX_JSON_DEPTH or with more than MAX_JSON_CONTAINERS arrays and objects."""
     nesting = json_nesting(data, per_line=per_line)
     if nesting.depth > MAX_JSON_DEPTH:
-        raise CorpusError(f"{shown} nests arrays or objects {nesting.depth:,} deep; the limit is {MAX_JSON_DEPTH}. "
-                          "Upload flat records such as {\"title\": ..., \"text\": ...}.")
+        raise CorpusError(
+            f"{shown} nests arrays or objects {nesting.depth:,} deep; the limit is {MAX_JSON_DEPTH}. "
+            'Upload flat records such as {"title": ..., "text": ...}.'
+        )
     if nesting.containers > MAX_JSON_CONTAINERS:
-        raise CorpusError(f"{shown} holds {nesting.containers:,} JSON objects and arrays; the limit is {MAX_JSON_CONTAINERS:,}. "
-                          "Split it into smaller files.")
+        raise CorpusError(
+            f"{shown} holds {nesting.containers:,} JSON objects and arrays; the limit is {MAX_JSON_CONTAINERS:,}. "
+            "Split it into smaller files."
+        )
 
 
 def parse_json_lines(lines: Iterable[str], shown: str) -> list[dict]:
@@ -373,10 +396,14 @@ def _table_from_json(value: object, shown: str) -> tuple[list[str], list[Row]]:
             value = only  # {"data": [{...}, ...]}
     if isinstance(value, list):
         if len(value) > MAX_ROWS:
-            raise CorpusError(f"{shown} has {len(value):,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files.")
+            raise CorpusError(
+                f"{shown} has {len(value):,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files."
+            )
         for n, item in enumerate(value, start=1):
             if not isinstance(item, dict):
-                raise CorpusError(f"{shown}: item {n} is {_kind(item)}, not an object. A .json upload must be {JSON_SHAPES}.")
+                raise CorpusError(
+                    f"{shown}: item {n} is {_kind(item)}, not an object. A .json upload must be {JSON_SHAPES}."
+                )
         return _union_of_keys(value, shown), [(f"item {n}", item) for n, item in enumerate(value, start=1)]
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
         lengths = {len(v) for v in value.values()}
@@ -399,11 +426,15 @@ def _union_of_keys(records: list[dict], shown: str) -> list[str]:
     for record in records:
         columns.update(dict.fromkeys(record))
         if len(columns) > MAX_COLUMNS:
-            raise CorpusError(f"{shown}'s records use more than {MAX_COLUMNS:,} different keys; keep only the text and title.")
+            raise CorpusError(
+                f"{shown}'s records use more than {MAX_COLUMNS:,} different keys; keep only the text and title."
+            )
     return list(columns)
 
 
-def json_rows(data: bytes, shown: str, title_column: str | None, text_column: str | None, *, lines: bool) -> tuple[Columns, list[Row]]:
+def json_rows(
+    data: bytes, shown: str, title_column: str | None, text_column: str | None, *, lines: bool
+) -> tuple[Columns, list[Row]]:
     """Columns and rows of a .jsonl (`lines`) or .json upload, nesting checked before parsing."""
     check_json_nesting(data, shown, per_line=lines)
     text = decode_utf8(data, shown)
@@ -411,7 +442,9 @@ def json_rows(data: bytes, shown: str, title_column: str | None, text_column: st
     if value is _JSON_LINES:  # by name or by content
         records = parse_json_lines(text.split("\n"), shown)
         if len(records) > MAX_ROWS:
-            raise CorpusError(f"{shown} has {len(records):,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files.")
+            raise CorpusError(
+                f"{shown} has {len(records):,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files."
+            )
         columns = _union_of_keys(records, shown)
         rows = [(f"line {n}", r) for n, r in zip(_nonblank_line_numbers(text), records)]
     else:
@@ -460,13 +493,19 @@ def csv_rows(text: str, shown: str, title_column: str | None, text_column: str |
                 if len(rows) >= MAX_ROWS:
                     raise CorpusError(f"{shown} has more than {MAX_ROWS:,} rows; split it into smaller files.")
                 if len(cells) > len(header):
-                    raise CorpusError(f"{shown}: line {reader.line_num} has {len(cells)} values but the header names "
-                                      f"{len(header)} columns; quote values that contain commas.")
-                rows.append((f"line {reader.line_num}", {name: cells[i] for name, i in index.items() if i < len(cells)}))
+                    raise CorpusError(
+                        f"{shown}: line {reader.line_num} has {len(cells)} values but the header names "
+                        f"{len(header)} columns; quote values that contain commas."
+                    )
+                rows.append(
+                    (f"line {reader.line_num}", {name: cells[i] for name, i in index.items() if i < len(cells)})
+                )
         except csv.Error as exc:
             if "field limit" in str(exc):
-                raise CorpusError(f"{shown}: a value near line {reader.line_num} is longer than {MAX_TEXT_CHARS:,} characters; "
-                                  "split long documents into several rows.") from exc
+                raise CorpusError(
+                    f"{shown}: a value near line {reader.line_num} is longer than {MAX_TEXT_CHARS:,} characters; "
+                    "split long documents into several rows."
+                ) from exc
             raise CorpusError(f"{shown} could not be read as CSV (line {reader.line_num}: {exc}).") from exc
     return columns, rows
 
@@ -494,7 +533,9 @@ def _library_error(exc: Exception, path: Path, shown: str) -> str:
     return line[:300]
 
 
-def parquet_rows(path: Path, shown: str, title_column: str | None, text_column: str | None) -> tuple[Columns, Iterator[Row]]:
+def parquet_rows(
+    path: Path, shown: str, title_column: str | None, text_column: str | None
+) -> tuple[Columns, Iterator[Row]]:
     """Columns and (lazily read) rows of a .parquet upload, refused from its metadata when over a bound."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -506,10 +547,14 @@ def parquet_rows(path: Path, shown: str, title_column: str | None, text_column: 
     except (pa.ArrowException, OSError) as exc:
         raise CorpusError(f"{shown} could not be read as Parquet: {_library_error(exc, path, shown)}") from exc
     if meta.num_rows > MAX_ROWS:
-        raise CorpusError(f"{shown} has {meta.num_rows:,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files.")
+        raise CorpusError(
+            f"{shown} has {meta.num_rows:,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files."
+        )
     if max(meta.num_columns, len(schema.names)) > MAX_COLUMNS:
-        raise CorpusError(f"{shown} has {max(meta.num_columns, len(schema.names)):,} columns; the limit is {MAX_COLUMNS:,}. "
-                          "Keep only the columns with the text and title.")
+        raise CorpusError(
+            f"{shown} has {max(meta.num_columns, len(schema.names)):,} columns; the limit is {MAX_COLUMNS:,}. "
+            "Keep only the columns with the text and title."
+        )
     columns = choose_columns(schema.names, shown, title_column, text_column)
     _check_parquet_types(schema, columns, shown)
     _check_parquet_stored_size(meta, shown)
@@ -525,8 +570,10 @@ def _check_parquet_types(schema, columns: Columns, shown: str) -> None:
         t = schema.field(name).type
         if not (_is_text_type(t) or (role != "text" and _is_number_type(t))):
             allowed = "strings" if role == "text" else "strings or numbers"
-            raise CorpusError(f"{shown}: the {role} column {name!r} holds {t} values; it must hold {allowed}. "
-                              "Name another column, or convert this one.")
+            raise CorpusError(
+                f"{shown}: the {role} column {name!r} holds {t} values; it must hold {allowed}. "
+                "Name another column, or convert this one."
+            )
 
 
 def _check_parquet_stored_size(meta, shown: str) -> None:
@@ -540,8 +587,10 @@ def _check_parquet_stored_size(meta, shown: str) -> None:
         # called "t.x"), and a bound on the whole file is a bound on the columns read.
         stored += sum(group.column(c).total_uncompressed_size for c in range(group.num_columns))
     if stored > MAX_PARQUET_DATA_BYTES:
-        raise CorpusError(f"{shown} takes {stored / 1e6:,.0f} MB uncompressed; the limit is "
-                          f"{MAX_PARQUET_DATA_BYTES / 1e6:,.0f} MB. Split it into smaller files.")
+        raise CorpusError(
+            f"{shown} takes {stored / 1e6:,.0f} MB uncompressed; the limit is "
+            f"{MAX_PARQUET_DATA_BYTES / 1e6:,.0f} MB. Split it into smaller files."
+        )
 
 
 def _encoded_text_size(column) -> tuple[int, int]:
@@ -578,8 +627,10 @@ def _parquet_batches(path: Path, shown: str, columns: Columns, texts: list[str])
                 for name in texts:
                     size, longest = _encoded_text_size(batch.column(name))
                     if longest > MAX_TEXT_CHARS:
-                        raise CorpusError(f"{shown}: a value in the {name!r} column near row {row + 1:,} is {longest:,} bytes long; "
-                                          f"the limit is {MAX_TEXT_CHARS:,} per value. Split long documents into several rows.")
+                        raise CorpusError(
+                            f"{shown}: a value in the {name!r} column near row {row + 1:,} is {longest:,} bytes long; "
+                            f"the limit is {MAX_TEXT_CHARS:,} per value. Split long documents into several rows."
+                        )
                     total += size
                 if total > MAX_DECODED_CHARS:
                     raise CorpusError(_too_much_text(shown))

@@ -52,6 +52,7 @@ COMPARE_CHOICES = [
     ("BM25", "bm25"),
     ("MiniLM", "minilm"),
 ]
+MAP_KINDS = {"corpus": "corpus passage", "question": "your question", "passage": "your passage"}  # legend wording
 READER_CHOICES = [("DPR", "dpr"), ("REALM", "realm")]
 # Two requests run at once (the machine has 2 cores); at most QUEUE_SIZE wait, past that a
 # visitor is told the queue is full instead of waiting without end.
@@ -312,7 +313,8 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
             vector_rows.append({"dimension": d, "value": float(v), "model": render.label(name)})
         export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
     chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
-    points = pd.DataFrame(chosen.map_points if chosen and not chosen.error else [], columns=["x", "y", "kind", "label"])
+    shown = [{**p, "kind": MAP_KINDS[p["kind"]]} for p in (chosen.map_points if chosen and not chosen.error else [])]
+    points = pd.DataFrame(shown, columns=["x", "y", "kind", "label"])
     vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
     return (
         "".join(pieces),

@@ -35,7 +35,7 @@ class ModelEmbedding:
     cosine: np.ndarray | None = None  # [n, n]
     map_points: list[dict] = field(
         default_factory=list
-    )  # {"x", "y", "kind", "label"}: PCA of the corpus sample and the texts
+    )  # {"x", "y", "kind" ("corpus", "question", "passage"), "label"}: PCA of the corpus sample and the texts
     error: str | None = None
 
 
@@ -132,10 +132,7 @@ def _map(engine, name, retriever, vectors, texts, kinds, limit) -> list[dict]:
     pick = np.unique(np.linspace(0, len(corpus) - 1, num=min(limit, len(corpus))).astype(int))
     ref, mine = pca_2d(_corpus_sample(engine, name, retriever, pick), vectors)
     points = [
-        {"x": float(x), "y": float(y), "kind": "corpus passage", "label": corpus[int(i)].title}
-        for (x, y), i in zip(ref, pick)
+        {"x": float(x), "y": float(y), "kind": "corpus", "label": corpus[int(i)].title} for (x, y), i in zip(ref, pick)
     ]
-    points += [
-        {"x": float(x), "y": float(y), "kind": f"your {k}", "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)
-    ]
+    points += [{"x": float(x), "y": float(y), "kind": k, "label": t[:80]} for (x, y), k, t in zip(mine, kinds, texts)]
     return points

@@ -51,7 +51,12 @@ def test_retrieval_comparison_by_typing_and_clicking(page):
     page.locator("#compare-question textarea").fill("who was known as the king of swing")
     page.locator("#compare-button").click()
     results = page.locator("#compare-results .compare-grid")
-    results.wait_for(timeout=60_000)
+    results.wait_for(timeout=60_000)  # the first step: BM25 at once, dense columns as their indexes are ready
+    page.wait_for_function(
+        "() => document.querySelectorAll('#compare-results .pending').length === 0"
+        " && document.querySelectorAll('#compare-results .hit').length === 20",
+        timeout=120_000,
+    )
     heads = page.locator("#compare-results .col-head b").all_inner_texts()
     assert heads == ["RetriBERT", "DPR", "REALM", "BM25"]  # one column per retriever
     assert page.locator("#compare-results .col").nth(3).locator(".hit").count() == 5

@@ -54,3 +54,8 @@ def test_answers_escape_and_highlight_at_offsets_even_deep_in_a_long_passage():
 def test_public_message_cuts_paths_but_not_urls_or_repo_ids():
     cut = render.public_message("see /root/.cache/huggingface/hub and https://huggingface.co/org/name, org/name, /etc")
     assert cut == "see …/hub and https://huggingface.co/org/name, org/name, /etc"
+
+
+def test_a_column_still_indexing_says_so_in_the_timings():
+    rows = {row[0]: row for row in render.timing_rows(comparison())}
+    assert rows["REALM"][4] == "indexing 10/552 passages" and rows["BM25"][4] == "ok"

@@ -565,18 +565,12 @@ def create_retrieval_tab(corpus_ref) -> None:
         with gr.Row():
             agreement_output = gr.Dataframe(label="Agreement between retrievers (1 = same ranking)", interactive=False)
             timings_output = gr.Dataframe(label="Time per retriever", interactive=False)
-        compare_button.click(
+        gr.on(
+            [compare_button.click, question_input.submit],  # the button, or Enter in the question box
             compare_retrievers,
             [question_input, k_input, retrievers_input, gold_input, corpus_ref],
             [results_output, agreement_output, timings_output],
             api_name="compare",
-            preprocess=False,
-        )
-        question_input.submit(
-            compare_retrievers,
-            [question_input, k_input, retrievers_input, gold_input, corpus_ref],
-            [results_output, agreement_output, timings_output],
-            api_visibility="private",
             preprocess=False,
         )
 

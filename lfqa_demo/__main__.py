@@ -12,6 +12,7 @@ from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluate, format_table
 from .models.devices import resolve_device, resolve_dtype
 from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .retrieval.bundles import push_bundles, write_bundle
 from .retrieval.corpus import (
     BUNDLED_DIR,
     Corpus,
@@ -146,8 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--text-column", default=None)
     common.add_argument("--max-passages", type=_positive_int, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    idx = sub.add_parser(
         "index", parents=[common], help="build and cache the dense indexes of a corpus (exit 1 if one fails)"
+    )
+    idx.add_argument("--out", default=None, help="also write portable prebuilt indexes here (one folder per retriever)")
+    idx.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="ORG/NAME",
+        help="upload the --out bundles to this hub dataset repo (created if needed; needs a write token)",
     )
     ev = sub.add_parser("evaluate", parents=[common], help="recall@k and MRR on a QA set")
     ev.add_argument(
@@ -172,13 +180,21 @@ def index_line(name: str, result: IndexResult) -> str:
 
 
 def run_index(args: argparse.Namespace, names: list[str]) -> int:
-    """Build (or read from the cache) each requested dense index; exit 1 when any failed."""
+    """Build (or read from the cache) each requested dense index, write them as bundles with
+    --out (and upload them with --push-to-hub); exit 1 when any failed."""
+    if args.push_to_hub and not args.out:
+        raise InvalidInputError("--push-to-hub uploads the bundles that --out writes: give --out DIR too")
     engine = _engine(args, _corpus(args.corpus, args))
     print(f"corpus {engine.corpus.name}: {len(engine.corpus)} passages", file=sys.stderr)
     indexes = engine.build_indexes(names, progress=_progress)
     for name, index in indexes.items():
         print(index_line(name, index))
+        if args.out and index.error is None:
+            folder = write_bundle(Path(args.out) / name, engine.retriever(name), engine.corpus, index.index)
+            print(f"{name}: bundle written to {folder}")
     failed = [name for name, result in indexes.items() if result.error is not None]
+    if args.push_to_hub and not failed:
+        print(f"bundles uploaded to {push_bundles(args.out, args.push_to_hub)}")
     if failed:
         # A script running `index` ahead of time must notice that some index is not there.
         print(f"error: {len(failed)} of {len(indexes)} dense indexes failed: {', '.join(failed)}", file=sys.stderr)

@@ -9,6 +9,7 @@ others go on.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -174,6 +175,8 @@ class RetrievalEngine:
     `retrievers` maps names to "bm25", a default retriever ("retribert", "dpr", "realm",
     "minilm") or a RetrieverSpec (default: all of those). Thread-safe: each index builds once,
     in the background. The corpus never changes: another corpus gets another engine.
+    `bundles` names prebuilt indexes (a directory or "hub:org/name", see retrieval/bundles.py):
+    a dense index is loaded from there when its bundle fits, else built (and the status says why).
     """
 
     def __init__(
@@ -187,10 +190,11 @@ class RetrievalEngine:
         index_kind: str = "auto",
         approximate_above: int = APPROXIMATE_ABOVE,
         batch_size: int = 32,
+        bundles: str | None = None,
     ):
         self.corpus = corpus if corpus is not None else load_bundled_corpus()
         self.device, self.dtype = device, dtype
-        settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size)
+        settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size, bundles)
         wanted = retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
         self.searchers: dict[str, Searcher] = {
             name: make_searcher(name, spec, self.corpus, settings, device, dtype) for name, spec in wanted.items()
@@ -537,6 +541,12 @@ def _top_k_by_bm25(question: str, hits: list[Hit], k: int) -> list[Hit]:
     return [Hit(rank + 1, hits[i].passage_id, hits[i].title, hits[i].text, 0.0) for rank, i in enumerate(order)]
 
 
+def default_bundles() -> str | None:
+    """Where prebuilt indexes of the bundled corpus come from: $LFQA_INDEXES (a directory or
+    "hub:org/name"), else None (build them)."""
+    return os.environ.get("LFQA_INDEXES", "").strip() or None
+
+
 _default_engine: RetrievalEngine | None = None
 _default_lock = threading.Lock()
 
@@ -546,7 +556,7 @@ def default_engine() -> RetrievalEngine:
     global _default_engine
     with _default_lock:
         if _default_engine is None:
-            _default_engine = RetrievalEngine()
+            _default_engine = RetrievalEngine(bundles=default_bundles())
         return _default_engine
 
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from .engine import RetrievalEngine
+from .engine import RetrievalEngine, default_bundles
 from .errors import CorpusUnavailableError
 from .retrieval.corpus import Corpus, load_bundled_corpus
 
@@ -40,7 +40,10 @@ class EngineRegistry:
         bundled: Corpus,
         make_engine: Callable[[Corpus], RetrievalEngine] = RetrievalEngine,
         max_uploads: int = MAX_UPLOADS,
+        bundled_engine: RetrievalEngine | None = None,
     ):
+        """`bundled_engine` is the engine of the bundled corpus when it needs settings of its own
+        (prebuilt indexes); by default `make_engine(bundled)`."""
         self._make_engine = make_engine
         self.max_uploads = max_uploads
         self._lock = threading.Lock()
@@ -48,7 +51,7 @@ class EngineRegistry:
         self._holders: dict[str, set[str]] = {}  # corpus key -> sessions using it
         self._session_key: dict[str, str] = {}  # session -> the uploaded corpus it uses
         self._dropped: OrderedDict[str, str] = OrderedDict()  # corpus key -> why it was dropped
-        self.bundled = make_engine(bundled)
+        self.bundled = bundled_engine if bundled_engine is not None else make_engine(bundled)
         self.bundled_ref = CorpusRef(bundled.fingerprint, bundled.name, len(bundled))
 
     def register(self, corpus: Corpus, session: str | None = None, name: str | None = None) -> CorpusRef:
@@ -136,5 +139,6 @@ def default_registry() -> EngineRegistry:
     global _default
     with _default_lock:
         if _default is None:
-            _default = EngineRegistry(load_bundled_corpus())
+            corpus = load_bundled_corpus()
+            _default = EngineRegistry(corpus, bundled_engine=RetrievalEngine(corpus, bundles=default_bundles()))
         return _default

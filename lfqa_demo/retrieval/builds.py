@@ -45,6 +45,8 @@ class IndexBuild:
         self.result: object | None = None
         self.error: BaseException | None = None
         self.background = False  # True once a request handed it over to finish on its own
+        self.note: str | None = None  # what the work wants said alongside its state (a refused bundle)
+        self.embedding = False  # True from the first progress report on (the model has loaded by then)
         self._run = run
         self._waiters = 0
         self._cancel = threading.Event()
@@ -61,6 +63,8 @@ class IndexBuild:
     def _progress(self, done: int, total: int) -> None:
         if self._cancel.is_set():
             raise BuildCancelled(f"the {self.label} index build was cancelled")
+        if not self.embedding:  # the rate (and time left) counts from here, not from the model load
+            self._started_at, self.embedding = time.monotonic(), True
         self.done, self.total = done, total
 
     def _work(self) -> None:
@@ -127,14 +131,17 @@ class IndexBuild:
 
     def describe(self) -> str:
         """Where the build stands, in words: "indexing 120/552, about 40 s left"."""
+        note = f" ({self.note})" if self.note else ""
         if self.state == "queued":
-            return "queued behind another index build"
+            return "queued behind another index build" + note
         if self.state == "building":
             left = self.seconds_left()
             eta = f", about {format_seconds(left)} left" if left is not None else ""
-            return f"indexing {self.done:,}/{self.total:,} passages{eta}"
+            if not self.embedding:
+                return "loading the model" + note
+            return f"indexing {self.done:,}/{self.total:,} passages{eta}" + note
         if self.state == "ready":
-            return "ready"
+            return "ready" + note
         return f"{self.state}: {self.error}"
 
 

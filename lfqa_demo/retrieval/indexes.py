@@ -54,6 +54,8 @@ class DenseIndex:
     from_cache: bool
     path: Path | None
     persist_error: str | None = None  # why it could not be written to the cache (kept in memory then)
+    origin: str = "built"  # "built" (embedded here), "cache" (this machine's index cache) or "prebuilt" (a bundle)
+    note: str | None = None  # anything a status line should add ("prebuilt in float32 ...")
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -188,7 +190,14 @@ def build_index(
         if progress is not None:
             progress(len(corpus), len(corpus))
         return DenseIndex(
-            retriever.name, kind, index, retriever.dim, float(meta.get("build_seconds", 0.0)), True, entry
+            retriever.name,
+            kind,
+            index,
+            retriever.dim,
+            float(meta.get("build_seconds", 0.0)),
+            True,
+            entry,
+            origin="cache",
         )
 
     started = time.perf_counter()

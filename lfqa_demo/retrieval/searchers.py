@@ -9,6 +9,7 @@ the corpora the app accepts.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,15 +18,17 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from ..errors import IndexNotReady
+from ..errors import IndexNotReady, LfqaError
 from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
 from ..models.loading import load_retriever
 from ..models.retrievers import DenseRetriever, RetrieverSpec
 from .bm25 import BM25Index
 from .builds import IndexBuild
+from .bundles import BundleSource, load_bundle
 from .corpus import Corpus
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
 
+log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how often a caller waiting for an index reports its progress
 
 
@@ -84,6 +87,7 @@ class IndexSettings:
     kind: str = "auto"
     approximate_above: int = APPROXIMATE_ABOVE
     batch_size: int = 32
+    bundles: str | None = None  # prebuilt indexes: a directory or "hub:org/name" (see bundles.py)
 
 
 class DenseSearch:
@@ -124,8 +128,15 @@ class DenseSearch:
 
             def run(progress: Callable[[int, int], None]) -> DenseIndex:
                 s = self.settings
-                return build_index(
-                    self.model(),
+                model = self.model()
+                if s.bundles:
+                    prebuilt = self._prebuilt(model, build)
+                    if prebuilt is not None:
+                        progress(len(self.corpus), len(self.corpus))
+                        return prebuilt
+                progress(0, len(self.corpus))  # the model is loaded: embedding starts
+                index = build_index(
+                    model,
                     self.corpus,
                     kind=s.kind,
                     cache_dir=s.cache_dir,
@@ -133,9 +144,21 @@ class DenseSearch:
                     progress=progress,
                     approximate_above=s.approximate_above,
                 )
+                index.note = index.note or build.note  # a refused bundle stays visible once the index is ready
+                return index
 
-            self._build = IndexBuild(self.name, run, len(self.corpus)).start()
-            return self._build
+            build = IndexBuild(self.name, run, len(self.corpus))
+            self._build = build.start()
+            return build
+
+    def _prebuilt(self, model: DenseRetriever, build: IndexBuild) -> DenseIndex | None:
+        """The index from the prebuilt bundles when one fits; else None, and the build says why."""
+        try:
+            return load_bundle(BundleSource(self.settings.bundles).directory() / self.name, model, self.corpus)
+        except LfqaError as exc:  # refused, damaged, or the hub repo unavailable: build it here instead
+            log.warning("%s: not using the prebuilt index: %s", self.name, exc)
+            build.note = f"the prebuilt index was not used: {exc}"
+            return None
 
     def built(self) -> DenseIndex | None:
         """The index if it is ready, else None (never starts a build)."""
@@ -176,7 +199,9 @@ class DenseSearch:
         """Where the index stands, for a status panel; None if nothing was asked of it yet."""
         index = self.built()
         if index is not None:
-            return f"ready, in memory only ({index.persist_error})" if index.persist_error else "ready"
+            state = f"ready, in memory only ({index.persist_error})" if index.persist_error else "ready"
+            extra = ["prebuilt" if index.origin == "prebuilt" else "", index.note or ""]
+            return state + "".join(f"; {e}" for e in extra if e)
         with self._lock:
             build = self._build
         return build.describe() if build is not None else None

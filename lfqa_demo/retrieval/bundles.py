@@ -1,0 +1,294 @@
+"""Portable prebuilt indexes ("bundles"): passage vectors built once, anywhere, loaded in a second.
+
+Embedding the bundled corpus takes minutes on a 2-core CPU without native bf16, so a Space
+should never do it on a visitor's click. `python -m lfqa_demo index --out DIR` writes one
+bundle per dense retriever; the app loads them from `LFQA_INDEXES=DIR` or
+`LFQA_INDEXES=hub:org/name` (a hub *dataset* repo, cache first).
+
+A bundle is a directory named after the retriever:
+
+    DIR/dpr/manifest.json   what the vectors are (below) and each file's size and sha256
+    DIR/dpr/vectors.npy     float32 [passages, dim], row i = corpus passage i (numpy format,
+                            read with allow_pickle=False)
+    DIR/dpr/index.faiss     only for approximate kinds (IVF, HNSW...): the trained faiss index;
+                            an exact (flat) index is rebuilt from the vectors in milliseconds
+
+A bundle is used only when its manifest matches what the engine would build itself: the
+format version, the corpus (fingerprint and size), the family, every checkpoint (source and
+resolved revision: a hub commit hash, or "local" plus the weights' size for a directory),
+the max lengths and the dimension. Anything else is refused with the reason and the index
+is built as usual; a bundle is never used silently when it does not fit. The dtype may
+differ: float32, bfloat16 and float16 vectors of the same checkpoint agree to cosine >= 0.999
+(`tests/test_precision.py`, `benchmarks/bench_performance.py`), a difference far below the
+gaps between retrieval scores, and the index then says which dtype built it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CheckpointNotFoundError, InvalidInputError, LfqaError
+from ..models.retrievers import DenseRetriever
+from .corpus import Corpus
+from .indexes import DenseIndex, make_faiss_index
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "lfqa-demo index bundle"
+BUNDLE_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.npy"
+FAISS_FILE = "index.faiss"
+FLOAT_DTYPES = ("torch.float32", "torch.bfloat16", "torch.float16")  # interchangeable within cosine 0.999
+HUB_PREFIX = "hub:"
+
+
+class BundleRefused(LfqaError):
+    """A prebuilt index exists but does not fit (another corpus, checkpoint or format) or is damaged."""
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    """Where prebuilt indexes come from: a local directory, or a hub dataset repo (`hub:org/name`)."""
+
+    spec: str
+
+    @property
+    def is_hub(self) -> bool:
+        return self.spec.startswith(HUB_PREFIX)
+
+    def directory(self) -> Path:
+        """The local directory holding the bundles (a hub repo is downloaded first, cache first)."""
+        if self.is_hub:
+            return download_bundles(self.spec[len(HUB_PREFIX) :])
+        path = Path(self.spec).expanduser()
+        if not path.is_dir():
+            raise BundleRefused(f"LFQA_INDEXES={self.spec!r} is not a directory (nor hub:org/name)")
+        return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_identity(retriever: DenseRetriever) -> list[dict]:
+    """What names each checkpoint of `retriever` exactly: the hub repo and its commit, or, for a
+    local directory (revision "local"), its path and the weights file's size."""
+    out = []
+    for files in retriever.checkpoints:
+        entry = {"source": files.source, "revision": files.revision}
+        if files.revision == "local":
+            entry["weights_bytes"] = files.weights.stat().st_size
+        out.append(entry)
+    return out
+
+
+def _libraries() -> dict[str, str]:
+    import faiss
+    import torch
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    versions["faiss"] = getattr(faiss, "__version__", "?")
+    try:
+        from importlib.metadata import version
+
+        versions["lfqa_demo"] = version("lfqa-demo")
+    except Exception:  # not installed as a distribution (run from a checkout)
+        versions["lfqa_demo"] = "checkout"
+    return versions
+
+
+def expected_manifest(retriever: DenseRetriever, corpus: Corpus) -> dict:
+    """The fields a bundle's manifest must have for `retriever` over `corpus` (besides dtype)."""
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "retriever": retriever.name,
+        "family": retriever.family,
+        "checkpoints": checkpoint_identity(retriever),
+        "max_question_length": retriever.max_question_length,
+        "max_passage_length": retriever.max_passage_length,
+        "dim": retriever.dim,
+        "corpus": {"fingerprint": corpus.fingerprint, "size": len(corpus)},
+    }
+
+
+def write_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus, index: DenseIndex) -> Path:
+    """Write `index` (built by `retriever` over `corpus`) as a bundle in `directory` (created;
+    its previous content replaced) and return the directory."""
+    import faiss
+
+    if len(index) != len(corpus) or index.dim != retriever.dim:
+        raise InvalidInputError(f"the {index.retriever} index does not belong to this corpus and retriever")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    # The manifest goes first and comes back last: a half-written bundle has none, so it is never used.
+    for stale in (MANIFEST, VECTORS, FAISS_FILE):
+        (out / stale).unlink(missing_ok=True)
+    np.save(out / VECTORS, np.ascontiguousarray(index.vectors(), dtype=np.float32), allow_pickle=False)
+    files = [VECTORS]
+    if index.kind != "flat":
+        (out / FAISS_FILE).write_bytes(faiss.serialize_index(index.index).tobytes())
+        files.append(FAISS_FILE)
+    manifest = {
+        **expected_manifest(retriever, corpus),
+        "dtype": str(retriever.dtype),
+        "device": str(retriever.device),
+        "index_kind": index.kind,
+        "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint, "size": len(corpus)},
+        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)} for name in files},
+        "libraries": _libraries(),
+        "build_seconds": round(index.build_seconds, 3),
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    tmp = out / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    os.replace(tmp, out / MANIFEST)
+    return out
+
+
+def _mismatches(manifest: dict, expected: dict) -> list[str]:
+    """Why `manifest` does not fit `expected`, in words (empty when it fits)."""
+    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("format_version") != BUNDLE_VERSION:
+        return [
+            f"format {manifest.get('format')!r} version {manifest.get('format_version')!r}, "
+            f"this version reads {BUNDLE_VERSION}"
+        ]
+    why = []
+    corpus, want = manifest.get("corpus") or {}, expected["corpus"]
+    if corpus.get("fingerprint") != want["fingerprint"] or corpus.get("size") != want["size"]:
+        why.append(f"built for another corpus ({corpus.get('name', '?')!r}, {corpus.get('size', '?')} passages)")
+    if manifest.get("checkpoints") != expected["checkpoints"]:
+        got = ", ".join(f"{c.get('source')}@{str(c.get('revision'))[:12]}" for c in manifest.get("checkpoints") or [])
+        use = ", ".join(f"{c['source']}@{c['revision'][:12]}" for c in expected["checkpoints"])
+        why.append(f"built with other checkpoints ({got}; this server uses {use})")
+    for field in ("family", "max_question_length", "max_passage_length", "dim"):
+        if manifest.get(field) != expected[field]:
+            why.append(f"{field} {manifest.get(field)!r}, not {expected[field]!r}")
+    if manifest.get("dtype") not in FLOAT_DTYPES:
+        why.append(f"dtype {manifest.get('dtype')!r} is not one of {', '.join(FLOAT_DTYPES)}")
+    return why
+
+
+def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus) -> DenseIndex:
+    """The index in the bundle `directory` for `retriever` over `corpus`, without embedding any
+    passage. Raises BundleRefused, saying why, when the bundle is missing, damaged or does not fit."""
+    import faiss
+
+    started = time.perf_counter()
+    root = Path(directory)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleRefused(f"no prebuilt {retriever.name} index ({root.name}/{MANIFEST} is missing)") from None
+    except (OSError, ValueError) as exc:
+        raise BundleRefused(f"the {retriever.name} bundle's manifest cannot be read ({type(exc).__name__})") from None
+    if not isinstance(manifest, dict):
+        raise BundleRefused(f"the {retriever.name} bundle's manifest is not a JSON object")
+    why = _mismatches(manifest, expected_manifest(retriever, corpus))
+    if why:
+        raise BundleRefused(f"the prebuilt {retriever.name} index does not fit: {'; '.join(why)}")
+    files = manifest.get("files") or {}
+    for name in [VECTORS] + ([FAISS_FILE] if manifest.get("index_kind") != "flat" else []):
+        path, entry = root / name, files.get(name) or {}
+        size = path.stat().st_size if path.is_file() else None
+        if size is None or size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
+            state = "missing" if size is None else f"{size:,} bytes, its checksum or size does not match"
+            raise BundleRefused(f"the prebuilt {retriever.name} index is damaged or truncated ({name}: {state})")
+    try:
+        vectors = np.load(root / VECTORS, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BundleRefused(f"the prebuilt {retriever.name} vectors cannot be read ({type(exc).__name__})") from None
+    if vectors.dtype != np.float32 or vectors.shape != (len(corpus), retriever.dim):
+        raise BundleRefused(
+            f"the prebuilt {retriever.name} vectors are {vectors.dtype} {vectors.shape}, "
+            f"not float32 ({len(corpus)}, {retriever.dim})"
+        )
+    kind = manifest.get("index_kind", "flat")
+    if kind == "flat":
+        index = make_faiss_index(vectors, "flat")
+    else:
+        index = faiss.deserialize_index(np.fromfile(root / FAISS_FILE, dtype=np.uint8))
+        if index.ntotal != len(corpus) or index.d != retriever.dim:
+            raise BundleRefused(f"the prebuilt {retriever.name} faiss index does not match its vectors")
+    note = None
+    if manifest["dtype"] != str(retriever.dtype):
+        note = f"prebuilt in {manifest['dtype'].removeprefix('torch.')} (this server runs {retriever.dtype})"
+    log.info("%s: prebuilt index loaded from %s in %.2f s", retriever.name, root, time.perf_counter() - started)
+    return DenseIndex(
+        retriever.name,
+        kind,
+        index,
+        retriever.dim,
+        float(manifest.get("build_seconds", 0.0)),
+        True,
+        root,
+        origin="prebuilt",
+        note=note,
+    )
+
+
+def download_bundles(repo_id: str) -> Path:
+    """The local snapshot of the hub dataset repo `repo_id` holding bundles: from the Hugging Face
+    cache when it is there, else downloaded once (failing at once, with what to do, when the hub
+    cannot be reached)."""
+    from huggingface_hub import snapshot_download
+
+    from ..models.hub import _REPO_ID, hub_cache_dir, hub_unreachable
+
+    if not _REPO_ID.match(repo_id) or "/" not in repo_id:
+        raise BundleRefused(f"LFQA_INDEXES=hub:{repo_id!r} does not name a hub repo like hub:org/name")
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=hub_cache_dir(), local_files_only=True))
+    except Exception:  # not cached yet: go online once
+        pass
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise CheckpointNotFoundError(
+            f"The prebuilt indexes hub:{repo_id} are not in the Hugging Face cache ({hub_cache_dir()}) and "
+            f"{unreachable}. Run `hf download {repo_id} --repo-type dataset --local-dir DIR` where the hub "
+            "can be reached and set LFQA_INDEXES=DIR, or build them here with "
+            "`python -m lfqa_demo index --corpus bundled --out DIR`."
+        )
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=hub_cache_dir()))
+    except Exception as exc:  # repo missing, private, network gone mid-way
+        raise CheckpointNotFoundError(
+            f"Could not download the prebuilt indexes hub:{repo_id}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def push_bundles(directory: str | Path, repo_id: str) -> str:
+    """Upload the bundles in `directory` to the hub dataset repo `repo_id` (created if needed);
+    returns the repo's URL. Needs a token with write access (`hf auth login` or HF_TOKEN)."""
+    from huggingface_hub import HfApi
+
+    from ..models.hub import hub_unreachable
+
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise CheckpointNotFoundError(f"Cannot push to hub:{repo_id}: {unreachable}.")
+    api = HfApi()
+    url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+    api.upload_folder(
+        folder_path=str(directory),
+        repo_id=repo_id,
+        repo_type="dataset",
+        allow_patterns=[f"*/{MANIFEST}", f"*/{VECTORS}", f"*/{FAISS_FILE}"],
+        commit_message="lfqa-demo prebuilt indexes",
+    )
+    return str(url)

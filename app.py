@@ -7,19 +7,33 @@ Run `python app.py` (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT) or `gradio
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+
+def _persistent_storage(root: Path = Path("/data")) -> None:
+    """On a Space with persistent storage (/data), keep hub downloads and the index cache there, so a
+    restart finds them. Must run before gradio / huggingface_hub / datasets are imported: they read
+    HF_HOME once, at import. Weights that `preload_from_hub` put into the image's own cache are still
+    found there (lfqa_demo.models.hub.image_cache_dir)."""
+    if root.is_dir() and os.access(root, os.W_OK):
+        os.environ.setdefault("HF_HOME", str(root / ".huggingface"))
+        os.environ.setdefault("LFQA_CACHE", str(root / "lfqa-demo"))
+
+
+_persistent_storage()
+
 import functools
 import html
 import inspect
 import json
 import logging
 import math
-import os
 import tempfile
 import threading
 import time
 import unicodedata
 import uuid
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -36,6 +50,7 @@ from lfqa_demo.retrieval.corpus import (
     load_bundled_questions,
 )
 from lfqa_demo.sessions import CorpusRef, default_registry
+from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
 from ui import render
 
 log = logging.getLogger("lfqa_demo.app")
@@ -101,6 +116,12 @@ except ImportError:
 registry = default_registry()  # one engine per corpus (index cache: $LFQA_CACHE), shared by sessions
 DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] in registry.bundled.dense_names()]
 EXAMPLES = load_bundled_questions()
+# Started after launch when LFQA_WARMUP=1 (the default on a Space): models, then the bundled
+# corpus's indexes, in the background (lfqa_demo/warmup.py).
+WARMUP = WarmUp(registry.bundled, ["retribert", "dpr", "realm"], [name for _, name in READER_CHOICES])
+STATUS_MODELS = [(f"retriever {name}", f"{shown} encoders") for shown, name in DENSE_CHOICES] + [
+    (f"reader {name}", f"{shown} reader") for shown, name in READER_CHOICES
+]
 
 
 # -- files named by URL ----------------------------------------------------------------------------
@@ -483,15 +504,23 @@ def _index_table(engine, names: list[str], states: dict[str, str]) -> pd.DataFra
 
 
 def model_status(corpus_ref: CorpusRef | None = None):
-    """Each model's state (not loaded, loading, ready on device and dtype, failed and why) and
-    each index of the session's corpus (indexing n/N with the time left, ready, failed)."""
+    """Each model's state (waiting for the warm-up, not loaded, loading, ready on device and dtype,
+    failed and why) and each index of the session's corpus (waiting, loading the model, indexing
+    n/N with the time left, ready, failed)."""
     states = lfqa_demo.model_states()
-    names = [f"retriever {n}" for _, n in DENSE_CHOICES] + ["reader dpr", "reader realm"]
-    rows = [[n, render.public_message(states.get(n, "not loaded"))] for n in names]
+    waiting = WARMUP.pending() if WARMUP.started else set()
+    rows = [
+        [shown, render.public_message(states.get(key) or (WAITING if key in waiting else "not loaded"))]
+        for key, shown in STATUS_MODELS
+    ]
     try:
         ref = _ref(corpus_ref)
-        for name, state in _engine(ref).index_states().items():  # named as this session named its corpus
-            rows.append([f"index {name} ({ref.name})", render.public_message(state)])
+        engine = _engine(ref)
+        indexes = engine.index_states()
+        if engine is WARMUP.engine:  # the warm-up's plan, for the indexes it has not reached yet
+            indexes |= {n: WAITING for n in WARMUP.retrievers if n not in indexes and f"index {n}" in waiting}
+        for name, state in indexes.items():  # named as this session named its corpus
+            rows.append([f"{render.label(name)} index of {ref.name}", render.public_message(state)])
     except LfqaError as exc:
         rows.append(["corpus", render.public_message(str(exc))])
     return pd.DataFrame(rows, columns=["model", "state"])
@@ -673,8 +702,24 @@ def build_demo() -> gr.Blocks:
         create_corpus_tab(corpus_ref)
         with gr.Tab("About"):
             gr.Markdown((ASSETS / "about.md").read_text(encoding="utf-8"))
-        refresh_button.click(model_status, corpus_ref, status_output, api_name="model_status")
-        gr.Timer(3).tick(model_status, corpus_ref, status_output, api_visibility="private", show_progress="hidden")
+        # The status has a queue slot of its own: it must answer while comparisons wait for indexes.
+        refresh_button.click(
+            model_status,
+            corpus_ref,
+            status_output,
+            api_name="model_status",
+            concurrency_id="status",
+            concurrency_limit=4,
+        )
+        gr.Timer(3).tick(
+            model_status,
+            corpus_ref,
+            status_output,
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_id="status",
+            concurrency_limit=4,
+        )
         demo.unload(release_session)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
@@ -690,4 +735,8 @@ if __name__ == "__main__":
         max_file_size=MAX_UPLOAD_BYTES,
         app_kwargs={"middleware": [Middleware(RefuseRemoteFiles)]},
         mcp_server=os.environ.get("GRADIO_MCP_SERVER", "").lower() in ("1", "true"),
+        prevent_thread_lock=True,  # the page is up when launch returns: only then does the warm-up start
     )
+    if warmup_enabled():
+        WARMUP.start()
+    demo.block_thread()

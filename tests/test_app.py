@@ -55,8 +55,8 @@ def test_a_model_that_cannot_load_shows_why_and_the_others_answer(client):
     assert hits_per_column(html)[1] == 3
     status = client.predict(api_name="/model_status")
     states = dict(status["data"])
-    assert states["retriever minilm"].startswith("failed:")
-    assert states["retriever dpr"].startswith("ready on cpu, ") or states["retriever dpr"] == "not loaded"
+    assert states["MiniLM encoders"].startswith("failed:")
+    assert states["DPR encoders"].startswith("ready on cpu, ") or states["DPR encoders"] == "not loaded"
 
 
 @pytest.mark.parametrize(
@@ -187,4 +187,4 @@ def test_build_indexes_and_status(client):
     from lfqa_demo.models.devices import automatic_dtype
 
     expected = str(automatic_dtype(__import__("torch").device("cpu"))).removeprefix("torch.")
-    assert status["retriever realm"] == f"ready on cpu, {expected}"  # the precision policy, as the app runs it
+    assert status["REALM encoders"] == f"ready on cpu, {expected}"  # the precision policy, as the app runs it

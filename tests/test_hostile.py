@@ -17,6 +17,8 @@ from app_server import AppServer
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from ui.render import label
+
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -127,7 +129,7 @@ def test_embedding_work_is_bounded(server):
 
 def index_state(client: Client, name: str) -> str:
     rows = dict(client.predict(api_name="/model_status")["data"])
-    return next((v for k, v in rows.items() if k.startswith(f"index {name} ")), "")
+    return next((v for k, v in rows.items() if k.startswith(f"{label(name)} index of ")), "")
 
 
 def test_a_cancelled_comparison_stops_its_index_build(server, tmp_path):
@@ -274,7 +276,7 @@ def test_two_sessions_uploading_the_same_bytes_keep_their_own_names(server, tmp_
     assert "Corpus: <b>alice.jsonl</b> · 4 passages" in html and "bob" not in html
     alice.predict(["dpr"], api_name="/build_indexes")
     status = dict(bob.predict(api_name="/model_status")["data"])
-    assert "index dpr (bob.jsonl)" in status and not any("alice" in k or "alice" in v for k, v in status.items())
+    assert "DPR index of bob.jsonl" in status and not any("alice" in k or "alice" in v for k, v in status.items())
 
 
 # -- 10. generic errors for odd values ----------------------------------------------------------------------

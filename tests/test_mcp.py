@@ -137,7 +137,7 @@ def test_answer_and_status_tools(server):
     text = text_of(answers)
     assert "DPR reader" in text and "REALM reader" in text and "<mark class='answer'>" in text and "Rollo" in text
     assert "read dpr" in text and "read realm" in text  # the stage timings
-    assert "'reader dpr', 'ready on cpu" in text_of(status)
+    assert "'DPR reader', 'ready on cpu" in text_of(status)
     assert bad.isError  # a bad input is an MCP tool error, and the server keeps serving
     assert server.alive()
 

@@ -96,12 +96,26 @@ def _resolve_directory(source: str, directory: Path, required: Sequence[str]) ->
     return CheckpointFiles(source=source, revision="local", directory=directory.resolve(), weights=weights.resolve())
 
 
-def _cached(repo_id: str, revision: str | None, name: str) -> Path | None:
+def image_cache_dir() -> Path:
+    """The hub cache a Docker image or Space build fills (`preload_from_hub`): ~/.cache/huggingface/hub.
+    It is searched after `hub_cache_dir()` when HF_HOME points elsewhere (a persistent /data)."""
+    return Path("~/.cache/huggingface/hub").expanduser()
+
+
+def _caches() -> list[Path]:
+    """Where to look for cached checkpoints: `hub_cache_dir()`, then `image_cache_dir()` if different."""
+    caches = [hub_cache_dir()]
+    if image_cache_dir().is_dir() and image_cache_dir().resolve() != caches[0].resolve():
+        caches.append(image_cache_dir())
+    return caches
+
+
+def _cached(repo_id: str, revision: str | None, name: str, cache: Path) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True))
+        return Path(hf_hub_download(repo_id, name, revision=revision, cache_dir=cache, local_files_only=True))
     except LocalEntryNotFoundError:
         return None
 
@@ -117,9 +131,15 @@ def _how_to_get(repo_id: str, names: Sequence[str]) -> str:
 def _resolve_repo(
     repo_id: str, revision: str | None, required: Sequence[str], optional: Sequence[str]
 ) -> CheckpointFiles:
-    found = {name: _cached(repo_id, revision, name) for name in [*required, *WEIGHT_FILES, *optional]}
-    weights_cached = any(found[w] for w in WEIGHT_FILES)
-    missing = [name for name in required if found[name] is None]
+    # One snapshot supplies every file: a cache holding the whole checkpoint (the image's, checked
+    # first, or the main one), else what the main cache has, completed by a download.
+    names = [*required, *WEIGHT_FILES, *optional]
+    for cache in reversed(_caches()):  # the main cache last: its findings are the ones kept when none is whole
+        found = {name: _cached(repo_id, revision, name, cache) for name in names}
+        weights_cached = any(found[w] for w in WEIGHT_FILES)
+        missing = [name for name in required if found[name] is None]
+        if not missing and weights_cached:
+            break
     if missing or not weights_cached:
         found.update(_download_missing(repo_id, revision, missing, weights_cached, optional, found))
     weights = next(found[w] for w in WEIGHT_FILES if found[w] is not None)

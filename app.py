@@ -317,7 +317,10 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
         raise InvalidInputError(f"Embed at most {MAX_EMBED_TEXTS} passages at a time; the text makes {len(pasted)}.")
     models = _chosen(models, DENSE_CHOICES, "models")
     map_model = (_chosen(map_model, DENSE_CHOICES, "map model", at_least_one=False) or [None])[0]
-    report = embed_texts(_engine(corpus_ref), lines, pasted, models)
+    engine = _engine(corpus_ref)
+    for model in engine.load_models(retrievers=models):
+        yield _loading_note(model), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    report = embed_texts(engine, lines, pasted, models)
     pieces, heatmaps, vector_rows, export = [], [], [], {"texts": report.texts, "kinds": report.kinds, "models": {}}
     for name, m in report.models.items():
         title = f"<h4>{render.esc(render.label(name))}</h4>"
@@ -337,7 +340,7 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
     shown = [{**p, "kind": MAP_KINDS[p["kind"]]} for p in (chosen.map_points if chosen and not chosen.error else [])]
     points = pd.DataFrame(shown, columns=["x", "y", "kind", "label"])
     vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
-    return (
+    yield (
         "".join(pieces),
         vectors,
         "".join(heatmaps) or "<div>No model could embed.</div>",
@@ -405,6 +408,8 @@ def extract_answers(question: str, retriever: str, readers: list[str], k: float,
                 yield f"<div class='pending'>{render.esc(message)}</div>", ""
         if states[retriever] != "ready":
             return  # the message above says why (still building in the background, or failed)
+    for model in engine.load_models(readers=readers):
+        yield _loading_note(model), ""
     report = engine.answer(question, retriever, readers, k, passages=passages, timeout=0)
     timings = " · ".join(f"{name.replace('_', ' ')} {ms:.0f} ms" for name, ms in report.timings_ms.items())
     note = (
@@ -413,6 +418,13 @@ def extract_answers(question: str, retriever: str, readers: list[str], k: float,
         else render.corpus_note(ref.name, ref.size)
     )
     yield note + render.render_answers(report), timings
+
+
+def _loading_note(model: str) -> str:
+    """What the page says while `model` ("reader dpr", "retriever realm") loads."""
+    role, _, name = model.partition(" ")
+    what = f"{render.label(name)} reader" if role == "reader" else f"{render.label(name)} encoders"
+    return f"<div class='pending'>Loading the {render.esc(what)} (first use; this takes a few seconds)…</div>"
 
 
 def _corpus_info(ref: CorpusRef) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InvalidInputError, InvalidTypeError, LfqaError
 from .inputs import check_passages, check_text, check_texts
-from .models.loading import load_reader
+from .models.loading import load_reader, model_states
 from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .reading.answers import ReadResult
 from .retrieval.bm25 import BM25Index
@@ -280,6 +280,26 @@ class RetrievalEngine:
             except Exception as exc:  # one index failing never stops the others
                 out[name] = IndexResult(name, None, failure_message(exc))
         return out
+
+    def load_models(self, retrievers: Sequence[str] = (), readers: Sequence[str] = ()) -> Iterator[str]:
+        """Load the dense retrievers and readers named that are not loaded yet, one at a time, first
+        yielding what is about to load ("retriever dpr", "reader realm") so that a page can say so.
+        A model that fails to load is skipped here: the call that uses it reports why."""
+        states = model_states()
+        for name in self.dense_names(list(retrievers)) if retrievers else []:
+            if not states.get(f"retriever {name}", "").startswith("ready"):
+                yield f"retriever {name}"
+                try:
+                    self.retriever(name)
+                except Exception:  # reported by the search or embedding that needs it
+                    pass
+        for name in readers:
+            if not states.get(f"reader {name}", "").startswith("ready"):
+                yield f"reader {name}"
+                try:
+                    load_reader(name, device=self.device, dtype=self.dtype)
+                except Exception:  # reported by `answer`
+                    pass
 
     # -- comparison ----------------------------------------------------------------------------------
     def compare_batch(

@@ -116,6 +116,15 @@ def test_compare_streams_bm25_before_the_dense_columns(hub_cache, tmp_path):
         assert first["BM25"] == "ok" and all(first[n] != "ok" for n in ("RetriBERT", "DPR", "REALM"))
         assert set(last.values()) == {"ok"} and len(outputs) >= 2
         assert "Not ready yet" in outputs[0][0] and "Not ready yet" not in outputs[-1][0]
+        # The answer and embedding tabs say which model is loading before they answer.
+        job = client.submit(QUESTION, "bm25", ["dpr", "realm"], 3, "", api_name="/answer")
+        job.result(timeout=240)
+        shown = [html for html, _ in job.outputs()]
+        assert "Loading the DPR reader" in shown[0] and "Loading the REALM reader" in shown[1]
+        assert "<mark class='answer'>" in shown[-1] and "Loading" not in shown[-1]
+        job = client.submit("why is the sky blue?", "", ["minilm"], "dpr", api_name="/embed")
+        job.result(timeout=240)
+        assert "Loading the MiniLM encoders" in job.outputs()[0][0] and "Unavailable" in job.outputs()[-1][0]
     finally:
         server.stop()
 

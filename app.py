@@ -43,6 +43,7 @@ import lfqa_demo
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError
+from lfqa_demo.models import zerogpu
 from lfqa_demo.retrieval.corpus import (
     MAX_UPLOAD_BYTES,
     corpus_from_file,
@@ -103,15 +104,9 @@ def _tame_malloc(arenas: int = 2, trim_every_s: float = 30.0) -> None:
 
 _tame_malloc()
 
-try:  # ZeroGPU on Hugging Face Spaces: model calls borrow a GPU; elsewhere a no-op.
-    import spaces  # type: ignore[import-not-found]
-
-    gpu = spaces.GPU if os.environ.get("SPACES_ZERO_GPU") else (lambda fn: fn)
-except ImportError:
-
-    def gpu(fn):
-        return fn
-
+# On ZeroGPU: import `spaces` now (main thread, before any CUDA use) and register its GPU function
+# before launch; the backend then runs every model call in short, sized GPU calls. Elsewhere a no-op.
+zerogpu.setup()
 
 registry = default_registry()  # one engine per corpus (index cache: $LFQA_CACHE), shared by sessions
 DENSE_CHOICES = [c for c in COMPARE_CHOICES if c[1] in registry.bundled.dense_names()]
@@ -300,7 +295,6 @@ def _session(request: gr.Request | None) -> str | None:
 
 
 # -- handlers: thin calls into lfqa_demo ------------------------------------------------------------
-@gpu
 @user_errors
 def embed_questions(questions: str, passages: str, models: list[str], map_model: str, corpus_ref: CorpusRef):
     """Word pieces, vectors, similarities and a 2-D map of the questions for each model."""
@@ -373,7 +367,6 @@ def _comparison_outputs(c, ref: CorpusRef):
     return render.corpus_note(ref.name, ref.size) + render.render_comparison(c), agreement, timings
 
 
-@gpu
 @user_errors
 def compare_retrievers(question: str, k: float, retrievers: list[str], gold_answer: str, corpus_ref: CorpusRef):
     """Rank the corpus with each chosen retriever, side by side: the columns that are ready at
@@ -387,7 +380,6 @@ def compare_retrievers(question: str, k: float, retrievers: list[str], gold_answ
         yield _comparison_outputs(c, ref)
 
 
-@gpu
 @user_errors
 def extract_answers(question: str, retriever: str, readers: list[str], k: float, pasted: str, corpus_ref: CorpusRef):
     """Retrieve passages (or use pasted ones, the k best by BM25) and read answers out of them."""
@@ -481,7 +473,6 @@ def load_hub_dataset(dataset: str, config: str, split: str, max_passages: float,
     return ref, _corpus_info(ref)
 
 
-@gpu
 @user_errors
 def build_indexes(retrievers: list[str], corpus_ref: CorpusRef):
     """Build (or read from the cache) the dense indexes of this session's corpus, showing their

@@ -19,7 +19,6 @@ import threading
 from typing import Sequence
 
 from .engine import RetrievalEngine, failure_message
-from .models.checkpoint_io import read_config
 from .models.loading import load_reader
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,8 @@ def warmup_enabled(environ: dict[str, str] | None = None) -> bool:
 def embedding_cost(engine: RetrievalEngine, name: str) -> int:
     """A relative cost of indexing with `name`: encoder layers x max passage length (RetriBERT's
     8 x 128 is about a third of DPR's 12 x 256 or REALM's 12 x 288)."""
+    from .models.checkpoint_io import read_config  # imports torch: not at import of the package
+
     retriever = engine.retriever(name)
     layers = read_config(retriever.checkpoints[-1]).get("num_hidden_layers", 12)
     return int(layers) * retriever.max_passage_length

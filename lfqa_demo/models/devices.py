@@ -5,6 +5,10 @@ Precision policy (dtype None): bfloat16 on CPUs with native bf16 matrix instruct
 else float32; on CUDA bfloat16 where supported, else float16; float32 on Apple MPS.
 `LFQA_DTYPE` (float32 / bf16 / fp16 / auto) overrides the automatic choice for a whole
 process; float32 is the exact mode the fidelity tests use.
+
+On ZeroGPU (zerogpu.active()) the models live on the CPU and compute on a borrowed GPU:
+CUDA (None or "cuda") resolves to the CPU, and the automatic dtype is bfloat16, the CUDA
+choice (ZeroGPU's GPUs, H200 and RTX PRO 6000 Blackwell, all have bf16).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InvalidInputError, InvalidTypeError
+from . import zerogpu
 
 _DTYPES = {
     "float32": torch.float32,
@@ -30,7 +35,16 @@ _DTYPES = {
 
 
 def resolve_device(device: torch.device | str | None = None) -> torch.device:
-    """`None` picks CUDA when available, else Apple MPS, else the CPU."""
+    """`None` picks CUDA when available, else Apple MPS, else the CPU. On ZeroGPU, CUDA means the
+    CPU: the main process has no GPU (torch.cuda.is_available() lies there), the model calls
+    borrow one (zerogpu.py)."""
+    resolved = _resolve_device(device)
+    if resolved.type == "cuda" and zerogpu.active():
+        return torch.device("cpu")
+    return resolved
+
+
+def _resolve_device(device: torch.device | str | None) -> torch.device:
     if device is None:
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -63,6 +77,8 @@ def automatic_dtype(device: torch.device) -> torch.dtype:
     """The precision policy of the module docstring, before any LFQA_DTYPE override."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and zerogpu.active():
+        return torch.bfloat16  # the models compute on ZeroGPU's GPU
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return torch.float32

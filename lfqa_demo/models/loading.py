@@ -6,6 +6,7 @@ even when several threads ask for it at the same moment; a failed load caches no
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ from .families import READER_FAMILIES, RETRIEVER_FAMILIES
 from .hub import CheckpointFiles, resolve_checkpoint
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
+from .zerogpu import ModelOrigin
 
 if TYPE_CHECKING:  # torch and the model code load with the first model, not with the package
     import torch
@@ -49,7 +51,8 @@ def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
     """build() at most once per key across threads; later calls get the same object.
     Files not found (cache and hub) are remembered for RETRY_AFTER_S and the error raised
     again at once meanwhile; other failures are retried on the next call.
-    `label` names the model in `model_states()`."""
+    `label` names the model in `model_states()`. `build` must pickle: it becomes the model's
+    `origin`, which a ZeroGPU worker uses to find or load the model (see zerogpu.py)."""
     with _guard:
         if key in _loaded:
             return _loaded[key]  # type: ignore[return-value]
@@ -70,6 +73,7 @@ def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
                 if isinstance(exc, CheckpointNotFoundError):  # the slow case: the hub was asked
                     _failures[key] = (time.monotonic(), exc)
             raise
+        value.origin = ModelOrigin(key, build)
         device, dtype = getattr(value, "device", "?"), str(getattr(value, "dtype", "?")).removeprefix("torch.")
         with _guard:
             _loaded[key] = value
@@ -84,6 +88,13 @@ def model_states() -> dict[str, str]:
         return dict(_states)
 
 
+def cached_model(key: tuple) -> object | None:
+    """The model loaded under `key`, or None; never waits. It takes no lock because a ZeroGPU
+    worker calls it: forked while another thread held a lock, it would wait forever, and a
+    dict lookup is atomic anyway."""
+    return _loaded.get(key)
+
+
 def clear_loaded_models() -> None:
     """Forget every loaded model and its state (tests; freeing memory)."""
     with _guard:
@@ -93,7 +104,7 @@ def clear_loaded_models() -> None:
 
 
 def _build(
-    files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: torch.device, dtype: torch.dtype
+    files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: str, dtype: torch.dtype
 ) -> nn.Module:
     """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
     import torch
@@ -148,14 +159,17 @@ def load_retriever(
     display, spec = _spec_of(name)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    # Partials of module functions with the device as text: they pickle (spaces patches torch.device).
     return _once(
         ("retriever", display, spec, str(dev), dt),
         f"retriever {display}",
-        lambda: _load_retriever(display, spec, dev, dt),
+        functools.partial(_load_retriever, display, spec, str(dev), dt),
     )
 
 
-def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dtype: torch.dtype) -> DenseRetriever:
+def _load_retriever(display: str, spec: RetrieverSpec, device: str, dtype: torch.dtype) -> DenseRetriever:
+    import torch
+
     family = RETRIEVER_FAMILIES[spec.family]
     if family.separate_checkpoints and spec.passage is None:
         raise InvalidInputError(f"a {family.label} spec needs both a question and a passage checkpoint")
@@ -174,7 +188,7 @@ def _load_retriever(display: str, spec: RetrieverSpec, device: torch.device, dty
         (q_tok, q_head),
         (p_tok, p_head),
         (q_files, p_files),
-        device,
+        torch.device(device),
         dtype,
         default_max_length=_sentence_max_length(q_files) or family.max_length,
     )
@@ -208,17 +222,21 @@ def load_reader(
     return _once(
         ("reader", name, source, max_length, str(dev), dt),
         f"reader {name}",
-        lambda: _load_reader(name, source, dev, dt, max_length),
+        functools.partial(_load_reader, name, source, str(dev), dt, max_length),
     )
 
 
 def _load_reader(
-    name: str, source: str, device: torch.device, dtype: torch.dtype, max_length: int | None
+    name: str, source: str, device: str, dtype: torch.dtype, max_length: int | None
 ) -> DPRReader | RealmReader:
+    import torch
+
     from .checkpoint_io import read_config
 
     family = READER_FAMILIES[name]
     files = resolve_checkpoint(source, _MODEL_FILES, _OPTIONAL_FILES)
     model = _build(files, lambda c, raw: family.make_head(c, raw, "reader"), device, dtype)
     reader_class = READER_CLASSES[name]
-    return reader_class(family, model, _tokenizer(files), files, device, dtype, max_length, config=read_config(files))
+    return reader_class(
+        family, model, _tokenizer(files), files, torch.device(device), dtype, max_length, config=read_config(files)
+    )

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..inputs import check_passages, check_texts
+from . import zerogpu
 from .families import RETRIEVER_FAMILIES
 from .hub import CheckpointFiles
 from .tokenization import WordPieceTokenizer
@@ -73,6 +74,8 @@ DEFAULT_RETRIEVERS = {
 
 class DenseRetriever:
     """A loaded dense retriever: `encode_questions` and `encode_passages` give float32 [n, dim] arrays."""
+
+    origin: zerogpu.ModelOrigin | None = None  # set by load_retriever: how a ZeroGPU worker finds it
 
     def __init__(
         self,
@@ -135,9 +138,7 @@ class DenseRetriever:
     ) -> np.ndarray:
         """Embed questions: float32 array [len(questions), dim]."""
         rows = self.tokenize_questions(questions)
-        return self._encode(
-            rows, self.question_tokenizer, self.question_head.embed_questions, batch_size, batch_tokens, progress
-        )
+        return self._encode(rows, self.question_tokenizer, "question", batch_size, batch_tokens, progress)
 
     def encode_passages(
         self,
@@ -149,24 +150,28 @@ class DenseRetriever:
     ) -> np.ndarray:
         """Embed `{"title": ..., "text": ...}` passages: float32 array [len(passages), dim]."""
         rows = self.tokenize_passages(passages)
-        return self._encode(
-            rows, self.passage_tokenizer, self.passage_head.embed_passages, batch_size, batch_tokens, progress
-        )
+        return self._encode(rows, self.passage_tokenizer, "passage", batch_size, batch_tokens, progress)
 
     def _encode(
         self,
         rows: list[tuple[list[int], list[int]]],
         tokenizer: WordPieceTokenizer,
-        embed: EmbedFn,
+        side: str,
         batch_size: int,
         batch_tokens: int,
         progress: Progress | None,
     ) -> np.ndarray:
+        """Embed token rows with the `side` ("question" or "passage") head, batch by batch."""
         import torch
 
         out = np.empty((len(rows), self.dim), dtype=np.float32)
+        batches = length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens)
+        if self.device.type == "cpu" and zerogpu.active():
+            return self._encode_on_zerogpu(rows, tokenizer, side, batches, out, progress)
+        head = self.question_head if side == "question" else self.passage_head
+        embed: EmbedFn = head.embed_questions if side == "question" else head.embed_passages
         done = 0
-        for idx in length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens):
+        for idx in batches:
             batch = tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx])
             tensors = [
                 torch.from_numpy(a).to(self.device)
@@ -175,6 +180,29 @@ class DenseRetriever:
             with torch.inference_mode():
                 out[idx] = embed(*tensors).float().cpu().numpy()
             done += len(idx)
+            if progress is not None:
+                progress(done, len(rows))
+        return out
+
+    def _encode_on_zerogpu(
+        self,
+        rows: list[tuple[list[int], list[int]]],
+        tokenizer: WordPieceTokenizer,
+        side: str,
+        batches: list[list[int]],
+        out: np.ndarray,
+        progress: Progress | None,
+    ) -> np.ndarray:
+        """`_encode` in GPU calls of about zerogpu.PASSAGES_PER_CALL rows each: `progress` runs
+        between calls, here in the calling thread, so raising from it stops the work."""
+        done = 0
+        for call in zerogpu.split_calls(batches):
+            padded = [tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx]) for idx in call]
+            arrays = [(b.input_ids, b.attention_mask, b.token_type_ids) for b in padded]
+            vectors = zerogpu.run(self, f"{side}_head", f"embed_{side}s", arrays)
+            for idx, v in zip(call, vectors):
+                out[idx] = v
+            done += sum(len(idx) for idx in call)
             if progress is not None:
                 progress(done, len(rows))
         return out

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..inputs import check_passages, check_text
+from ..models import zerogpu
 from ..models.hub import CheckpointFiles
 from ..models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 from ..models.tokenization import WordPieceTokenizer
@@ -92,6 +93,8 @@ def _windows(n: int, room: int, overlap: int | None) -> list[tuple[int, int]]:
 
 
 class _Reader:
+    origin: zerogpu.ModelOrigin | None = None  # set by load_reader: how a ZeroGPU worker finds it
+
     def __init__(
         self,
         family: ReaderFamily,
@@ -177,13 +180,19 @@ class _Reader:
         """Passage relevance this reader adds to its span scores, or None: DPR scores passages itself."""
         return None
 
-    def _tensors(self, inputs: ReaderInputs) -> list[torch.Tensor]:
+    def _forward(self, inputs: ReaderInputs, *extra: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The model over the padded rows (plus `extra` index arrays): its float32 output(s) as
+        numpy. On ZeroGPU this is one GPU call, sized from the rows' padded tokens."""
+        arrays = (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids, *extra)
+        if self.device.type == "cpu" and zerogpu.active():
+            return zerogpu.run(self, "model", None, [arrays])[0]
         import torch
 
-        return [
-            torch.from_numpy(a).to(self.device)
-            for a in (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids)
-        ]
+        with torch.inference_mode():
+            out = self.model(*(torch.from_numpy(a).to(self.device) for a in arrays))
+        if isinstance(out, tuple):
+            return tuple(t.float().cpu().numpy() for t in out)
+        return out.float().cpu().numpy()
 
 
 class DPRReader(_Reader):
@@ -205,12 +214,8 @@ class DPRReader(_Reader):
         if len(inputs.input_ids) == 0:
             empty = np.zeros((0, 0), dtype=np.float32)
             return DPRReaderLogits(empty, empty.copy(), np.zeros(0, dtype=np.float32), inputs)
-        import torch
-
-        with torch.inference_mode():
-            start, end, relevance = self.model(*self._tensors(inputs))
-        as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
-        return DPRReaderLogits(as_np(start), as_np(end), as_np(relevance), inputs)
+        start, end, relevance = self._forward(inputs)
+        return DPRReaderLogits(start, end, relevance, inputs)
 
     def read(
         self,
@@ -297,11 +302,7 @@ class RealmReader(_Reader):
         passage = inputs.row_passage[rows]
         if len(rows) == 0:
             return RealmReaderLogits(passage, starts, ends, np.zeros(0, dtype=np.float32), inputs, rows)
-        import torch
-
-        index = [torch.from_numpy(a).to(self.device) for a in (rows, starts, ends)]
-        with torch.inference_mode():
-            span_logits = self.model(*self._tensors(inputs), *index).float().cpu().numpy()
+        span_logits = self._forward(inputs, rows, starts, ends)
         return RealmReaderLogits(passage, starts, ends, span_logits + relevance[passage], inputs, rows)
 
     def read(

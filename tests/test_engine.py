@@ -56,7 +56,8 @@ def test_k_larger_than_the_corpus_and_bad_input(engine, tmp_path):
         build_corpus("tiny", [{"text": "one"}, {"text": "two"}, {"text": "three"}]), cache_dir=tmp_path
     )
     c = tiny.compare("one", k=50)
-    assert all(len(r.hits) == 3 for r in c.results.values())
+    assert all(len(r.hits) == 3 for n, r in c.results.items() if n != "bm25")
+    assert [h.text for h in c.results["bm25"].hits] == ["one"]  # passages sharing no term are not hits
     with pytest.raises(ValueError, match="empty"):
         engine.compare("   ")
     with pytest.raises(ValueError, match="between 1 and 100"):

@@ -73,6 +73,8 @@ class BM25Search:
         index = self.index()
         started = time.perf_counter()
         scores, ids = index.search(questions, k)
+        # A passage sharing no term with the question scores 0: it was not found, so it is no hit.
+        ids = np.where(scores > 0, ids, -1)
         return Ranking(scores, ids, 0.0, time.perf_counter() - started)  # tokenising is part of the search
 
 

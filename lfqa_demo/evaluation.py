@@ -1,12 +1,24 @@
-"""Retrieval evaluation on a QA set: recall@k by gold passage and by answer string, and MRR."""
+"""Retrieval evaluation on a QA set: recall@k by gold passage and by answer string, and MRR.
+
+`evaluate` gives the command line's figures at a few cut-offs; `evaluation_report` gives the
+app's evaluation view: whole recall@k curves, MRR and, per question, where each retriever
+ranked the answer, each retriever's part cached in memory."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
-from .engine import RetrievalEngine, contains_answer
+from .engine import RetrievalEngine, check_k, contains_answer, failure_message
+from .errors import InvalidInputError
 from .retrieval.corpus import QAItem
+from .retrieval.indexes import choose_kind
+from .retrieval.searchers import DenseSearch
 
 
 @dataclass
@@ -100,3 +112,253 @@ def _score_cells(s: RetrievalScores, ks: Sequence[int]) -> list[str]:
 def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
     """Cells padded to their column widths, two spaces apart."""
     return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+
+# -- the evaluation view: recall@k curves, MRR and per-question ranks, cached ----------------------
+MAX_EVAL_K = 20  # the curves' last k: a reader reads at most 20 passages (the answer tab's limit)
+EVAL_BATCH = 64  # questions a retriever encodes at once; also how often progress is reported
+# Cached evaluations, one per (corpus, QA set, retriever identity, depth): each holds two ranks a
+# question (a few KB for 2,000 questions), so this bounds memory to well under a megabyte while
+# keeping a dozen full comparisons of five retrievers.
+CACHE_ENTRIES = 64
+
+ProgressFn = Callable[[int, int], None]  # (questions done, questions in all)
+
+
+@dataclass(frozen=True)
+class RetrieverEvaluation:
+    """One retriever on one QA set over one corpus: where it ranked each question's answer.
+
+    Ranks are 1-based and per question in QA-set order; None means not in the top `max_k`.
+    Frozen (tuples): cached evaluations are shared by every request that asks again."""
+
+    retriever: str
+    max_k: int
+    answer_ranks: tuple[int | None, ...]  # the first passage containing a gold answer (case-insensitive)
+    passage_ranks: tuple[int | None, ...] | None  # the gold passage; None when the QA set names none
+    seconds: float = 0.0  # how long the evaluation took (not the time of a cache hit)
+    error: str | None = None  # why the retriever could not run; the ranks are then empty
+
+    @property
+    def recall_answer(self) -> tuple[float, ...]:
+        """recall@k for k = 1..max_k (index k - 1): share of questions with a gold answer in the top k."""
+        return _recall_curve(self.answer_ranks, self.max_k)
+
+    @property
+    def recall_passage(self) -> tuple[float, ...] | None:
+        """recall@k for k = 1..max_k by gold passage; None when the QA set names no gold passages."""
+        return None if self.passage_ranks is None else _recall_curve(self.passage_ranks, self.max_k)
+
+    @property
+    def mrr_answer(self) -> float:
+        """Mean reciprocal rank of the first passage with a gold answer, 0 past max_k (MRR@max_k)."""
+        return _mrr(self.answer_ranks)
+
+    @property
+    def mrr_passage(self) -> float | None:
+        """MRR@max_k of the gold passage; None when the QA set names no gold passages."""
+        return None if self.passage_ranks is None else _mrr(self.passage_ranks)
+
+
+def _recall_curve(ranks: Sequence[int | None], max_k: int) -> tuple[float, ...]:
+    n = max(len(ranks), 1)
+    found_at = [0] * (max_k + 1)
+    for r in ranks:
+        if r is not None and r <= max_k:
+            found_at[r] += 1
+    curve, total = [], 0
+    for k in range(1, max_k + 1):
+        total += found_at[k]
+        curve.append(total / n)
+    return tuple(curve)
+
+
+def _mrr(ranks: Sequence[int | None]) -> float:
+    return sum(1.0 / r for r in ranks if r is not None) / max(len(ranks), 1)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Several retrievers on one QA set over one corpus (see `evaluation_report`)."""
+
+    corpus: str  # the corpus's name
+    items: tuple[QAItem, ...]
+    max_k: int
+    retrievers: dict[str, RetrieverEvaluation]  # in the order asked for
+
+    def ranks(self, i: int) -> dict[str, int | None]:
+        """Question i's answer rank for each retriever that ran."""
+        return {name: r.answer_ranks[i] for name, r in self.retrievers.items() if r.error is None}
+
+    def disagreement_order(self) -> list[int]:
+        """Question indices, the most telling disagreements first: the widest gap between the best
+        and the worst retriever (a miss counts as rank max_k + 1, so "first for one, missed by
+        another" leads), then the most misses (questions every retriever missed come before those
+        all found at once), then QA-set order."""
+
+        def key(i: int) -> tuple[int, int, int]:
+            ranks = [self.max_k + 1 if r is None else r for r in self.ranks(i).values()]
+            if not ranks:
+                return (0, 0, i)
+            return (-(max(ranks) - min(ranks)), -sum(r > self.max_k for r in ranks), i)
+
+        return sorted(range(len(self.items)), key=key)
+
+
+class _EvaluationCache:
+    """A small thread-safe LRU of finished evaluations. Two requests computing the same entry at
+    once both compute it; the first stored wins, so every caller gets one shared object."""
+
+    def __init__(self, size: int = CACHE_ENTRIES):
+        self.size = size
+        self._entries: OrderedDict[str, RetrieverEvaluation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> RetrieverEvaluation | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: str, value: RetrieverEvaluation) -> RetrieverEvaluation:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_cache = _EvaluationCache()
+
+
+def clear_evaluation_cache() -> None:
+    """Forget every cached evaluation (tests; after changing checkpoints in place)."""
+    _cache.clear()
+
+
+def qa_fingerprint(qa: Sequence[QAItem]) -> str:
+    """sha256 over every question, its answers and gold passage: equal fingerprints, equal QA sets."""
+    h = hashlib.sha256()
+    for item in qa:
+        h.update(json.dumps([item.question, list(item.answers), item.passage_id]).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def retriever_identity(engine: RetrievalEngine, name: str) -> str:
+    """What decides a retriever's rankings besides the corpus: for a dense one, its family,
+    checkpoints and their revisions, max lengths, dtype and index kind (as the index cache names
+    it, see indexes.cache_key); loads the model. For a sparse one, its kind (its settings are
+    constants of the code, which a restart clears this in-memory cache with)."""
+    searcher = engine.searchers.get(name)
+    if searcher is None:
+        raise InvalidInputError(f"unknown retriever {name!r}; this engine has {engine.names}")
+    if not isinstance(searcher, DenseSearch):
+        return json.dumps({"kind": type(searcher).__name__})
+    model = searcher.model()
+    settings = searcher.settings
+    return json.dumps(
+        {
+            "family": model.family,
+            "checkpoints": [[f.source, f.revision] for f in model.checkpoints],
+            "max_lengths": [model.max_question_length, model.max_passage_length],
+            "dtype": str(model.dtype),
+            # Approximate indexes (IVF, HNSW) can rank differently from exact search.
+            "index": choose_kind(settings.kind, len(engine.corpus), settings.approximate_above),
+        },
+        sort_keys=True,
+    )
+
+
+def evaluate_retriever(
+    engine: RetrievalEngine,
+    qa: Sequence[QAItem],
+    name: str,
+    max_k: int = MAX_EVAL_K,
+    *,
+    batch: int = EVAL_BATCH,
+    progress: ProgressFn | None = None,
+    timeout: float | None = None,
+) -> RetrieverEvaluation:
+    """Where retriever `name` ranks each question's answer (and gold passage) in its top `max_k`
+    over the engine's corpus, the questions in batches of `batch`.
+
+    Cached in memory by corpus fingerprint, QA-set fingerprint, the retriever's identity
+    (`retriever_identity`) and `max_k`: asking again returns the same object without searching.
+    A retriever that cannot run (its model fails to load, its index is not ready within
+    `timeout` seconds; None waits) comes back with `error` set and is not cached. `progress(done,
+    total)` is called before the first batch and after each."""
+    qa = list(qa)
+    if not qa:
+        raise InvalidInputError("the QA set has no questions")
+    max_k = check_k(max_k)
+    if name not in engine.searchers:
+        raise InvalidInputError(f"unknown retriever {name!r}; this engine has {engine.names}")
+    try:
+        identity = retriever_identity(engine, name)
+    except Exception as exc:  # one retriever failing never stops the others (see evaluation_report)
+        return RetrieverEvaluation(name, max_k, (), None, error=failure_message(exc))
+    key = hashlib.sha256(
+        json.dumps([engine.corpus.fingerprint, len(engine.corpus), qa_fingerprint(qa), identity, max_k]).encode()
+    ).hexdigest()
+    cached = _cache.get(key)
+    if cached is not None:
+        if progress is not None:
+            progress(len(qa), len(qa))
+        return cached
+    started = time.perf_counter()
+    by_passage = all(item.passage_id for item in qa)
+    answer_ranks: list[int | None] = []
+    passage_ranks: list[int | None] = []
+    for start in range(0, len(qa), batch):
+        if progress is not None:
+            progress(start, len(qa))
+        chunk = qa[start : start + batch]
+        comparisons = engine.compare_batch([item.question for item in chunk], [name], k=max_k, timeout=timeout)
+        for item, comparison in zip(chunk, comparisons):
+            result = comparison.results[name]
+            if result.error:
+                return RetrieverEvaluation(name, max_k, (), None, error=result.error)
+            answer_ranks.append(
+                next((h.rank for h in result.hits if any(contains_answer(h.text, a) for a in item.answers)), None)
+            )
+            passage_ranks.append(next((h.rank for h in result.hits if h.passage_id == item.passage_id), None))
+    if progress is not None:
+        progress(len(qa), len(qa))
+    evaluation = RetrieverEvaluation(
+        name,
+        max_k,
+        tuple(answer_ranks),
+        tuple(passage_ranks) if by_passage else None,
+        time.perf_counter() - started,
+    )
+    return _cache.put(key, evaluation)
+
+
+def evaluation_report(
+    engine: RetrievalEngine,
+    qa: Sequence[QAItem],
+    retrievers: Sequence[str],
+    max_k: int = MAX_EVAL_K,
+    progress: Callable[[str, int, int], None] | None = None,
+    *,
+    batch: int = EVAL_BATCH,
+    timeout: float | None = None,
+) -> EvaluationReport:
+    """recall@k curves (k = 1..max_k), MRR@max_k and per-question answer ranks for each of
+    `retrievers` on `qa` over the engine's corpus; `progress(retriever, done, total)` as each
+    goes. Each retriever's evaluation is cached (see `evaluate_retriever`); one that cannot run
+    carries its error and the others go on."""
+    results = {}
+    for name in dict.fromkeys(retrievers):
+        report = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
+        results[name] = evaluate_retriever(engine, qa, name, max_k, batch=batch, progress=report, timeout=timeout)
+    return EvaluationReport(engine.corpus.name, tuple(qa), check_k(max_k), results)

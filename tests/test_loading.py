@@ -76,6 +76,19 @@ def test_concurrent_first_uses_load_once(monkeypatch):
     for t in threads:
         t.join()
     assert len(results) == 8 and all(r is results[0] for r in results)
+    assert reads == [REPOS["dpr_q"]]  # the passage encoder loads on first use, not with the retriever
+    heads, barrier = [], threading.Barrier(8)
+
+    def first_passage_use():
+        barrier.wait()
+        heads.append(results[0].passage_head)
+
+    threads = [threading.Thread(target=first_passage_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(heads) == 8 and all(h is heads[0] for h in heads)
     assert sorted(reads) == sorted([REPOS["dpr_q"], REPOS["dpr_ctx"]])
 
 
@@ -157,7 +170,7 @@ def test_truncated_weights_name_the_repo_and_the_fix(private_cache):
     weights = snapshot(private_cache, "dpr_ctx") / "pytorch_model.bin"
     weights.write_bytes(weights.read_bytes()[:5000])
     with pytest.raises(CheckpointError, match=r"facebook/dpr-ctx_encoder-single-nq-base.*download it again"):
-        load_retriever("dpr", device="cpu")
+        load_retriever("dpr", device="cpu").passage_head  # the passage encoder loads on first use
 
 
 def test_missing_and_misshaped_weights_name_the_key_and_file(private_cache):

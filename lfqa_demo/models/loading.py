@@ -179,8 +179,11 @@ def _load_retriever(display: str, spec: RetrieverSpec, device: str, dtype: torch
     q_tok = _tokenizer(q_files)
     p_tok = q_tok if same else _tokenizer(p_files)
     q_head = _build(q_files, lambda c, raw: family.make_head(c, raw, "question"), device, dtype)
-    # One checkpoint for both sides: one module serves both (its embed_passages).
-    p_head = q_head if same else _build(p_files, lambda c, raw: family.make_head(c, raw, "passage"), device, dtype)
+    # One checkpoint for both sides: one module serves both (its embed_passages). Otherwise the
+    # passage encoder is built when a passage is first embedded (never, with prebuilt indexes).
+    p_head = (
+        q_head if same else (lambda: _build(p_files, lambda c, raw: family.make_head(c, raw, "passage"), device, dtype))
+    )
     return DenseRetriever(
         display,
         spec,

@@ -14,6 +14,7 @@ Similarity is the plain dot product for all three.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -83,7 +84,7 @@ class DenseRetriever:
         spec: RetrieverSpec,
         dim: int,
         question_side: tuple[WordPieceTokenizer, torch.nn.Module],
-        passage_side: tuple[WordPieceTokenizer, torch.nn.Module],
+        passage_side: tuple[WordPieceTokenizer, torch.nn.Module | Callable[[], torch.nn.Module]],
         checkpoints: Sequence[CheckpointFiles],
         device: torch.device,
         dtype: torch.dtype,
@@ -101,7 +102,21 @@ class DenseRetriever:
         self.max_question_length = spec.max_question_length or default_max_length
         self.max_passage_length = spec.max_passage_length or default_max_length
         self.question_tokenizer, self.question_head = question_side
-        self.passage_tokenizer, self.passage_head = passage_side  # the same module when one checkpoint serves both
+        # The passage module may come as a function that builds it: a server whose indexes are
+        # prebuilt never embeds a passage, and DPR's passage encoder is then 440 MB it need not load.
+        self.passage_tokenizer, passage = passage_side  # the same module when one checkpoint serves both
+        self._passage_head = passage if hasattr(passage, "embed_passages") else None  # a module, or not yet
+        self._make_passage_head = passage
+        self._passage_lock = threading.Lock()
+
+    @property
+    def passage_head(self) -> torch.nn.Module:
+        """The passage encoder (built on first use when it came as a function)."""
+        if self._passage_head is None:
+            with self._passage_lock:
+                if self._passage_head is None:
+                    self._passage_head = self._make_passage_head()
+        return self._passage_head
 
     def __repr__(self) -> str:
         return f"DenseRetriever({self.name!r}, dim={self.dim}, device={self.device}, dtype={self.dtype})"

@@ -37,17 +37,27 @@ class IndexBuild:
     work at the next batch.
     """
 
-    def __init__(self, label: str, run: Callable[[Callable[[int, int], None]], object], total: int):
+    def __init__(
+        self,
+        label: str,
+        run: Callable[[Callable[[int, int], None]], object],
+        total: int,
+        prepare: Callable[[], object | None] | None = None,
+    ):
+        """`prepare`, when given, runs first and outside the build slot (loading a model is memory
+        and disk work, not the CPU-bound embedding the slot bounds); a result other than None is
+        the index itself (a prebuilt one), and `run` is then skipped."""
         self.label = label
         self.total = total
         self.done = 0
-        self.state = "queued"  # queued -> building -> ready | failed | cancelled
+        self.state = "loading"  # loading -> queued -> building -> ready | failed | cancelled
         self.result: object | None = None
         self.error: BaseException | None = None
         self.background = False  # True once a request handed it over to finish on its own
         self.note: str | None = None  # what the work wants said alongside its state (a refused bundle)
         self.embedding = False  # True from the first progress report on (the model has loaded by then)
         self._run = run
+        self._prepare = prepare
         self._waiters = 0
         self._cancel = threading.Event()
         self._finished = threading.Event()
@@ -69,11 +79,14 @@ class IndexBuild:
 
     def _work(self) -> None:
         try:
-            with BUILD_SLOTS:
-                if self._cancel.is_set():
-                    raise BuildCancelled(f"the {self.label} index build was cancelled")
-                self.state, self._started_at = "building", time.monotonic()
-                result = self._run(self._progress)
+            result = self._prepare() if self._prepare is not None else None
+            if result is None:
+                self.state = "queued"
+                with BUILD_SLOTS:
+                    if self._cancel.is_set():
+                        raise BuildCancelled(f"the {self.label} index build was cancelled")
+                    self.state, self._started_at = "building", time.monotonic()
+                    result = self._run(self._progress)
             self.result, self.state = result, "ready"
         except BuildCancelled as exc:
             self.error, self.state = exc, "cancelled"
@@ -132,6 +145,8 @@ class IndexBuild:
     def describe(self) -> str:
         """Where the build stands, in words: "indexing 120/552, about 40 s left"."""
         note = f" ({self.note})" if self.note else ""
+        if self.state == "loading":
+            return "loading the model" + note
         if self.state == "queued":
             return "queued behind another index build" + note
         if self.state == "building":

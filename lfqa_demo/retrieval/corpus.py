@@ -193,6 +193,124 @@ def load_qa_set(directory: str | Path) -> list[QAItem]:
     return items
 
 
+@dataclass(frozen=True)
+class QASet:
+    """Questions with their gold answers, named for display; `notes` say what was left out."""
+
+    name: str
+    items: tuple[QAItem, ...]
+    notes: tuple[str, ...] = ()
+
+
+QUESTION_COLUMNS = ("question", "query", "questions", "q")
+ANSWER_COLUMNS = ("answers", "answer", "gold_answers", "gold_answer", "gold", "target")
+PASSAGE_ID_COLUMNS = ("passage_id", "gold_passage_id", "gold_passage")
+MAX_QA_QUESTIONS = 2000  # per uploaded QA set: evaluating more is a job for the command line
+MAX_QA_QUESTION_CHARS = 2000  # as the app's question box
+MAX_QA_ANSWERS = 20  # gold answers per question
+MAX_QA_ANSWER_CHARS = 500  # gold answers are short spans, not passages
+
+
+def qa_from_file(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    question_column: str | None = None,
+    answer_column: str | None = None,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    limit: int = MAX_QA_QUESTIONS,
+) -> QASet:
+    """A QA set from an uploaded .jsonl/.json/.csv table with a question column and an answer column.
+
+    Columns are found by name (QUESTION_COLUMNS, ANSWER_COLUMNS, any case) unless named; an "id"
+    and a gold "passage_id" column are used when present. An answer is a string, a number, a
+    list of them, or SQuAD's {"text": [...]}; in a CSV, "|" separates several answers. The file
+    is read by the bounded readers of `uploads` (never `datasets`); questions without an answer
+    are left out, and at most `limit` are kept (the set's notes say so). `name` is the visitor's
+    file name, used in messages (never the server path). Raises CorpusError.
+    """
+    path = Path(path)
+    shown = uploads.display_name(path, name)
+
+    def choose(columns: list[str]) -> tuple[str, str, str | None, str | None]:
+        question = _qa_column(columns, question_column, QUESTION_COLUMNS, "question", shown)
+        answer = _qa_column(columns, answer_column, ANSWER_COLUMNS, "answer", shown)
+        passage = _pick_column(columns, None, PASSAGE_ID_COLUMNS, "gold passage", required=False)
+        return question, answer, "id" if "id" in columns else None, passage
+
+    (question_col, answer_col, id_col, passage_col), rows = uploads.table_rows(path, shown, choose, max_bytes=max_bytes)
+    csv_file = path.suffix.lower() == ".csv"
+    items: list[QAItem] = []
+    unanswered, cut = 0, False
+    for number, (where, row) in enumerate(rows, start=1):
+        question = _qa_text(row.get(question_col), shown, where, question_col, MAX_QA_QUESTION_CHARS)
+        if not question:
+            raise CorpusError(f"{shown}: {where} has no question in the {question_col!r} column.")
+        answers = _qa_answers(row.get(answer_col), shown, where, answer_col, split_bars=csv_file)
+        if not answers:
+            unanswered += 1  # SQuAD 2.0 style unanswerable questions: nothing to find
+            continue
+        if len(items) == limit:
+            cut = True
+            break
+        qid = _qa_text(row.get(id_col), shown, where, id_col, 200) if id_col else ""
+        passage_id = _qa_text(row.get(passage_col), shown, where, passage_col, 200) if passage_col else ""
+        items.append(QAItem(qid or f"q{number}", question, answers, passage_id))
+    if not items:
+        raise CorpusError(f"{shown} holds no question with an answer (columns {question_col!r} and {answer_col!r}).")
+    notes = []
+    if unanswered:
+        notes.append(f"{unanswered:,} questions without an answer were left out")
+    if cut:
+        notes.append(f"only the first {limit:,} questions with an answer were kept")
+    return QASet(shown, tuple(items), tuple(notes))
+
+
+def _qa_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, shown: str) -> str:
+    """The column named `wanted`, else the first of `candidates` present (any case); else an error
+    that names the columns the file has."""
+    try:
+        found = _pick_column(columns, wanted, candidates, what, required=True)
+    except CorpusError:
+        listed = uploads.columns_for_message(columns)
+        looked = f"{wanted!r}" if wanted else ", ".join(repr(c) for c in candidates)
+        raise CorpusError(
+            f"{shown}: no {what} column (looked for {looked}); its columns are {listed}. "
+            f"A QA file needs a question column and an answer column, e.g. question,answer."
+        ) from None
+    assert found is not None  # required=True
+    return found
+
+
+def _qa_text(value: object, shown: str, where: str, column: str, limit: int) -> str:
+    """A question, answer or id value as stripped text: a string or a number, at most `limit` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise CorpusError(f"{shown}: {where} has {uploads.json_kind(value)} in the {column!r} column; use text.")
+    text = " ".join(str(value).split())
+    if len(text) > limit:
+        raise CorpusError(
+            f"{shown}: {where} has {len(text):,} characters in the {column!r} column; the limit is {limit:,}."
+        )
+    return text
+
+
+def _qa_answers(value: object, shown: str, where: str, column: str, *, split_bars: bool) -> tuple[str, ...]:
+    """The gold answers of one row (empty ones dropped, duplicates once), at most MAX_QA_ANSWERS."""
+    if isinstance(value, dict) and isinstance(value.get("text"), list):
+        value = value["text"]  # SQuAD's {"text": [...], "answer_start": [...]}
+    if isinstance(value, str) and split_bars:
+        value = value.split("|")
+    values = value if isinstance(value, list) else [value]
+    if len(values) > MAX_QA_ANSWERS:
+        raise CorpusError(
+            f"{shown}: {where} has {len(values):,} answers in the {column!r} column; the limit is {MAX_QA_ANSWERS}."
+        )
+    answers = (_qa_text(v, shown, where, column, MAX_QA_ANSWER_CHARS) for v in values)
+    return tuple(dict.fromkeys(a for a in answers if a))
+
+
 def load_bundled_corpus() -> Corpus:
     """The corpus that ships in assets/corpus (original text, CC BY-SA 4.0; see the README)."""
     return load_corpus_dir(BUNDLED_DIR, name="bundled")

@@ -128,17 +128,17 @@ class DenseSearch:
             if build is not None and not (build.finished and build.state != "ready"):
                 return build
 
+            def prepare() -> DenseIndex | None:
+                """Outside the build slot: the question side of the model, then a prebuilt index if
+                one fits (the passage encoder loads only if passages are embedded)."""
+                model = self.model()
+                return self._prebuilt(model, build) if self.settings.bundles else None
+
             def run(progress: Callable[[int, int], None]) -> DenseIndex:
                 s = self.settings
-                model = self.model()
-                if s.bundles:
-                    prebuilt = self._prebuilt(model, build)
-                    if prebuilt is not None:
-                        progress(len(self.corpus), len(self.corpus))
-                        return prebuilt
                 progress(0, len(self.corpus))  # the model is loaded: embedding starts
                 index = build_index(
-                    model,
+                    self.model(),
                     self.corpus,
                     kind=s.kind,
                     cache_dir=s.cache_dir,
@@ -149,7 +149,7 @@ class DenseSearch:
                 index.note = index.note or build.note  # a refused bundle stays visible once the index is ready
                 return index
 
-            build = IndexBuild(self.name, run, len(self.corpus))
+            build = IndexBuild(self.name, run, len(self.corpus), prepare)
             self._build = build.start()
             return build
 

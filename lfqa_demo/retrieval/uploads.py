@@ -24,7 +24,7 @@ import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -66,6 +66,8 @@ JSON_SHAPES = (
 )
 
 Row = tuple[str, Mapping[str, object]]  # (where it is, for messages: "line 3" / "row 3"; its values)
+# What a caller picks from a table's columns (names, None for one it does without): `Columns` for corpora.
+ChosenColumns = TypeVar("ChosenColumns", bound=Sequence["str | None"])
 
 
 class Columns(NamedTuple):
@@ -109,6 +111,29 @@ def upload_records(
         else:
             columns, rows = json_rows(data, shown, title_column, text_column, lines=suffix == ".jsonl")
     return checked_records(rows, columns, shown)
+
+
+TABLE_SUFFIXES = (".jsonl", ".json", ".csv")
+
+
+def table_rows(
+    path: Path, shown: str, choose: Callable[[list[str]], ChosenColumns], *, max_bytes: int = MAX_UPLOAD_BYTES
+) -> tuple[ChosenColumns, list[Row]]:
+    """The columns `choose` picks from a .jsonl/.json/.csv upload's columns, and its rows, with the
+    same bounds as a corpus upload (size, nesting, rows, columns); for tables other than passages
+    (QA sets). The values are not checked here: the caller knows what each column must hold.
+    Raises CorpusError."""
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise CorpusError(
+            f"{shown}: unsupported file type {suffix or '(none)'}; use one of {', '.join(TABLE_SUFFIXES)}."
+        )
+    check_file(path, shown, max_bytes)
+    data = read_bytes(path, shown, max_bytes)
+    if suffix == ".csv":
+        return csv_table(decode_utf8(data, shown), shown, choose)
+    columns, rows = json_table(data, shown, lines=suffix == ".jsonl")  # at most MAX_COLUMNS columns
+    return choose(columns), rows
 
 
 # -- the file itself --------------------------------------------------------------------------------
@@ -187,7 +212,7 @@ def _paragraph_ends(text: str) -> Iterator[tuple[int, int]]:
 
 
 # -- columns and values -------------------------------------------------------------------------------
-def _columns_for_message(columns: list[str]) -> str:
+def columns_for_message(columns: list[str]) -> str:
     """A column list short enough for a message, however many (and however long) the names."""
     shown = [c if len(c) <= 60 else c[:57] + "..." for c in columns[:20]]
     more = f" and {len(columns) - 20} more" if len(columns) > 20 else ""
@@ -201,7 +226,7 @@ def pick_column(
     if wanted:
         if wanted not in columns:
             raise CorpusError(
-                f"The {what} column {wanted!r} is not in the file; its columns are {_columns_for_message(columns)}."
+                f"The {what} column {wanted!r} is not in the file; its columns are {columns_for_message(columns)}."
             )
         return wanted
     lowered = {c.lower(): c for c in columns}
@@ -211,7 +236,7 @@ def pick_column(
     if required:
         raise CorpusError(
             f"No {what} column found (looked for {list(candidates)}); the file's columns are "
-            f"{_columns_for_message(columns)}. Name the column to use."
+            f"{columns_for_message(columns)}. Name the column to use."
         )
     return None
 
@@ -228,7 +253,7 @@ def choose_columns(columns: list[str], shown: str, title_column: str | None, tex
     return Columns(text, title, "id" if "id" in columns else None)
 
 
-def _kind(value: object) -> str:
+def json_kind(value: object) -> str:
     """A value's type in the words of JSON, for messages."""
     if value is None or isinstance(value, bool):
         return "null" if value is None else "true/false"
@@ -250,7 +275,7 @@ def checked_records(rows: Iterable[Row], columns: Columns, shown: str) -> Iterat
             value = row.get(column) if column else None
             if isinstance(value, bool) or not isinstance(value, (str, int, float, type(None))):
                 raise CorpusError(
-                    f"{shown}: {where} has {_kind(value)} in the {column!r} column; "
+                    f"{shown}: {where} has {json_kind(value)} in the {column!r} column; "
                     "text, title and id values must be strings or numbers."
                 )
             if isinstance(value, str):
@@ -384,8 +409,8 @@ def _parse_json_document(text: str, shown: str) -> object:
 def _json_shape(value: object) -> str:
     """What a parsed JSON document is, in a few words, for the message that refuses it."""
     if isinstance(value, dict):
-        return f"an object with keys {_columns_for_message(list(value))}"
-    return _kind(value)
+        return f"an object with keys {columns_for_message(list(value))}"
+    return json_kind(value)
 
 
 def _table_from_json(value: object, shown: str) -> tuple[list[str], list[Row]]:
@@ -402,7 +427,7 @@ def _table_from_json(value: object, shown: str) -> tuple[list[str], list[Row]]:
         for n, item in enumerate(value, start=1):
             if not isinstance(item, dict):
                 raise CorpusError(
-                    f"{shown}: item {n} is {_kind(item)}, not an object. A .json upload must be {JSON_SHAPES}."
+                    f"{shown}: item {n} is {json_kind(item)}, not an object. A .json upload must be {JSON_SHAPES}."
                 )
         return _union_of_keys(value, shown), [(f"item {n}", item) for n, item in enumerate(value, start=1)]
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
@@ -436,6 +461,12 @@ def json_rows(
     data: bytes, shown: str, title_column: str | None, text_column: str | None, *, lines: bool
 ) -> tuple[Columns, list[Row]]:
     """Columns and rows of a .jsonl (`lines`) or .json upload, nesting checked before parsing."""
+    columns, rows = json_table(data, shown, lines=lines)
+    return choose_columns(columns, shown, title_column, text_column), rows
+
+
+def json_table(data: bytes, shown: str, *, lines: bool) -> tuple[list[str], list[Row]]:
+    """Every column and the rows of a .jsonl (`lines`) or .json upload, nesting checked before parsing."""
     check_json_nesting(data, shown, per_line=lines)
     text = decode_utf8(data, shown)
     value = _JSON_LINES if lines else _parse_json_document(text, shown)
@@ -449,7 +480,7 @@ def json_rows(
         rows = [(f"line {n}", r) for n, r in zip(_nonblank_line_numbers(text), records)]
     else:
         columns, rows = _table_from_json(value, shown)
-    return choose_columns(columns, shown, title_column, text_column), rows
+    return columns, rows
 
 
 def _nonblank_line_numbers(text: str) -> Iterator[int]:
@@ -473,10 +504,15 @@ def _csv_field_limit(limit: int) -> Iterator[None]:
 
 
 def csv_rows(text: str, shown: str, title_column: str | None, text_column: str | None) -> tuple[Columns, list[Row]]:
-    """Columns and rows of a .csv upload with a header row, keeping only the columns used.
+    """Columns and rows of a .csv upload with a header row, keeping only the columns used."""
+    return csv_table(text, shown, lambda header: choose_columns(header, shown, title_column, text_column))
+
+
+def csv_table(text: str, shown: str, choose: Callable[[list[str]], ChosenColumns]) -> tuple[ChosenColumns, list[Row]]:
+    """The columns `choose` picks from a .csv upload's header row, and the rows, holding only those.
 
     Read at once, under the field-size lock, so the process-wide limit is never left changed
-    while the rows are consumed; only the three columns used are kept, which bounds the memory.
+    while the rows are consumed; only the columns used are kept, which bounds the memory.
     """
     with _csv_field_limit(MAX_TEXT_CHARS):
         reader = csv.reader(io.StringIO(text, newline=""))
@@ -484,7 +520,11 @@ def csv_rows(text: str, shown: str, title_column: str | None, text_column: str |
             header = next((cells for cells in reader if cells), None)
             if header is None:
                 raise CorpusError(f"{shown} has no header row; its first line must name the columns, e.g. title,text.")
-            columns = choose_columns(header, shown, title_column, text_column)
+            if len(header) > MAX_COLUMNS:
+                raise CorpusError(
+                    f"{shown} has {len(header):,} columns; the limit is {MAX_COLUMNS:,}. Keep only the columns used."
+                )
+            columns = choose(header)
             index = {name: header.index(name) for name in columns if name}
             rows: list[Row] = []
             for cells in reader:

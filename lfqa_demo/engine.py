@@ -494,6 +494,10 @@ class RetrievalEngine:
                 for i, (p, (t, x)) in enumerate(zip(passages, pairs))
             ]
             retriever = None
+            notes.append(
+                f"Read the given passages ({len(pairs)}), not retrieved ones: the retriever choice applies to "
+                "retrieved passages only."
+            )
             if len(hits) > k:  # k bounds the reading work for pasted text too
                 hits = _top_k_by_bm25(question, hits, k)
                 notes.append(f"Read the {k} of {len(pairs)} given passages that BM25 ranks highest for the question.")

@@ -26,7 +26,7 @@ def client(server):
 
 
 def hits_per_column(html: str) -> list[int]:
-    return [col.count("<span class='rank'>") for col in html.split("<div class='col'>")[1:]]
+    return [col.count("<span class='rank'>") for col in html.split("<section class='col'>")[1:]]
 
 
 def test_compare_shows_one_column_per_retriever(client):
@@ -170,7 +170,8 @@ def test_embedding_tab(client):
         api_name="/embed",
     )
     assert "normans" in pieces and "[CLS]" in pieces and "Unavailable" in pieces  # MiniLM is not cached
-    assert {row[2] for row in vectors["data"]} == {"RetriBERT", "DPR", "REALM"}
+    assert {row[2] for row in vectors["data"]} == {"REALM (16-d)"}  # the map's model only: one dimension count
+    assert [row[0] for row in vectors["data"]] == list(range(16))
     assert heatmaps.count("<table>") == 3
     kinds = {row[2] for row in points["data"]}
     assert kinds == {"corpus passage", "your question", "your passage"}

@@ -22,8 +22,10 @@ def comparison(text: str = f"The normans {EVIL} were led by Rollo.", title: str 
 
 def test_comparison_escapes_every_text_and_marks_question_words():
     html = render.render_comparison(comparison())
-    assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 2  # the passage's and the error's
+    # the passage's, the error's, and the question's (shown above the results, and kept to spot stale results)
+    assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 4
     assert "<mark class='qword'>normans</mark>" in html and "contains the answer" in html
+    assert "<mark class='gold'>Rollo</mark>" in html and "gold answer at #1" in html
     assert "Not ready yet: indexing 10/552 passages" in html
     assert "/root/.cache" not in html and "…/hub" in html
 
@@ -47,7 +49,8 @@ def test_answers_escape_and_highlight_at_offsets_even_deep_in_a_long_passage():
         ["a note <b>"],
     )
     html = render.render_answers(report)
-    assert "<mark class='answer'>Rollo</mark>" in html and "<img" not in html and "<b>" not in html
+    assert "<mark class='answer'>Rollo</mark>" in html and "<img" not in html
+    assert "a note &lt;b&gt;" in html and "a note <b>" not in html
     assert "DPR retriever: boom …/y.py" in html and len(html) < 20_000
 
 

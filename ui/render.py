@@ -55,54 +55,181 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def highlight_words(text: str, question: str) -> str:
-    """`text` escaped, with the question's content words wrapped in <mark>."""
+def _gold_spans(text: str, gold: str | None) -> list[tuple[int, int]]:
+    """Where `gold` occurs in `text`, ignoring case and runs of white space (as contains_answer does)."""
+    words = (gold or "").split()
+    if not words:
+        return []
+    pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+    return [m.span() for m in pattern.finditer(text)]
+
+
+def highlight_words(text: str, question: str, gold: str | None = None) -> str:
+    """`text` escaped, with the gold answer in <mark class='gold'> and the question's content
+    words (outside it) in <mark class='qword'>."""
     terms = set(bm25_terms(question))
     out, last = [], 0
-    for m in _WORD.finditer(text):
-        out.append(esc(text[last : m.start()]))
-        word = m.group(0)
-        out.append(f"<mark class='qword'>{esc(word)}</mark>" if word.lower() in terms else esc(word))
-        last = m.end()
-    out.append(esc(text[last:]))
+
+    def words(chunk: str) -> None:
+        pos = 0
+        for m in _WORD.finditer(chunk):
+            out.append(esc(chunk[pos : m.start()]))
+            word = m.group(0)
+            out.append(f"<mark class='qword'>{esc(word)}</mark>" if word.lower() in terms else esc(word))
+            pos = m.end()
+        out.append(esc(chunk[pos:]))
+
+    for start, end in _gold_spans(text, gold):
+        words(text[last:start])
+        out.append(f"<mark class='gold'>{esc(text[start:end])}</mark>")
+        last = end
+    words(text[last:])
     return "".join(out)
 
 
+def gold_rank(hits) -> int | None:
+    """The rank of the first hit holding the gold answer, or None."""
+    return next((h.rank for h in hits if h.contains_answer), None)
+
+
+def _gold_label(c: Comparison, name: str) -> tuple[str, str]:
+    """(css class, words) saying where retriever `name` found the gold answer."""
+    result = c.results[name]
+    if result.error:
+        return "na", "unavailable"
+    if result.pending:
+        return "na", "not ready yet"
+    if not c.gold_answer:
+        return "na", "no gold answer given"
+    rank = gold_rank(result.hits)
+    return ("found", f"gold answer at #{rank}") if rank else ("missed", f"gold answer not in top {c.k}")
+
+
+def render_summary(c: Comparison) -> str:
+    """The strip above the columns: per retriever, where the gold answer is, its time, and how
+    much it agrees with the others (mean overlap@k)."""
+    overlaps: dict[str, list[float]] = {}
+    for a in c.agreement:
+        overlaps.setdefault(a.a, []).append(a.overlap)
+        overlaps.setdefault(a.b, []).append(a.overlap)
+    cards = []
+    for name, result in c.results.items():
+        kind, words = _gold_label(c, name)
+        parts = [f"<span class='gold-rank {kind}'>{esc(words)}</span>"]
+        if not result.error and not result.pending:
+            parts.append(f"<span class='metric'>{result.encode_ms + result.search_ms:.0f} ms</span>")
+            if overlaps.get(name):
+                mean = sum(overlaps[name]) / len(overlaps[name])
+                parts.append(
+                    f"<span class='metric' title='mean overlap@{c.k} with the others'>agrees {mean:.0%}</span>"
+                )
+        cards.append(f"<div class='sum-card'><b>{esc(label(name))}</b>{''.join(parts)}</div>")
+    return f"<div class='summary-strip'>{''.join(cards)}</div>"
+
+
+def render_agreement(c: Comparison) -> str:
+    """Retriever x retriever: overlap@k (large) and rank-biased overlap (small), shaded by overlap."""
+    names = [n for n, r in c.results.items() if not r.error and not r.pending]
+    if len(names) < 2:
+        return ""
+    pairs = {(a.a, a.b): a for a in c.agreement} | {(a.b, a.a): a for a in c.agreement}
+    head = "".join(f"<th scope='col'>{esc(label(n))}</th>" for n in names)
+    rows = []
+    for a in names:
+        cells = []
+        for b in names:
+            if a == b:
+                cells.append("<td class='self'>·</td>")
+                continue
+            ag = pairs[(a, b)]
+            cells.append(
+                f"<td style='--level: {ag.overlap:.2f}'><span class='big'>{ag.overlap:.0%}</span>"
+                f"<span class='small'>RBO {ag.rbo:.2f}</span></td>"
+            )
+        rows.append(f"<tr><th scope='row'>{esc(label(a))}</th>{''.join(cells)}</tr>")
+    return (
+        "<details class='agreement'><summary>How much the retrievers agree</summary>"
+        f"<table class='matrix'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        f"<div class='note'>Large: the share of the top {c.k} two retrievers have in common (overlap@{c.k}). "
+        "Small: rank-biased overlap, which also weighs where they agree (1 = the same ranking).</div></details>"
+    )
+
+
+_INDEXING = re.compile(r"indexing ([\d,]+)/([\d,]+)")
+
+
+def render_pending(text: str) -> str:
+    """A column still waiting for its index: what it waits for, with a progress bar when known."""
+    bar = ""
+    m = _INDEXING.search(text)
+    if m:
+        done, total = (int(g.replace(",", "")) for g in m.groups())
+        bar = f"<progress value='{done}' max='{max(total, 1)}'></progress>"
+    return f"<div class='pending'>Not ready yet: {esc(text)}{bar}</div>"
+
+
+def _bar_widths(scores: Sequence[float]) -> list[float]:
+    """Bar lengths in % for one column: where each score lies between the column's lowest and
+    highest (15% at the lowest, so that every bar shows); all equal scores give full bars."""
+    if not scores:
+        return []
+    lo, hi = min(scores), max(scores)
+    return [100.0 if hi == lo else 15 + 85 * (s - lo) / (hi - lo) for s in scores]
+
+
 def render_comparison(c: Comparison) -> str:
-    """One column per retriever: rank, score, title, passage with the question's words marked,
-    who else found it, and whether it holds the gold answer."""
+    """The question asked, a summary strip, the agreement matrix, then one column per retriever:
+    rank, a score bar (within the column) with the raw score, title, badges, and the passage
+    clamped to a few lines (click to show it all) with the gold answer and question words marked."""
     found = c.found_by()
     cols = []
     for name, result in c.results.items():
-        head = f"<div class='col-head'><b>{esc(label(name))}</b>"
+        kind, words = _gold_label(c, name)
+        head = (
+            f"<div class='col-head'><b>{esc(label(name))}</b><span class='gold-rank {kind}'>{esc(words)}</span></div>"
+        )
         if result.error:
             cols.append(
-                f"<div class='col'>{head}</div><div class='error'>Unavailable: "
-                f"{esc(public_message(result.error))}</div></div>"
+                f"<section class='col'>{head}<div class='error'>Unavailable: "
+                f"{esc(public_message(result.error))}</div></section>"
             )
             continue
         if result.pending:
-            cols.append(
-                f"<div class='col'>{head}</div><div class='pending'>Not ready yet: {esc(result.pending)}</div></div>"
-            )
+            cols.append(f"<section class='col'>{head}{render_pending(result.pending)}</section>")
             continue
-        head += f"<span class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</span></div>"
         cards = []
-        for h in result.hits:
+        for h, width in zip(result.hits, _bar_widths([h.score for h in result.hits])):
             others = [label(o) for o in found.get(h.passage_id, []) if o != name]
             badges = f"<span class='badge shared'>also {esc(', '.join(others))}</span>" if others else ""
             if h.contains_answer:
                 badges += "<span class='badge gold'>contains the answer</span>"
             cards.append(
-                f"<div class='hit{' shared-hit' if others else ''}'><div class='hit-head'><span "
-                f"class='rank'>#{h.rank}</span>"
-                f"<span class='score' title='{esc(result.score_kind)}'>{h.score:.3f}</span>"
+                f"<details class='hit{' shared-hit' if others else ''}'><summary>"
+                f"<div class='hit-head'><span class='rank'>#{h.rank}</span>"
+                f"<span class='bar' title='{esc(result.score_kind)}'><span style='width: {width:.0f}%'></span></span>"
+                f"<span class='score'>{h.score:.2f}</span>"
                 f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
-                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question)}</div></div>"
+                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question, c.gold_answer)}</div>"
+                "</summary></details>"
             )
-        cols.append(f"<div class='col'>{head}{''.join(cards) or '<div>no passages</div>'}</div>")
-    columns = f"grid-template-columns: repeat({max(len(cols), 1)}, minmax(0, 1fr))"
-    return f"<div class='compare-grid' style='{columns}'>{''.join(cols)}</div>"
+        note = (
+            f"<div class='score-note'>Score: {esc(result.score_kind)}. Bars compare the passages of this "
+            "column only.</div>"
+        )
+        timing = f"<div class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</div>"
+        body = "".join(cards) or "<div class='note'>No passage shares a word with the question.</div>"
+        cols.append(f"<section class='col'>{head}{timing}{note}{body}</section>")
+    asked = (
+        f"<div class='asked'>Results for <q class='asked-q'>{esc(clip(c.question, SHOWN_TITLE_CHARS))}</q>"
+        f" · top {c.k}"
+        + (f" · gold answer <q>{esc(clip(c.gold_answer, SHOWN_TITLE_CHARS))}</q>" if c.gold_answer else "")
+        + "</div><div class='stale-note' role='status'>The question has changed since these results: press "
+        "Compare to update them.</div>"
+    )
+    return (
+        f"<div class='results' data-question='{esc(c.question)}'>{asked}{render_summary(c)}"
+        f"{render_agreement(c)}<div class='compare-grid'>{''.join(cols)}</div></div>"
+    )
 
 
 def agreement_rows(c: Comparison) -> list[list]:
@@ -136,48 +263,82 @@ def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHO
     return "".join(out)
 
 
+def _answer_card(report: AnswerReport, reader: str, n: int, a) -> str:
+    """One answer: its text, what each number means, and the passage with the span marked."""
+    passage = report.passages[a.passage_index]
+    where = ", ".join(f"{p + 1}" for p in dict.fromkeys(p for p, _, _ in a.sources))
+    return (
+        f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b "
+        f"class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
+        "<span class='metric' title='softmax over the candidates considered'>confidence "
+        f"<b>{100 * a.confidence:.1f}%</b></span>"
+        "<span class='metric' title='the reader&#39;s score of this span alone'>span score "
+        f"<b>{a.score:.2f}</b></span><span class='metric' title='{esc(relevance_meaning(reader))}'>passage relevance "
+        f"<b>{a.relevance:.2f}</b></span>"
+        f"<span class='metric'>in passage {esc(where)} of the {len(report.passages)} read</span></div>"
+        f"<div class='title'>{esc(clip(passage.title, SHOWN_TITLE_CHARS))}</div><div "
+        f"class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
+    )
+
+
+def _best_answers(report: AnswerReport) -> str:
+    """Each reader's best answer, large, and whether the readers agree."""
+    best = {name: r.answers[0] for name, r in report.answers.items() if r.answers}
+    if not best:
+        return ""
+    cards = "".join(
+        f"<div class='best'><div class='who'>{esc(label(name))} reader's answer</div>"
+        f"<div class='what'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</div>"
+        f"<div class='metric'>{100 * a.confidence:.0f}% confident · from passage {a.passage_index + 1}: "
+        f"{esc(clip(report.passages[a.passage_index].title, 80))}</div></div>"
+        for name, a in best.items()
+    )
+    texts = {" ".join(a.text.casefold().split()) for a in best.values()}
+    agree = ""
+    if len(best) > 1:
+        agree = "The readers agree." if len(texts) == 1 else "The readers give different answers."
+        agree = f"<div class='agree-note'>{agree}</div>"
+    return f"<div class='best-answers'>{cards}</div>{agree}"
+
+
 def render_answers(report: AnswerReport) -> str:
-    """Per reader, its answers with what each number means, highlighted at their exact offsets."""
+    """Each reader's best answer first; then per reader all its answers (beyond the first
+    collapsed) with what each number means, highlighted at their exact offsets; then the
+    passages that were read."""
     blocks = [f"<div class='note'>{esc(note)}</div>" for note in report.notes]
     for role, error in report.errors.items():  # a retriever or relevance failure: before the readers
         if not role.endswith(" reader"):
             name, what = role.split(" ", 1)
             blocks.append(f"<div class='error'>{esc(label(name))} {esc(what)}: {esc(public_message(error))}</div>")
+    blocks.append(_best_answers(report))
     readers = [*report.answers, *[r.removesuffix(" reader") for r in report.errors if r.endswith(" reader")]]
     for name in dict.fromkeys(readers):
+        title = f"<h3>{esc(label(name))} reader</h3>"
         if name not in report.answers:
             error = report.errors[f"{name} reader"]
             blocks.append(
-                f"<div class='reader'><h3>{esc(label(name))} reader</h3><div class='error'>Unavailable: "
-                f"{esc(public_message(error))}</div></div>"
+                f"<div class='reader'>{title}<div class='error'>Unavailable: {esc(public_message(error))}</div></div>"
             )
             continue
         result = report.answers[name]
         if not result.answers:
-            blocks.append(
-                f"<div class='reader'><h3>{esc(label(name))} reader</h3><div>No answer: "
-                f"{esc(result.reason)}</div></div>"
-            )
+            blocks.append(f"<div class='reader'>{title}<div>No answer: {esc(result.reason)}</div></div>")
             continue
-        items = []
-        for n, a in enumerate(result.answers, start=1):
-            passage = report.passages[a.passage_index]
-            where = ", ".join(f"passage {p + 1}" for p in dict.fromkeys(p for p, _, _ in a.sources))
-            items.append(
-                f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b "
-                f"class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
-                "<span class='metric' title='softmax over the candidates considered'>confidence "
-                f"{100 * a.confidence:.1f}%</span>"
-                "<span class='metric' title='the reader&#39;s score of this span alone'>span score "
-                f"{a.score:.2f}</span>"
-                f"<span class='metric' title='{esc(relevance_meaning(name))}'>passage relevance "
-                f"{a.relevance:.2f}</span>"
-                f"<span class='metric'>from {esc(where)}</span></div>"
-                f"<div class='title'>{esc(clip(passage.title, SHOWN_TITLE_CHARS))}</div><div "
-                f"class='text'>{marked_passage(passage.text, [(a.start, a.end)])}</div></div>"
-            )
-        blocks.append(f"<div class='reader'><h3>{esc(label(name))} reader</h3>{''.join(items)}</div>")
-    return "".join(blocks) or "<div>No reader chosen.</div>"
+        cards = [_answer_card(report, name, n, a) for n, a in enumerate(result.answers, start=1)]
+        more = ""
+        if len(cards) > 1:
+            summary = f"{len(cards) - 1} more {esc(label(name))} answers"
+            more = f"<details><summary>{summary}</summary>{''.join(cards[1:])}</details>"
+        blocks.append(f"<div class='reader'>{title}{cards[0]}{more}</div>")
+    if report.passages:
+        read = "".join(
+            f"<li><b>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</b> {esc(clip(h.text, 300))}</li>" for h in report.passages
+        )
+        blocks.append(
+            f"<details class='passages-read'><summary>The {len(report.passages)} passages read</summary>"
+            f"<ol>{read}</ol></details>"
+        )
+    return "".join(b for b in blocks if b) or "<div>No reader chosen.</div>"
 
 
 def relevance_meaning(name: str) -> str:
@@ -192,10 +353,7 @@ def render_heatmap(labels: Sequence[str], matrix: np.ndarray, title: str) -> str
     head = "".join(f"<th title='{esc(t)}'>{i + 1}</th>" for i, t in enumerate(labels))
     rows = []
     for i, t in enumerate(labels):
-        cells = "".join(
-            f"<td style='background: rgba(37, 99, 235, {0.08 + 0.8 * (v - lo) / span:.2f})'>{v:.2f}</td>"
-            for v in matrix[i]
-        )
+        cells = "".join(f"<td style='--level: {(v - lo) / span:.2f}'>{v:.2f}</td>" for v in matrix[i])
         rows.append(f"<tr><th title='{esc(t)}'>{i + 1}. {esc(t[:40])}</th>{cells}</tr>")
     table = f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
     return f"<div class='heatmap'><div class='heat-title'>{esc(title)}</div>{table}</div>"

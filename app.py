@@ -34,6 +34,7 @@ import threading
 import time
 import unicodedata
 import uuid
+from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
@@ -43,20 +44,26 @@ import lfqa_demo
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError
+from lfqa_demo.evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from lfqa_demo.models import zerogpu
 from lfqa_demo.retrieval.corpus import (
     MAX_UPLOAD_BYTES,
+    QASet,
     corpus_from_file,
     corpus_from_hub,
     load_bundled_questions,
+    qa_from_file,
 )
 from lfqa_demo.sessions import CorpusRef, default_registry
 from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
-from ui import render
+from ui import evaluation_view, render
 
 log = logging.getLogger("lfqa_demo.app")
 
 ASSETS = Path(__file__).parent / "assets"
+# Fonts, colours and spacing, set once (Soft, indigo on slate, system fonts: nothing is fetched
+# from a font CDN); assets/app.css builds on its CSS variables.
+THEME = gr.Theme.load(str(ASSETS / "theme.json"))
 MAX_QUESTION_CHARS = 2000
 MAX_PASTED_CHARS = 50_000
 MAX_EMBED_TEXTS = 10  # questions, and passages, per "Embed" click: bounds the work of one request
@@ -327,10 +334,12 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
                 report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"
             )
         )
-        for d, v in enumerate(m.vectors[0]):
-            vector_rows.append({"dimension": d, "value": float(v), "model": render.label(name)})
         export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
     chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
+    # One model's vector: vectors of 128, 384 and 768 dimensions overlaid in one chart mean nothing.
+    if chosen is not None and not chosen.error:
+        label = f"{render.label(chosen.model)} ({chosen.dim}-d)"
+        vector_rows = [{"dimension": d, "value": float(v), "model": label} for d, v in enumerate(chosen.vectors[0])]
     shown = [{**p, "kind": MAP_KINDS[p["kind"]]} for p in (chosen.map_points if chosen and not chosen.error else [])]
     points = pd.DataFrame(shown, columns=["x", "y", "kind", "label"])
     vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
@@ -363,7 +372,7 @@ def _comparison_outputs(c, ref: CorpusRef):
     agreement = pd.DataFrame(
         render.agreement_rows(c), columns=["retriever", "other", f"overlap@{c.k}", "rank-biased overlap"]
     )
-    timings = pd.DataFrame(render.timing_rows(c), columns=["retriever", "encode ms", "search ms", "passages", "status"])
+    timings = pd.DataFrame(render.timing_rows(c), columns=TIMING_COLUMNS)
     return render.corpus_note(ref.name, ref.size) + render.render_comparison(c), agreement, timings
 
 
@@ -542,7 +551,7 @@ def _examples(style: str | None = None, n: int = 6) -> list[str]:
 
 
 def create_embedding_tab(corpus_ref) -> None:
-    with gr.Tab("Question embedding"):
+    with gr.Tab("Question embedding", id="embed"):
         with gr.Row():
             questions_input = gr.Textbox(
                 label="Questions (one per line)", lines=4, value="who led the normans?\nwhy is the sky blue?"
@@ -550,13 +559,17 @@ def create_embedding_tab(corpus_ref) -> None:
             passages_input = gr.Textbox(label="Passages to compare with (optional; blank lines separate them)", lines=4)
         with gr.Row():
             models_input = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Models")
-            map_model_input = gr.Dropdown(DENSE_CHOICES, value="dpr", label="Model for the 2-D map")
+            map_model_input = gr.Dropdown(DENSE_CHOICES, value="dpr", label="Model for the vector and the 2-D map")
             embed_button = gr.Button("Embed", variant="primary")
         gr.Examples([[q] for q in _examples()], inputs=[questions_input], label="Example questions")
         pieces_output = gr.HTML(label="Word pieces")
         with gr.Row():
             vector_plot = gr.LinePlot(
-                x="dimension", y="value", color="model", label="The first question's vector, per model", height=260
+                x="dimension",
+                y="value",
+                color="model",
+                label="The first question's vector (the map's model)",
+                height=360,
             )
             map_plot = gr.ScatterPlot(
                 x="x",
@@ -564,7 +577,7 @@ def create_embedding_tab(corpus_ref) -> None:
                 color="kind",
                 tooltip=["label"],
                 label="PCA map: your texts among corpus passages",
-                height=260,
+                height=360,
             )
         heatmap_output = gr.HTML(label="Similarity")
         download_output = gr.File(label="Embeddings (JSON)")
@@ -577,38 +590,117 @@ def create_embedding_tab(corpus_ref) -> None:
         )
 
 
-def create_retrieval_tab(corpus_ref) -> None:
-    with gr.Tab("Retrieval comparison"):
+def _example_items(style: str | None = None, n: int = 6) -> list:
+    picked = [q for q in EXAMPLES if style is None or q.style == style]
+    step = max(1, len(picked) // n)
+    return picked[::step][:n]
+
+
+COMPARE_EXAMPLES = _example_items("factoid") + _example_items("eli5", 3)
+
+
+def fill_example(index: object):
+    """The example question clicked (by its position) and its gold answer."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(COMPARE_EXAMPLES):
+        return gr.skip(), gr.skip()
+    item = COMPARE_EXAMPLES[index]
+    return item.question, item.answers[0]
+
+
+AGREEMENT_COLUMNS = ["retriever", "other", "overlap@k", "rank-biased overlap"]
+TIMING_COLUMNS = ["retriever", "encode ms", "search ms", "passages", "status"]
+# Results older than the question in the box are marked stale (the results carry their question).
+MARK_STALE_JS = """(question) => {
+  const shown = document.querySelector('#compare-results .results');
+  if (shown) shown.classList.toggle('stale', (question || '').trim() !== shown.dataset.question);
+  return [];
+}"""
+# The comparison's inputs go into the page's address, so that the link shows the same comparison.
+REMEMBER_COMPARISON_JS = """(question, k, retrievers, gold) => {
+  const url = new URL(window.location.href);
+  const put = (name, value) => value ? url.searchParams.set(name, value) : url.searchParams.delete(name);
+  put('q', (question || '').trim());
+  put('k', String(k));
+  put('r', (retrievers || []).join(','));
+  put('gold', (gold || '').trim());
+  url.searchParams.set('tab', 'compare');
+  window.history.replaceState(null, '', url);
+  return [];
+}"""
+
+
+@dataclass
+class CompareTab:
+    """The comparison tab's components that the page-level events need."""
+
+    question: gr.Textbox
+    k: gr.Slider
+    retrievers: gr.CheckboxGroup
+    gold: gr.Textbox
+    outputs: list
+
+
+def _corpus_line(ref: object) -> str:
+    ref = _ref(ref)
+    return f"Corpus: **{render.esc(ref.name)}** · {ref.size:,} passages (choose another in the *Corpus* tab)"
+
+
+def create_retrieval_tab(corpus_ref) -> CompareTab:
+    with gr.Tab("Retrieval comparison", id="compare"):
+        corpus_line = gr.Markdown(_corpus_line(registry.bundled_ref), elem_classes="corpus-note")
         with gr.Row():
             question_input = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
-            k_input = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)")
+            k_input = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k")
         with gr.Row():
             retrievers_input = gr.CheckboxGroup(
-                COMPARE_CHOICES, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers"
+                COMPARE_CHOICES,
+                value=["retribert", "dpr", "realm", "bm25"],
+                label="Retrievers",
+                elem_id="compare-retrievers",
             )
-            gold_input = gr.Textbox(label="Gold answer (optional: marks the passages that contain it)")
+            gold_input = gr.Textbox(
+                label="Gold answer (optional: marks the passages that contain it)", elem_id="compare-gold"
+            )
             compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-        gr.Examples(
-            [[q] for q in _examples("factoid")] + [[q] for q in _examples("eli5", 3)],
-            inputs=[question_input],
-            label="Example questions",
+        # Questions of the bundled QA set: a click fills the question and its gold answer.
+        examples = gr.Dataset(
+            components=[question_input],
+            samples=[[q.question] for q in COMPARE_EXAMPLES],
+            label="Example questions (a click also fills in the gold answer)",
+            type="index",
+            elem_id="compare-examples",
         )
         results_output = gr.HTML(elem_id="compare-results")
-        with gr.Row():
-            agreement_output = gr.Dataframe(label="Agreement between retrievers (1 = same ranking)", interactive=False)
-            timings_output = gr.Dataframe(label="Time per retriever", interactive=False)
+        with gr.Accordion("Tables: agreement and time per retriever", open=False):
+            agreement_output = gr.Dataframe(
+                pd.DataFrame(columns=AGREEMENT_COLUMNS),
+                label="Agreement between retrievers (1 = same ranking)",
+                interactive=False,
+            )
+            timings_output = gr.Dataframe(
+                pd.DataFrame(columns=TIMING_COLUMNS), label="Time per retriever", interactive=False
+            )
+        inputs = [question_input, k_input, retrievers_input, gold_input]
+        outputs = [results_output, agreement_output, timings_output]
         gr.on(
             [compare_button.click, question_input.submit],  # the button, or Enter in the question box
             compare_retrievers,
-            [question_input, k_input, retrievers_input, gold_input, corpus_ref],
-            [results_output, agreement_output, timings_output],
+            [*inputs, corpus_ref],
+            outputs,
             api_name="compare",
             preprocess=False,
         )
+        gr.on([compare_button.click, question_input.submit], None, inputs, None, js=REMEMBER_COMPARISON_JS)
+        question_input.change(None, question_input, None, js=MARK_STALE_JS)
+        examples.click(
+            fill_example, examples, [question_input, gold_input], api_visibility="private", show_progress="hidden"
+        )
+        corpus_ref.change(_corpus_line, corpus_ref, corpus_line, api_visibility="private", show_progress="hidden")
+    return CompareTab(question_input, k_input, retrievers_input, gold_input, outputs)
 
 
 def create_answer_tab(corpus_ref) -> None:
-    with gr.Tab("Answer extraction"):
+    with gr.Tab("Answer extraction", id="answer"):
         with gr.Row():
             question_input = gr.Textbox(label="Question", scale=4, elem_id="answer-question")
             k_input = gr.Slider(1, 20, value=5, step=1, label="Passages to read")
@@ -632,7 +724,7 @@ def create_answer_tab(corpus_ref) -> None:
 
 
 def create_corpus_tab(corpus_ref) -> gr.Markdown:
-    with gr.Tab("Corpus"):
+    with gr.Tab("Corpus", id="corpus"):
         info_output = gr.Markdown(_corpus_info(registry.bundled_ref))
         with gr.Row():
             with gr.Column():
@@ -691,6 +783,222 @@ def create_corpus_tab(corpus_ref) -> gr.Markdown:
     return info_output
 
 
+# -- the evaluation tab ---------------------------------------------------------------------------
+BUNDLED_QA = QASet("bundled QA set", tuple(EXAMPLES))
+
+
+def _qa_set(file: object, ref: CorpusRef) -> QASet:
+    """The QA set to evaluate on: the uploaded QA file, else the bundled one (only over the
+    bundled corpus: its gold answers and passages are there)."""
+    if file is None or file == "":
+        if ref.key != registry.bundled_ref.key:
+            raise InvalidInputError(
+                f"The corpus in use, {ref.name!r}, has no QA set: upload a QA file (.jsonl, .json or .csv with a "
+                "question column and an answer column) to evaluate on it, or use the bundled corpus (Corpus tab)."
+            )
+        return BUNDLED_QA
+    # As in upload_corpus: only a file uploaded through the page, whatever Gradio version runs the app.
+    path = file.get("path") if isinstance(file, dict) else None
+    if (
+        not path
+        or not isinstance(path, str)
+        or not Path(path).resolve().is_relative_to(Path(gr.utils.get_upload_folder()).resolve())
+        or not Path(path).is_file()
+    ):
+        raise InvalidInputError("Only files uploaded through this page can be used as a QA set.")
+    return qa_from_file(path, name=_display_name(file.get("orig_name")) or Path(path).name)
+
+
+@user_errors
+def evaluate_retrievers(retrievers: list[str], qa_file: dict | None = None, corpus_ref: CorpusRef | None = None):
+    """Recall@k (k = 1 to 20) and MRR@20 of each chosen retriever on a QA set over this session's
+    corpus (the bundled QA set, or an uploaded .jsonl/.json/.csv file with a question and an answer
+    column), and per question the rank at which each retriever first found a gold answer."""
+    names = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
+    ref = _ref(corpus_ref)
+    engine = _engine(ref)
+    qa = _qa_set(qa_file, ref)
+    states = {name: "waiting" for name in names}
+
+    def progress():
+        shown = evaluation_view.render_progress(states, ref.name, ref.size, qa)
+        return gr.skip(), shown, gr.skip()
+
+    loading = None
+    for model in engine.load_models(retrievers=names):
+        if loading:
+            states[loading] = "model loaded"
+        loading = model.partition(" ")[2]
+        states[loading] = "loading the model (first use)"
+        yield progress()
+    if loading:
+        states[loading] = "model loaded"
+    if engine.dense_names(names):  # the dense indexes, within the request's budget (then in the background)
+        for index_states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
+            states |= {name: f"index: {state}" for name, state in index_states.items()}
+            yield progress()
+    results = {}
+    for name in names:
+        states[name] = f"evaluating {len(qa.items):,} questions"
+        yield progress()
+        results[name] = evaluate_retriever(engine, qa.items, name, MAX_EVAL_K, timeout=0)
+        states[name] = "done" if results[name].error is None else "unavailable (see below)"
+    report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
+    yield (
+        evaluation_view.curve_frame(report),
+        evaluation_view.render_summary(report, qa, ref.name, ref.size),
+        evaluation_view.question_table(report),
+    )
+
+
+RETRIEVER_NAMES = {shown: name for shown, name in COMPARE_CHOICES}  # the table's headers back to names
+
+
+@user_errors
+def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.SelectData):
+    """The question of the clicked table row: each evaluated retriever's passages side by side,
+    those holding a gold answer marked. The row holds all that is needed (question, answers,
+    ranks; the table shows cells cut short but holds them whole), so nothing is kept per session."""
+    headers = table.get("headers") if isinstance(table, dict) else None
+    row = evt.row_value
+    if not isinstance(headers, list) or not isinstance(row, list) or len(row) != len(headers) or len(row) < 3:
+        return gr.skip()
+    names = [RETRIEVER_NAMES.get(h) for h in headers[2:]]
+    if None in names:
+        return gr.skip()
+    question = _question(row[0])
+    answers = tuple(a.strip() for a in str(row[1]).split(evaluation_view.ANSWER_SEPARATOR) if a.strip())
+    # Deep enough to show every retriever's first passage with an answer, and at least 5 passages.
+    k = min(MAX_EVAL_K, max([5, *(int(cell) for cell in row[2:] if str(cell).isdigit())]))
+    ref = _ref(corpus_ref)
+    comparison = evaluation_view.mark_gold(_engine(ref).compare(question, names, k, timeout=0), answers)
+    return evaluation_view.render_question(question, answers, comparison, ref.name, ref.size)
+
+
+def create_evaluation_tab(corpus_ref) -> None:
+    with gr.Tab("Evaluation", id="evaluate"):
+        gr.Markdown(
+            "How often each retriever puts a passage with the gold answer in its top k, for k = 1 to 20, on the "
+            "bundled QA set (168 questions) or a QA file of your own (.jsonl, .json or .csv with a `question` and "
+            "an `answer` column; several answers as a list, or separated by `|` in a CSV). Computed on demand and "
+            "kept for the next visitor. Click a row of the table to see that question's passages side by side."
+        )
+        with gr.Row():
+            retrievers_input = gr.CheckboxGroup(
+                COMPARE_CHOICES, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers"
+            )
+            qa_input = gr.File(
+                label="QA file (optional; the bundled QA set when empty)",
+                file_types=[".jsonl", ".json", ".csv"],
+                type="filepath",
+            )
+            evaluate_button = gr.Button("Evaluate", variant="primary", elem_id="eval-button")
+        recall_plot = gr.LinePlot(
+            x="k",
+            y="recall",
+            color="retriever",
+            x_title="k (passages retrieved)",
+            y_title="recall@k",
+            x_lim=[1, MAX_EVAL_K],
+            y_lim=[0, 1],
+            x_axis_format="d",
+            # No fixed height: with one, Gradio 6.31 cuts the legend off when the data arrives after load.
+            label="Recall@k: the share of questions with a gold answer in the top k passages",
+            elem_id="eval-plot",
+        )
+        summary_output = gr.HTML(
+            label="Summary",
+            elem_id="eval-summary",
+            css_template=(ASSETS / "evaluation.css").read_text(encoding="utf-8"),
+        )
+        questions_output = gr.Dataframe(
+            pd.DataFrame(columns=["question", "gold answer"]),
+            label="Per question: the rank of the first passage with a gold answer (- : not in the top 20); "
+            "disagreements first",
+            interactive=False,
+            wrap=True,
+            max_height=480,
+            show_search="search",
+            max_chars=evaluation_view.SHOWN_CELL_CHARS,
+            column_widths=["38%", "22%"] + ["8%"] * len(COMPARE_CHOICES),  # a rank column per retriever
+            elem_id="eval-table",
+        )
+        question_output = gr.HTML(elem_id="eval-question")
+        # One evaluation at a time, in a queue slot of its own: a 2,000-question upload must not
+        # hold both of the default slots that comparisons and answers use.
+        evaluate_button.click(
+            evaluate_retrievers,
+            [retrievers_input, qa_input, corpus_ref],
+            [recall_plot, summary_output, questions_output],
+            api_name="evaluate",
+            preprocess=False,
+            concurrency_id="evaluate",
+            concurrency_limit=1,
+        )
+        questions_output.select(
+            show_evaluated_question,
+            [questions_output, corpus_ref],
+            question_output,
+            api_visibility="private",
+            preprocess=False,
+        )
+
+
+TAB_IDS = {
+    "Retrieval comparison": "compare",
+    "Answer extraction": "answer",
+    "Question embedding": "embed",
+    "Corpus": "corpus",
+    "Evaluation": "evaluate",
+    "About": "about",
+}
+REMEMBER_TAB_JS = """() => {
+  const names = %s;
+  setTimeout(() => {
+    const tab = document.querySelector('#tabs [role=tab][aria-selected=true]');
+    const id = tab && names[tab.innerText.trim()];
+    if (!id) return;
+    const url = new URL(window.location.href);
+    url.searchParams.set('tab', id);
+    window.history.replaceState(null, '', url);
+  }, 0);
+  return [];
+}""" % json.dumps(TAB_IDS)
+
+
+def restore_from_url(request: gr.Request):
+    """The comparison a link names (?q=&k=&r=&gold=&tab=), each value checked as typed input is;
+    a value that does not pass is left at its default."""
+    params = request.query_params if request is not None else {}
+
+    def checked(check, *args, default=None):
+        try:
+            return check(*args)
+        except (InvalidInputError, TypeError, ValueError):
+            return default
+
+    question = checked(_question, params.get("q"), default="")
+    k = checked(_whole_number, params.get("k", "5"), "k", 1, 50, default=5)
+    retrievers = checked(
+        _chosen, [r for r in params.get("r", "").split(",") if r], COMPARE_CHOICES, "retrievers", default=None
+    )
+    gold = checked(_text, params.get("gold"), "gold answer", MAX_QUESTION_CHARS, default="")
+    tab = params.get("tab") if params.get("tab") in TAB_IDS.values() else ("compare" if question else None)
+    return (
+        question if question else gr.skip(),
+        k,
+        retrievers or gr.skip(),
+        gold if question else gr.skip(),
+        gr.Tabs(selected=tab) if tab else gr.skip(),
+    )
+
+
+def compare_if_asked(question, k, retrievers, gold, corpus_ref):
+    """`compare_retrievers` when the page opened with a question in its link; else nothing."""
+    if isinstance(question, str) and question.strip():
+        yield from compare_retrievers(question, k, retrievers, gold, corpus_ref)
+
+
 def build_demo() -> gr.Blocks:
     """The whole app; building it loads no model."""
     with gr.Blocks(title="lfqa-demo: retrievers and readers side by side", delete_cache=(600, 3600)) as demo:
@@ -699,12 +1007,24 @@ def build_demo() -> gr.Blocks:
         with gr.Accordion("Model status", open=False):
             status_output = gr.Dataframe(model_status(), interactive=False, elem_id="model-status")
             refresh_button = gr.Button("Refresh", size="sm")
-        create_retrieval_tab(corpus_ref)
-        create_answer_tab(corpus_ref)
-        create_embedding_tab(corpus_ref)
-        create_corpus_tab(corpus_ref)
-        with gr.Tab("About"):
-            gr.Markdown((ASSETS / "about.md").read_text(encoding="utf-8"))
+        with gr.Tabs(elem_id="tabs") as tabs:
+            compare_tab = create_retrieval_tab(corpus_ref)
+            create_answer_tab(corpus_ref)
+            create_embedding_tab(corpus_ref)
+            create_corpus_tab(corpus_ref)
+            create_evaluation_tab(corpus_ref)
+            with gr.Tab("About", id="about"):
+                gr.Markdown((ASSETS / "about.md").read_text(encoding="utf-8"))
+        tabs.select(None, None, None, js=REMEMBER_TAB_JS)
+        # A link with ?q=...&k=...&r=...&gold=...&tab=... opens that comparison (or tab).
+        c = compare_tab
+        demo.load(restore_from_url, None, [c.question, c.k, c.retrievers, c.gold, tabs], api_visibility="private").then(
+            compare_if_asked,
+            [c.question, c.k, c.retrievers, c.gold, corpus_ref],
+            c.outputs,
+            api_visibility="private",
+            preprocess=False,
+        )
         # The status has a queue slot of its own: it must answer while comparisons wait for indexes.
         refresh_button.click(
             model_status,
@@ -734,7 +1054,7 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo.launch(
         css_paths=[ASSETS / "app.css"],
-        theme=gr.themes.Soft(),
+        theme=THEME,
         max_file_size=MAX_UPLOAD_BYTES,
         app_kwargs={"middleware": [Middleware(RefuseRemoteFiles)]},
         mcp_server=os.environ.get("GRADIO_MCP_SERVER", "").lower() in ("1", "true"),

@@ -118,8 +118,8 @@ def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
 MAX_EVAL_K = 20  # the curves' last k: a reader reads at most 20 passages (the answer tab's limit)
 EVAL_BATCH = 64  # questions a retriever encodes at once; also how often progress is reported
 # Cached evaluations, one per (corpus, QA set, retriever identity, depth): each holds two ranks a
-# question (a few KB for 2,000 questions), so this bounds memory to well under a megabyte while
-# keeping a dozen full comparisons of five retrievers.
+# question (about 32 KB for 2,000 questions), so this bounds memory to about 2 MB while keeping a
+# dozen full evaluations of five retrievers.
 CACHE_ENTRIES = 64
 
 ProgressFn = Callable[[int, int], None]  # (questions done, questions in all)
@@ -256,8 +256,8 @@ def qa_fingerprint(qa: Sequence[QAItem]) -> str:
 def retriever_identity(engine: RetrievalEngine, name: str) -> str:
     """What decides a retriever's rankings besides the corpus: for a dense one, its family,
     checkpoints and their revisions, max lengths, dtype and index kind (as the index cache names
-    it, see indexes.cache_key); loads the model. For a sparse one, its kind (its settings are
-    constants of the code, which a restart clears this in-memory cache with)."""
+    it, see indexes.cache_key); loads the model. For a sparse one, its kind: its settings are
+    constants in the code, and the cache lives no longer than the process."""
     searcher = engine.searchers.get(name)
     if searcher is None:
         raise InvalidInputError(f"unknown retriever {name!r}; this engine has {engine.names}")

@@ -26,7 +26,7 @@ def client(server):
 
 
 def hits_per_column(html: str) -> list[int]:
-    return [col.count("<span class='rank'>") for col in html.split("<section class='col'>")[1:]]
+    return [col.count("<span class='rank'>") for col in html.split("<section class='col")[1:]]
 
 
 def test_compare_shows_one_column_per_retriever(client):

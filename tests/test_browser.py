@@ -1,11 +1,15 @@
-"""A real browser (Debian's headless Chromium, driven by Playwright) against the real app:
-type, click, and check what a person sees. Screenshots go to tests/output/."""
+"""A real browser (Debian's headless Chromium, driven by Playwright) against the real app, as a
+visitor sees it: at 1440x900 and 390x844, in light and dark mode (`?__theme=dark`). Type, click,
+and check layout (no sideways scroll, no overlapping column headers), the contrast of every
+highlight, the summary strip, stale results, the evaluation plot and links that restore a
+comparison. Screenshots of each state go to tests/output/ (named WIDTHxHEIGHT-THEME-STATE.png)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from app_server import AppServer
@@ -15,10 +19,44 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (scripts/test.sh installs it as root)"
 )
+VIEWS = [(1440, 900, "light"), (1440, 900, "dark"), (390, 844, "light"), (390, 844, "dark")]
+ALL = ["retribert", "dpr", "realm", "bm25", "minilm"]
+HEIGHTS: dict[str, int] = {}  # page heights after a comparison, for the closing note and the README
+
+# WCAG contrast ratio of each <mark>'s text against its own background.
+CONTRASTS_JS = """(selector) => {
+  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const parse = c => c.match(/[\\d.]+/g).map(Number);
+  const luminance = c => {
+    const [r, g, b] = parse(c);
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  return [...document.querySelectorAll(selector)].map(m => {
+    const s = getComputedStyle(m);
+    const [a, b] = [luminance(s.color), luminance(s.backgroundColor)];
+    const alpha = parse(s.backgroundColor)[3];
+    return {cls: m.className, color: s.color, background: s.backgroundColor, opaque: alpha === undefined || alpha === 1,
+            ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
+  });
+}"""
+# Bounding boxes of the visible elements matching a selector.
+BOXES_JS = """(selector) => [...document.querySelectorAll(selector)]
+  .map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.height > 0)
+  .map(r => [r.left, r.top, r.right, r.bottom])"""
+
+
+def overlapping(boxes: list[list[float]]) -> list[tuple[int, int]]:
+    """Pairs of boxes that overlap by more than a pixel."""
+    pairs = []
+    for i, a in enumerate(boxes):
+        for j, b in enumerate(boxes[i + 1 :], start=i + 1):
+            if min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1:
+                pairs.append((i, j))
+    return pairs
 
 
 @pytest.fixture(scope="module")
-def page(hub_cache, tmp_path_factory):
+def app(hub_cache, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 
     server = AppServer(hub_cache, tmp_path_factory.mktemp("browser-app"))
@@ -37,35 +75,155 @@ def page(hub_cache, tmp_path_factory):
                 "--disable-sync",
             ],
         )
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(server.url, wait_until="load")
-        page.get_by_role("tab", name="Retrieval comparison").wait_for(timeout=30_000)
-        page.server = server
-        yield page
+        yield server, browser
         browser.close()
+        (OUTPUT / "browser-run.json").write_text(
+            json.dumps({"launch_to_http_s": server.startup_seconds, "page_heights_px": HEIGHTS}, indent=1)
+        )
     server.stop()
 
 
-def test_retrieval_comparison_by_typing_and_clicking(page):
-    page.get_by_role("tab", name="Retrieval comparison").click()
-    page.locator("#compare-question textarea").fill("who was known as the king of swing")
-    page.locator("#compare-button").click()
-    results = page.locator("#compare-results .compare-grid")
-    results.wait_for(timeout=60_000)  # the first step: BM25 at once, dense columns as their indexes are ready
+def open_page(app, width: int, height: int, theme: str, **params):
+    server, browser = app
+    if theme == "dark":
+        params = {"__theme": "dark", **params}
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(server.url + ("?" + urlencode(params) if params else ""), wait_until="load")
+    page.get_by_role("tab", name="Retrieval comparison").wait_for(timeout=30_000)
+    return page
+
+
+def wait_for_results(page, columns: int, hits: int) -> None:
+    """Until every column is filled (no index pending) with `hits` passages in all; on a timeout
+    a screenshot of what was there goes to tests/output/timeout.png."""
+    try:
+        page.wait_for_function(
+            "([columns, hits]) => document.querySelectorAll('#compare-results .pending').length === 0"
+            " && document.querySelectorAll('#compare-results .col').length === columns"
+            " && document.querySelectorAll('#compare-results .hit').length === hits",
+            arg=[columns, hits],
+            timeout=60_000,
+        )
+    except Exception:
+        page.screenshot(path=str(OUTPUT / "timeout.png"), full_page=True)
+        raise
+
+
+def shot(page, width: int, height: int, theme: str, state: str) -> None:
+    page.screenshot(path=str(OUTPUT / f"{width}x{height}-{theme}-{state}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("width, height, theme", VIEWS)
+def test_a_comparison_as_a_visitor_sees_it(app, width, height, theme):
+    page = open_page(app, width, height, theme)
+    assert page.evaluate("() => document.body.classList.contains('dark')") == (theme == "dark")
+    # An example fills the question and its gold answer.
+    page.locator("#compare-examples button").first.click()
     page.wait_for_function(
-        "() => document.querySelectorAll('#compare-results .pending').length === 0"
-        " && document.querySelectorAll('#compare-results .hit').length === 20",
-        timeout=120_000,
+        "() => document.querySelector('#compare-gold textarea, #compare-gold input').value !== ''", timeout=10_000
     )
-    heads = page.locator("#compare-results .col-head b").all_inner_texts()
-    assert heads == ["RetriBERT", "DPR", "REALM", "BM25"]  # one column per retriever
-    assert page.locator("#compare-results .col").nth(3).locator(".hit").count() == 5
-    assert page.locator("#compare-results mark.qword").count() > 0  # the question's words highlighted
-    page.screenshot(path=str(OUTPUT / "retrieval-comparison.png"), full_page=True)
+    question = page.locator("#compare-question textarea").input_value()
+    gold = page.locator("#compare-gold textarea, #compare-gold input").first.input_value()
+    assert (question, gold) == ("which enzyme fixes carbon dioxide in the calvin cycle", "RuBisCO")
+    # every retriever (MiniLM's weights are not cached: its column says so)
+    page.locator("#compare-retrievers label", has_text="MiniLM").click()
+    page.locator("#compare-button").click()
+    wait_for_results(page, 5, 20)
+    shot(page, width, height, theme, "comparison")
+    if theme == "light":
+        HEIGHTS[f"{width}x{height} k=5"] = page.evaluate("() => document.documentElement.scrollHeight")
+
+    # Nothing scrolls sideways, and no two column headers (or switcher labels) overlap.
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    for selector in ("#compare-results .col-head", "#compare-results .col-tabs label", "#compare-results .sum-card"):
+        assert overlapping(page.evaluate(BOXES_JS, selector)) == [], selector
+    # Every highlight is readable: contrast >= 4.5 against its own, opaque, background.
+    marks = page.evaluate(CONTRASTS_JS, "#compare-results mark")
+    assert {"qword", "gold"} <= {m["cls"] for m in marks}
+    for m in marks:
+        assert m["opaque"] and m["ratio"] >= 4.5, m
+    # The summary strip says where each retriever found the gold answer.
+    cards = dict(
+        zip(
+            page.locator("#compare-results .sum-card b").all_inner_texts(),
+            page.locator("#compare-results .sum-card .gold-rank").all_inner_texts(),
+        )
+    )
+    assert list(cards) == ["RetriBERT", "DPR", "REALM", "BM25", "MiniLM"]
+    assert cards["BM25"] == "gold answer at #1" and cards["MiniLM"] == "unavailable"
+    for name in ("RetriBERT", "DPR", "REALM"):
+        assert cards[name].startswith("gold answer at #") or cards[name] == "gold answer not in top 5"
+
+    if width < 720:  # one column at a time, chosen with the switcher
+        visible = lambda: page.evaluate(  # noqa: E731
+            "() => [...document.querySelectorAll('#compare-results .col')].filter(c => c.offsetParent).length"
+        )
+        assert visible() == 1
+        page.locator("#compare-results .col-tabs label", has_text="BM25").click()
+        assert visible() == 1 and page.locator("#compare-results .col.i3").is_visible()
+        shot(page, width, height, theme, "switcher-bm25")
+    else:
+        assert page.locator("#compare-results .col:visible").count() == 5
+
+    # A passage opens to its full text.
+    first = page.locator("#compare-results .col:visible .hit").first
+    first.locator("summary").click()
+    assert first.get_attribute("open") is not None
+
+    # Editing the question marks the shown results as stale.
+    page.locator("#compare-question textarea").fill("who was the first emperor of rome")
+    page.wait_for_selector("#compare-results .results.stale", timeout=10_000)
+    assert page.locator("#compare-results .stale-note").is_visible()
+    shot(page, width, height, theme, "stale")
+    # The address holds the comparison that is shown.
+    query = page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
+    assert query["q"] == question and query["gold"] == gold and query["r"] == ",".join(ALL)
+    page.close()
 
 
-def test_answer_extraction_highlights_the_answer_and_shows_html_as_text(page):
-    page.get_by_role("tab", name="Answer extraction").click()
+@pytest.mark.parametrize("width, height, theme", VIEWS)
+def test_a_link_restores_a_comparison(app, width, height, theme):
+    question = "who was known as the king of swing"
+    page = open_page(app, width, height, theme, q=question, k=3, r="dpr,bm25", gold="Benny Goodman", tab="compare")
+    wait_for_results(page, 2, 6)
+    assert page.locator("#compare-question textarea").input_value() == question
+    assert page.locator("#compare-gold textarea, #compare-gold input").first.input_value() == "Benny Goodman"
+    assert page.evaluate("() => document.querySelector('#compare-results .results').dataset.question") == question
+    assert not page.locator("#compare-results .results.stale").count()
+    shot(page, width, height, theme, "from-link")
+    page.close()
+
+
+def test_page_height_at_k_50(app):
+    page = open_page(
+        app, 1440, 900, "light", q="who was known as the king of swing", k=50, r="retribert,dpr,realm,bm25"
+    )
+    wait_for_results(page, 4, 4 * 50)
+    HEIGHTS["1440x900 k=50"] = page.evaluate("() => document.documentElement.scrollHeight")
+    page.close()
+    page = open_page(app, 390, 844, "light", q="who was known as the king of swing", k=50, r="retribert,dpr,realm,bm25")
+    wait_for_results(page, 4, 4 * 50)
+    HEIGHTS["390x844 k=50"] = page.evaluate("() => document.documentElement.scrollHeight")
+    page.close()
+
+
+@pytest.mark.parametrize("width, height, theme", [(1440, 900, "light"), (390, 844, "dark")])
+def test_the_evaluation_view_draws_its_plot_for_the_bundled_qa_set(app, width, height, theme):
+    page = open_page(app, width, height, theme, tab="evaluate")
+    page.locator("#eval-button").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#eval-plot canvas, #eval-plot svg path').length > 0"
+        " && document.querySelectorAll('#eval-table tbody tr').length > 0",
+        timeout=180_000,
+    )
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    assert page.locator("#eval-plot").bounding_box()["height"] > 200
+    shot(page, width, height, theme, "evaluation")
+    page.close()
+
+
+def test_answer_extraction_highlights_the_answer_and_shows_html_as_text(app):
+    page = open_page(app, 1440, 900, "light", tab="answer")
     page.locator("#answer-question textarea").fill("who led the normans?")
     evil = "<img src=x onerror=\"document.title='pwned'\"> <script>document.title='pwned'</script>"
     page.locator("#answer-pasted textarea").fill(
@@ -73,13 +231,26 @@ def test_answer_extraction_highlights_the_answer_and_shows_html_as_text(page):
     )
     page.locator("#answer-button").click()
     page.locator("#answer-results mark.answer").first.wait_for(timeout=60_000)
-    readers = page.locator("#answer-results h3").all_inner_texts()
-    assert readers == ["DPR reader", "REALM reader"]
+    assert page.locator("#answer-results h3").all_inner_texts() == ["DPR reader", "REALM reader"]
+    assert page.locator("#answer-results .best .what").count() == 2  # each reader's best answer, up front
     marked = page.locator("#answer-results mark.answer").first.inner_text()
     assert marked and marked in "The Normans were led by Rollo, a Viking. " + evil + " Another paragraph about rivers."
-    text = page.locator("#answer-results").inner_text()
+    text = page.locator("#answer-results").text_content()  # collapsed answers and passages included
     assert "<script>document.title='pwned'</script>" in text  # shown literally, as text
     assert page.locator("#answer-results img, #answer-results script").count() == 0
     assert page.title() != "pwned"
-    page.screenshot(path=str(OUTPUT / "answer-extraction.png"), full_page=True)
-    (OUTPUT / "browser-run.json").write_text(json.dumps({"launch_to_http_s": page.server.startup_seconds}))
+    for m in page.evaluate(CONTRASTS_JS, "#answer-results mark"):
+        assert m["opaque"] and m["ratio"] >= 4.5, m
+    shot(page, 1440, 900, "light", "answers")
+    page.close()
+
+
+def test_an_error_is_a_message_and_leaves_no_error_pill(app):
+    page = open_page(app, 1440, 900, "light")
+    page.locator("#compare-button").click()  # no question
+    page.get_by_text("Type a question first.").first.wait_for(timeout=30_000)
+    visible_pills = (
+        "() => [...document.querySelectorAll('.block > .wrap > span.error')].filter(e => e.offsetParent).length"
+    )
+    assert page.evaluate(visible_pills) == 0
+    page.close()

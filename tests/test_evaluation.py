@@ -3,11 +3,25 @@ figures worked out by hand."""
 
 from __future__ import annotations
 
-import pytest
+import json
 
+import pytest
+from helpers import FAKE_REVISION
+
+import lfqa_demo
 from lfqa_demo.engine import RetrievalEngine
-from lfqa_demo.evaluation import RetrievalScores, evaluate, format_table
-from lfqa_demo.retrieval.corpus import QAItem, build_corpus
+from lfqa_demo.errors import CorpusError, IndexNotReady, InvalidInputError
+from lfqa_demo.evaluation import (
+    EvaluationReport,
+    RetrievalScores,
+    RetrieverEvaluation,
+    clear_evaluation_cache,
+    evaluate,
+    evaluation_report,
+    format_table,
+    retriever_identity,
+)
+from lfqa_demo.retrieval.corpus import QAItem, QASet, build_corpus, load_bundled_questions, qa_from_file
 
 # Five passages in this order; a passage sharing no word with the question is not a BM25 hit.
 PASSAGES = [
@@ -115,3 +129,216 @@ def test_format_table_without_failures_has_no_trailing_lines():
         "retriever  R@1 psg  R@1 ans  MRR@1",
         "bm25       0.600    0.800    0.600",
     ]
+
+
+# -- the evaluation view's backend: curves, per-question ranks, the cache, QA files ------------------
+@pytest.fixture
+def fresh_cache():
+    clear_evaluation_cache()
+    yield
+    clear_evaluation_cache()
+
+
+@pytest.fixture(scope="module")
+def bundled_qa() -> list[QAItem]:
+    return load_bundled_questions()
+
+
+@pytest.fixture
+def bundled_engine(tmp_path) -> RetrievalEngine:
+    return RetrievalEngine(retrievers={"bm25": "bm25", "dpr": "dpr"}, cache_dir=tmp_path)
+
+
+def test_report_on_the_hand_built_set_has_the_worked_out_ranks(engine, fresh_cache):
+    report = evaluation_report(engine, QA, ["bm25"], max_k=20)
+    bm25 = report.retrievers["bm25"]
+    assert bm25.answer_ranks == (1, 1, 1, 1, None) and bm25.passage_ranks == (1, 1, 2, 1, None)
+    assert bm25.recall_answer == pytest.approx((0.8,) * 20)
+    assert bm25.recall_passage == pytest.approx((0.6,) + (0.8,) * 19)
+    assert bm25.mrr_answer == pytest.approx(0.8) and bm25.mrr_passage == pytest.approx(0.7)
+    assert report.ranks(2) == {"bm25": 1} and report.items == tuple(QA)
+
+
+def test_curves_are_monotone_and_equal_evaluate_at_1_5_20(bundled_engine, bundled_qa, fresh_cache):
+    """On the bundled corpus and QA set, with BM25 and the (fixture) DPR, built in the engine."""
+    report = evaluation_report(bundled_engine, bundled_qa, ["bm25", "dpr"])
+    old = {s.retriever: s for s in evaluate(bundled_engine, bundled_qa, ["bm25", "dpr"], ks=(1, 5, 20))}
+    for name, r in report.retrievers.items():
+        assert r.error is None and len(r.answer_ranks) == len(bundled_qa) == 168
+        for curve in (r.recall_answer, r.recall_passage):
+            assert len(curve) == 20 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:]))
+        for k in (1, 5, 20):
+            assert r.recall_answer[k - 1] == pytest.approx(old[name].recall_answer[k])
+            assert r.recall_passage[k - 1] == pytest.approx(old[name].recall_passage[k])
+        assert r.mrr_passage == pytest.approx(old[name].mrr)
+    assert report.retrievers["bm25"].recall_passage[4] == pytest.approx(0.952, abs=0.001)  # README's figure
+
+
+def test_a_cache_hit_returns_the_same_object_without_searching(engine, fresh_cache, monkeypatch):
+    searches = []
+    real = engine.compare_batch
+    monkeypatch.setattr(engine, "compare_batch", lambda *a, **kw: searches.append(a) or real(*a, **kw))
+    seen = []
+    first = evaluation_report(engine, QA, ["bm25"], progress=lambda *p: seen.append(p))
+    assert len(searches) == 1 and seen == [("bm25", 0, 5), ("bm25", 5, 5)]
+    again = evaluation_report(engine, QA, ["bm25"])
+    assert again.retrievers["bm25"] is first.retrievers["bm25"] and len(searches) == 1
+    evaluation_report(engine, QA, ["bm25"], max_k=10)  # another depth: computed
+    evaluation_report(engine, QA[:4], ["bm25"])  # another QA set: computed
+    other = RetrievalEngine(build_corpus("fruit", PASSAGES[:4], split=False), retrievers={"bm25": "bm25"})
+    evaluation_report(other, QA, ["bm25"])  # another corpus: its own engine, computed
+    assert len(searches) == 3
+    # The same corpus in another engine (a dropped upload, uploaded again) finds the cached entry.
+    same = RetrievalEngine(build_corpus("fruit", PASSAGES, split=False), retrievers={"bm25": "bm25"})
+    assert evaluation_report(same, QA, ["bm25"]).retrievers["bm25"] is first.retrievers["bm25"]
+
+
+def test_the_cache_key_names_the_checkpoints_and_dtype(tmp_path, fresh_cache):
+    corpus = build_corpus("fruit", PASSAGES, split=False)
+    fp32 = RetrievalEngine(corpus, retrievers={"dpr": "dpr"}, cache_dir=tmp_path, dtype="float32")
+    bf16 = RetrievalEngine(corpus, retrievers={"dpr": "dpr"}, cache_dir=tmp_path, dtype="bfloat16")
+    a, b = retriever_identity(fp32, "dpr"), retriever_identity(bf16, "dpr")
+    assert a != b and "float32" in a and "bfloat16" in b
+    assert FAKE_REVISION in a and "facebook/dpr-ctx_encoder-single-nq-base" in a and '"index": "flat"' in a
+    first = evaluation_report(fp32, QA, ["dpr"]).retrievers["dpr"]
+    assert evaluation_report(bf16, QA, ["dpr"]).retrievers["dpr"] is not first
+
+
+def test_a_retriever_that_cannot_load_is_reported_and_not_cached(engine, tmp_path, monkeypatch, hub_cache, fresh_cache):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    report = evaluation_report(engine, QA, ["dpr", "bm25"])
+    dpr, bm25 = report.retrievers["dpr"], report.retrievers["bm25"]
+    assert "hf download facebook/dpr-question_encoder-single-nq-base" in dpr.error and dpr.answer_ranks == ()
+    assert bm25.error is None and report.ranks(0) == {"bm25": 1}
+    assert list(report.retrievers) == ["dpr", "bm25"]  # in the order asked for
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))  # the checkpoints are back: DPR runs now
+    lfqa_demo.clear_loaded_models()
+    assert evaluation_report(engine, QA, ["dpr"]).retrievers["dpr"].error is None
+
+
+def test_an_index_not_ready_in_time_is_an_error_saying_where_it_stands(engine, fresh_cache, monkeypatch):
+    monkeypatch.setattr(engine.searchers["dpr"], "search", _not_ready)
+    dpr = evaluation_report(engine, QA, ["dpr"], timeout=0).retrievers["dpr"]
+    assert dpr.error == "indexing 2/5 passages; it goes on in the background, try again shortly"
+
+
+def _not_ready(questions, k, timeout=None):
+    raise IndexNotReady("indexing 2/5 passages; it goes on in the background, try again shortly")
+
+
+def test_disagreements_come_first():
+    def ranks(*values):
+        return RetrieverEvaluation("x", 20, values, None)
+
+    items = tuple(QAItem(f"q{i}", f"question {i}", ("a",), "") for i in range(5))
+    report = EvaluationReport(
+        "c",
+        items,
+        20,
+        {
+            "bm25": ranks(1, 1, None, 3, 2),
+            "dpr": ranks(1, None, None, 1, 19),
+            "broken": RetrieverEvaluation("broken", 20, (), None, error="no"),
+        },
+    )
+    # q1: 1 vs missed (gap 20); q4: 2 vs 19 (17); q3: 3 vs 1 (2); q2: both missed; q0: both first
+    assert report.disagreement_order() == [1, 4, 3, 2, 0]
+    assert report.ranks(1) == {"bm25": 1, "dpr": None}  # a retriever that could not run has no ranks
+
+
+def test_unknown_retrievers_and_empty_qa_sets_are_refused(engine):
+    with pytest.raises(InvalidInputError, match="unknown retriever 'nope'"):
+        evaluation_report(engine, QA, ["nope"])
+    with pytest.raises(InvalidInputError, match="no questions"):
+        evaluation_report(engine, [], ["bm25"])
+
+
+# -- QA files -----------------------------------------------------------------------------------------
+def test_qa_files_in_each_format(tmp_path):
+    (tmp_path / "qa.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": "a", "question": "where do dates grow", "answers": ["hot deserts", "deserts"]},
+                {"id": "b", "question": "unanswerable?", "answers": []},
+                {"id": "c", "question": "red fruit", "answers": {"text": ["cherries"], "answer_start": [0]}},
+                {"id": "d", "question": 1969, "answers": 1969, "passage_id": "dates"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    qa = qa_from_file(tmp_path / "qa.jsonl")
+    assert qa.name == "qa.jsonl" and qa.notes == ("1 question without an answer was left out",)
+    assert [(q.id, q.question, q.answers, q.passage_id) for q in qa.items] == [
+        ("a", "where do dates grow", ("hot deserts", "deserts"), ""),
+        ("c", "red fruit", ("cherries",), ""),
+        ("d", "1969", ("1969",), "dates"),
+    ]
+    (tmp_path / "qa.csv").write_text(
+        "\ufeffQuery,Answer\nwhere do dates grow,hot deserts | deserts\nred fruit,cherries\n", encoding="utf-8"
+    )
+    csv_qa = qa_from_file(tmp_path / "qa.csv", name="my questions.csv")
+    assert csv_qa.name == "my questions.csv"
+    assert [(q.id, q.answers) for q in csv_qa.items] == [("q1", ("hot deserts", "deserts")), ("q2", ("cherries",))]
+    (tmp_path / "qa.json").write_text(json.dumps({"question": ["a?", "b?", "c?"], "answer": ["x", "y", "z"]}))
+    capped = qa_from_file(tmp_path / "qa.json", limit=2)
+    assert [q.question for q in capped.items] == ["a?", "b?"]
+    assert capped.notes == ("only the first 2 questions with an answer were kept",)
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        (
+            "cols.csv",
+            "a,b\n1,2\n",
+            r"cols\.csv: no question column \(looked for 'question', 'query', 'questions', 'q'\); its columns are "
+            r"\['a', 'b'\]\. A QA file needs a question column and an answer column",
+        ),
+        (
+            "noanswer.jsonl",
+            '{"question": "q?", "text": "t"}\n',
+            r"no answer column .* its columns are \['question', 'text'\]",
+        ),
+        ("none.jsonl", '{"question": "q?", "answers": []}\n', "holds no question with an answer"),
+        ("empty.csv", "question,answer\n ,x\n", "line 2 has no question in the 'question' column"),
+        ("nested.jsonl", '{"question": {"q": 1}, "answer": "x"}\n', "line 1 has an object in the 'question' column"),
+        ("long.csv", "question,answer\n" + "x" * 2001 + ",y\n", "2,001 characters in the 'question' column"),
+        ("many.jsonl", json.dumps({"question": "q", "answers": ["a"] * 21}), "21 answers .* the limit is 20"),
+        ("qa.parquet", "PAR1", r"unsupported file type \.parquet; use one of \.jsonl, \.json, \.csv"),
+        ("deep.json", "[" * 50 + "]" * 50, "nests arrays or objects 50 deep"),
+    ],
+)
+def test_bad_qa_files_get_a_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CorpusError, match=message):
+        qa_from_file(path)
+
+
+def test_the_evaluation_view_escapes_every_text_and_cuts_server_paths():
+    from ui import evaluation_view
+
+    evil = "<img src=x onerror=alert(1)>"
+    items = (QAItem("q1", f"{evil}?", (evil, "plain"), ""),)
+    report = EvaluationReport(
+        evil,
+        items,
+        20,
+        {
+            "bm25": RetrieverEvaluation("bm25", 20, (3,), None, 0.1),
+            "dpr": RetrieverEvaluation("dpr", 20, (), None, error=f"cannot load {evil} from /root/.cache/hub/x"),
+        },
+    )
+    qa = QASet(f"{evil}.csv", items, (f"2 questions without an answer {evil}",))
+    summary = evaluation_view.render_summary(report, qa, evil, 5)
+    progress = evaluation_view.render_progress({"bm25": f"index: {evil} /srv/app/secret.py"}, evil, 5, qa)
+    for html in (summary, progress):
+        assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html and "/root" not in html
+    assert "…/secret.py" in progress and "DPR: unavailable: cannot load" in summary.replace("&lt;", "<")
+    assert "names no gold passages" in summary and "<td>0.000</td><td>1.000</td><td>1.000</td><td>0.333</td>" in summary
+    table = evaluation_view.question_table(report)
+    assert list(table.columns) == ["question", "gold answer", "BM25"]
+    assert table.values.tolist() == [[f"{evil}?", f"{evil} | plain", "3"]]  # a Dataframe shows text as text
+    curves = evaluation_view.curve_frame(report)
+    assert len(curves) == 20 and set(curves["retriever"]) == {"BM25"}

@@ -162,7 +162,7 @@ def test_an_index_past_the_budget_is_built_in_the_background(quick_server, tmp_p
         handle_file(str(write_jsonl(tmp_path / "big.jsonl", 15_000, tag="bg"))), "", "", api_name="/upload_corpus"
     )
     html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
-    dpr, bm25 = html.split("<section class='col'>")[1:]
+    dpr, bm25 = html.split("<section class='col")[1:]
     assert "Not ready yet: " in dpr and "goes on in the background" in dpr
     assert bm25.count("<span class='rank'>") == 3
     deadline = time.monotonic() + 240
@@ -170,7 +170,7 @@ def test_an_index_past_the_budget_is_built_in_the_background(quick_server, tmp_p
         time.sleep(1)
     assert index_state(client, "dpr") == "ready"
     html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
-    assert [col.count("<span class='rank'>") for col in html.split("<section class='col'>")[1:]] == [3, 3]
+    assert [col.count("<span class='rank'>") for col in html.split("<section class='col")[1:]] == [3, 3]
 
 
 # -- 5. uploads were silently evicted ---------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_a_read_only_cache_keeps_indexes_in_memory_and_says_why(hub_cache, tmp_p
         client = client_of(app)
         for _ in range(2):
             html, _, _ = client.predict("who led the normans?", 3, ["dpr", "bm25"], "", api_name="/compare")
-            assert [col.count("<span class='rank'>") for col in html.split("<section class='col'>")[1:]] == [3, 3]
+            assert [col.count("<span class='rank'>") for col in html.split("<section class='col")[1:]] == [3, 3]
         assert (
             index_state(client, "dpr")
             == "ready, in memory only (the index cache cannot be written: Read-only file system)"
@@ -356,7 +356,8 @@ def test_huge_passages_do_not_become_huge_pages(server, tmp_path):
     client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
     html, _, _ = client.predict("x", 5, ["bm25", "dpr"], "", api_name="/compare")
     # at worst ~16 bytes of HTML per character shown (a marked word per character), 2,000 shown per card
-    assert html.count("<span class='rank'>") == 10 and len(html) < 10 * 40_000
+    # (DPR's 5 cards, and BM25's: only passages sharing a term with the question are hits)
+    assert 5 < html.count("<span class='rank'>") <= 10 and len(html) < 10 * 40_000
     answers, _ = client.predict("x", "bm25", ["dpr", "realm"], 4, "", api_name="/answer")
     assert len(answers) < 8 * 40_000
 

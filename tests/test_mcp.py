@@ -26,7 +26,14 @@ CALL_TIMEOUT = timedelta(seconds=120)  # one tool call, models loading on first 
 SESSION_LIMIT_S = 240  # one whole test's MCP session
 
 # The app's endpoints that are useful as tools: every input is a tool argument (no gr.State).
-TOOLS = {"compare_retrievers", "extract_answers", "embed_questions", "build_indexes", "model_status"}
+TOOLS = {
+    "compare_retrievers",
+    "extract_answers",
+    "embed_questions",
+    "build_indexes",
+    "evaluate_retrievers",
+    "model_status",
+}
 # The corpus tools: their gr.State output (the session's corpus) cannot reach the other tools.
 CORPUS_TOOLS = {"use_bundled_corpus", "upload_corpus", "load_hub_dataset"}
 
@@ -90,6 +97,7 @@ def test_tools_are_listed_with_their_arguments(server, transport):
         "k",
         "pasted",
     }
+    assert set(tools["evaluate_retrievers"].inputSchema["properties"]) == {"retrievers", "qa_file"}
 
 
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
@@ -174,3 +182,12 @@ def test_the_app_starts_without_mcp(hub_cache, tmp_path):
         assert "Launching MCP server" not in (tmp_path / "app.log").read_text()
     finally:
         app.stop()
+
+
+def test_evaluate_tool_scores_the_bundled_qa_set(server):
+    async def go():
+        async with mcp_session(server.url, "streamable-http") as session:
+            return await session.call_tool("evaluate_retrievers", {"retrievers": ["bm25"]})
+
+    text = text_of(run(go))
+    assert "QA set: <b>bundled QA set</b> · 168 questions" in text and "<th>BM25</th>" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
 from typing import Sequence
 
 import numpy as np
@@ -212,13 +213,21 @@ def render_comparison(c: Comparison) -> str:
                 f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question, c.gold_answer)}</div>"
                 "</summary></details>"
             )
-        note = (
-            f"<div class='score-note'>Score: {esc(result.score_kind)}. Bars compare the passages of this "
-            "column only.</div>"
-        )
+        note = f"<div class='score-note'>Score: {esc(result.score_kind)}; bars: within this column only.</div>"
         timing = f"<div class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</div>"
         body = "".join(cards) or "<div class='note'>No passage shares a word with the question.</div>"
         cols.append(f"<section class='col'>{head}{timing}{note}{body}</section>")
+    # On a phone the columns are one at a time, picked with these radio buttons (CSS only, see
+    # app.css); on a wide screen they are hidden and every column shows.
+    group = f"cols-{uuid.uuid4().hex[:8]}"
+    picks = "".join(
+        f"<input type='radio' class='col-pick i{i}' name='{group}' id='{group}-{i}'{' checked' if i == 0 else ''}>"
+        for i in range(len(cols))
+    )
+    tabs = "".join(
+        f"<label class='i{i}' for='{group}-{i}'>{esc(label(name))}</label>" for i, name in enumerate(c.results)
+    )
+    cols = [col.replace("<section class='col'>", f"<section class='col i{i}'>", 1) for i, col in enumerate(cols)]
     asked = (
         f"<div class='asked'>Results for <q class='asked-q'>{esc(clip(c.question, SHOWN_TITLE_CHARS))}</q>"
         f" · top {c.k}"
@@ -228,7 +237,8 @@ def render_comparison(c: Comparison) -> str:
     )
     return (
         f"<div class='results' data-question='{esc(c.question)}'>{asked}{render_summary(c)}"
-        f"{render_agreement(c)}<div class='compare-grid'>{''.join(cols)}</div></div>"
+        f"{render_agreement(c)}{picks}<nav class='col-tabs' aria-label='Retrievers'>{tabs}</nav>"
+        f"<div class='compare-grid'>{''.join(cols)}</div></div>"
     )
 
 

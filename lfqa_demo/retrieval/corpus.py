@@ -260,7 +260,11 @@ def qa_from_file(
         raise CorpusError(f"{shown} holds no question with an answer (columns {question_col!r} and {answer_col!r}).")
     notes = []
     if unanswered:
-        notes.append(f"{unanswered:,} questions without an answer were left out")
+        notes.append(
+            "1 question without an answer was left out"
+            if unanswered == 1
+            else f"{unanswered:,} questions without an answer were left out"
+        )
     if cut:
         notes.append(f"only the first {limit:,} questions with an answer were kept")
     return QASet(shown, tuple(items), tuple(notes))

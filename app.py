@@ -433,7 +433,7 @@ def _corpus_info(ref: CorpusRef) -> str:
     titles = len({p.title for p in corpus})
     return (
         f"**In use:** {render.esc(ref.name)}: {len(corpus):,} passages, {titles:,} titles "
-        f"(fingerprint `{ref.key[:12]}`)"
+        f"(content id `{ref.key[:12]}`: the same file gives the same id, and the same indexes)"
     )
 
 
@@ -560,16 +560,16 @@ def create_embedding_tab(corpus_ref) -> None:
         with gr.Row():
             models_input = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Models")
             map_model_input = gr.Dropdown(DENSE_CHOICES, value="dpr", label="Model for the vector and the 2-D map")
-            embed_button = gr.Button("Embed", variant="primary")
+            embed_button = gr.Button("Embed", variant="primary", elem_id="embed-button")
         gr.Examples([[q] for q in _examples()], inputs=[questions_input], label="Example questions")
         pieces_output = gr.HTML(label="Word pieces")
         with gr.Row():
+            # No fixed height: with one, Gradio 6.31 cuts the legend off when the data comes later.
             vector_plot = gr.LinePlot(
                 x="dimension",
                 y="value",
                 color="model",
                 label="The first question's vector (the map's model)",
-                height=360,
             )
             map_plot = gr.ScatterPlot(
                 x="x",
@@ -577,7 +577,7 @@ def create_embedding_tab(corpus_ref) -> None:
                 color="kind",
                 tooltip=["label"],
                 label="PCA map: your texts among corpus passages",
-                height=360,
+                elem_id="embed-map",
             )
         heatmap_output = gr.HTML(label="Similarity")
         download_output = gr.File(label="Embeddings (JSON)")

@@ -4,6 +4,7 @@ checkpoints out as an offline Hugging Face cache. Fixtures themselves stay in co
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,3 +31,13 @@ def write_hub_cache(cache: Path, repo_ids: Iterable[str] = REPOS.values()) -> Pa
         (root / "refs" / "main").write_text(FAKE_REVISION)
         shutil.copytree(fixture_dir(repo_id), root / "snapshots" / FAKE_REVISION, dirs_exist_ok=True)
     return cache
+
+
+def wait_until(predicate, seconds: float = 30.0) -> bool:
+    """Poll `predicate` every 50 ms until it holds or `seconds` passed; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()

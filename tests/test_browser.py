@@ -109,6 +109,19 @@ def wait_for_results(page, columns: int, hits: int) -> None:
         raise
 
 
+def legend_inside(page, plot: str) -> bool:
+    """Whether the plot's legend lies wholly inside the plot's box (a fixed height used to cut it off)."""
+    return page.evaluate(
+        """(plot) => {
+      const box = document.querySelector(plot).getBoundingClientRect();
+      const legend = document.querySelector(plot + ' svg.marks .role-legend').getBoundingClientRect();
+      return legend.height > 0 && legend.top >= box.top && legend.bottom <= box.bottom
+        && legend.left >= box.left && legend.right <= box.right;
+    }""",
+        plot,
+    )
+
+
 def shot(page, width: int, height: int, theme: str, state: str) -> None:
     page.screenshot(path=str(OUTPUT / f"{width}x{height}-{theme}-{state}.png"), full_page=True)
 
@@ -212,12 +225,12 @@ def test_the_evaluation_view_draws_its_plot_for_the_bundled_qa_set(app, width, h
     page = open_page(app, width, height, theme, tab="evaluate")
     page.locator("#eval-button").click()
     page.wait_for_function(
-        "() => document.querySelectorAll('#eval-plot canvas, #eval-plot svg path').length > 0"
+        "() => document.querySelectorAll('#eval-plot svg.marks .role-legend').length > 0"
         " && document.querySelectorAll('#eval-table tbody tr').length > 0",
         timeout=180_000,
     )
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
-    assert page.locator("#eval-plot").bounding_box()["height"] > 200
+    assert page.locator("#eval-plot").bounding_box()["height"] > 200 and legend_inside(page, "#eval-plot")
     shot(page, width, height, theme, "evaluation")
     page.close()
 
@@ -253,4 +266,19 @@ def test_an_error_is_a_message_and_leaves_no_error_pill(app):
         "() => [...document.querySelectorAll('.block > .wrap > span.error')].filter(e => e.offsetParent).length"
     )
     assert page.evaluate(visible_pills) == 0
+    page.close()
+
+
+@pytest.mark.parametrize("width, height, theme", [(1440, 900, "light"), (390, 844, "dark")])
+def test_the_embedding_tab_draws_its_map(app, width, height, theme):
+    page = open_page(app, width, height, theme, tab="embed")
+    page.locator("#embed-button").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#embed-map svg.marks .role-legend').length > 0"
+        " && document.querySelectorAll('.pieces').length > 0",
+        timeout=120_000,
+    )
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    assert legend_inside(page, "#embed-map")
+    shot(page, width, height, theme, "embedding")
     page.close()

@@ -8,9 +8,9 @@ import errno
 import json
 import logging
 import subprocess
-import time
 
 import pytest
+from helpers import wait_until
 
 from lfqa_demo.engine import INTERNAL_ERROR, RetrievalEngine
 from lfqa_demo.errors import CorpusUnavailableError
@@ -26,15 +26,6 @@ def corpus_of(n: int, tag: str) -> Corpus:
             for i in range(n)
         ],
     )
-
-
-def wait_until(predicate, seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # -- the registry ---------------------------------------------------------------------------------

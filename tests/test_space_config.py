@@ -65,3 +65,27 @@ def test_weights_preloaded_into_the_image_are_found_when_hf_home_moved(monkeypat
     monkeypatch.setenv("HOME", str(tmp_path / "nobody"))
     with pytest.raises(lfqa_demo.CheckpointNotFoundError, match="HF_HUB_OFFLINE"):
         lfqa_demo.load_retriever("dpr")
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma bmi2 avx512f avx512bw\nbugs\t\t: spectre\n"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, fast",
+    [
+        (AVX2_ONLY, False),
+        (AVX2_ONLY.replace("avx512bw", "avx512bw avx512_bf16"), True),
+        (AVX2_ONLY.replace("avx512bw", "amx_tile amx_bf16"), True),
+        ("model name\t: avx512_bf16 in a name is no flag\nflags\t\t: avx2\n", False),
+        ("", False),
+    ],
+)
+def test_the_precision_policy_never_picks_bf16_without_native_bf16(monkeypatch, cpuinfo, fast):
+    import torch
+
+    from lfqa_demo.models import devices
+
+    assert devices.flags_have_fast_bf16(cpuinfo) is fast
+    monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: devices.flags_have_fast_bf16(cpuinfo))
+    monkeypatch.setenv("LFQA_DTYPE", "auto")
+    assert devices.resolve_dtype(None, torch.device("cpu")) == (torch.bfloat16 if fast else torch.float32)

@@ -5,11 +5,11 @@ starting another, and `/compare` streams BM25 before the dense columns."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from app_server import AppServer
 from gradio_client import Client
+from helpers import wait_until
 
 import lfqa_demo
 from lfqa_demo.engine import RetrievalEngine
@@ -18,15 +18,6 @@ from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
 
 QUESTION = "who led the normans?"
 DENSE = ["retribert", "dpr", "realm"]
-
-
-def wait_until(predicate, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.mark.parametrize(
@@ -64,7 +55,7 @@ def test_the_warmup_loads_models_then_builds_cheapest_first_and_requests_share_i
     gate, calls = gated
     engine = RetrievalEngine(cache_dir=tmp_path)
     warmup = WarmUp(engine, DENSE, ["dpr", "realm"]).start()
-    assert wait_until(lambda: len(calls) == 1)  # the first index is embedding, held at the gate
+    assert wait_until(lambda: len(calls) == 1, 60)  # the first index is embedding, held at the gate
     name, loaded = calls[0]
     assert name == "retribert"  # 2 layers x 128 tokens: the cheapest here, as RetriBERT is at full size
     assert all(loaded.get(m, "").startswith("ready") for m in ("reader dpr", "reader realm", "retriever realm"))

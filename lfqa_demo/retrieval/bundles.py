@@ -25,7 +25,6 @@ gaps between retrieval scores, and the index then says which dtype built it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ import numpy as np
 from ..errors import CheckpointNotFoundError, InvalidInputError, LfqaError
 from ..models.retrievers import DenseRetriever
 from .corpus import Corpus
-from .indexes import DenseIndex, make_faiss_index
+from .indexes import DenseIndex, make_faiss_index, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +74,6 @@ class BundleSource:
         if not path.is_dir():
             raise BundleRefused(f"LFQA_INDEXES={self.spec!r} is not a directory (nor hub:org/name)")
         return path
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_identity(retriever: DenseRetriever) -> list[dict]:
@@ -150,7 +141,7 @@ def write_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpu
         "device": str(retriever.device),
         "index_kind": index.kind,
         "corpus": {"name": corpus.name, "fingerprint": corpus.fingerprint, "size": len(corpus)},
-        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)} for name in files},
+        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": sha256_of(out / name)} for name in files},
         "libraries": _libraries(),
         "build_seconds": round(index.build_seconds, 3),
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -206,7 +197,7 @@ def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus
     for name in [VECTORS] + ([FAISS_FILE] if manifest.get("index_kind") != "flat" else []):
         path, entry = root / name, files.get(name) or {}
         size = path.stat().st_size if path.is_file() else None
-        if size is None or size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
+        if size is None or size != entry.get("bytes") or sha256_of(path) != entry.get("sha256"):
             state = "missing" if size is None else f"{size:,} bytes, its checksum or size does not match"
             raise BundleRefused(f"the prebuilt {retriever.name} index is damaged or truncated ({name}: {state})")
     try:

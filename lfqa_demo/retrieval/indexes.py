@@ -141,7 +141,8 @@ def cache_key(retriever: DenseRetriever, corpus: Corpus, kind: str) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's sha256, hex (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -157,7 +158,7 @@ def _load_cached(entry: Path, corpus: Corpus, dim: int):
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT_VERSION or meta.get("corpus") != corpus.fingerprint:
             return None, None
-        if meta.get("sha256") != _sha256(entry / "index.faiss"):
+        if meta.get("sha256") != sha256_of(entry / "index.faiss"):
             return None, None
         index = faiss.read_index(str(entry / "index.faiss"))
         if index.ntotal != len(corpus) or index.d != dim:
@@ -239,7 +240,7 @@ def _write_entry(entry: Path, index, meta: dict) -> None:
         # Python's own write, not faiss.write_index: a full disk must be an OSError (ENOSPC) that
         # the caller can recognise, not a RuntimeError whose text holds the server's path.
         (tmp / "index.faiss").write_bytes(faiss.serialize_index(index).tobytes())
-        meta = {**meta, "sha256": _sha256(tmp / "index.faiss")}
+        meta = {**meta, "sha256": sha256_of(tmp / "index.faiss")}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if entry.exists():  # a stale or corrupt entry: move it aside first, then drop it
             trash = entry.parent / f".old-{entry.name}-{uuid.uuid4().hex[:8]}"

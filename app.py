@@ -913,18 +913,19 @@ def create_evaluation_tab(corpus_ref) -> None:
         )
         questions_output = gr.Dataframe(
             pd.DataFrame(columns=["question", "gold answer"]),
-            label="Per question: the rank of the first passage with a gold answer (- : not in the top 20); "
-            "disagreements first",
+            label="Per question: rank of the first passage with a gold answer (-: not in the top 20)",
             interactive=False,
             wrap=True,
             max_height=480,
             show_search="search",
             max_chars=evaluation_view.SHOWN_CELL_CHARS,
-            column_widths=["38%", "22%"] + ["8%"] * len(COMPARE_CHOICES),  # a rank column per retriever
+            # In pixels: on a phone the table scrolls sideways inside itself instead of squeezing the
+            # rank columns (one per retriever) into letters stacked one per line.
+            column_widths=["240px", "150px"] + ["96px"] * len(COMPARE_CHOICES),
             elem_id="eval-table",
         )
         question_output = gr.HTML(elem_id="eval-question")
-        # One evaluation at a time, in a queue slot of its own: a 2,000-question upload must not
+        # One evaluation at a time, in a queue slot of its own: a 500-question upload must not
         # hold both of the default slots that comparisons and answers use.
         evaluate_button.click(
             evaluate_retrievers,

@@ -47,6 +47,8 @@ from lfqa_demo.errors import InvalidInputError, LfqaError
 from lfqa_demo.evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from lfqa_demo.models import zerogpu
 from lfqa_demo.retrieval.corpus import (
+    MAX_QA_ANSWER_CHARS,
+    MAX_QA_ANSWERS,
     MAX_UPLOAD_BYTES,
     QASet,
     corpus_from_file,
@@ -852,6 +854,8 @@ def evaluate_retrievers(retrievers: list[str], qa_file: dict | None = None, corp
 
 
 RETRIEVER_NAMES = {shown: name for shown, name in COMPARE_CHOICES}  # the table's headers back to names
+ANSWER_SEPARATOR = evaluation_view.ANSWER_SEPARATOR
+MAX_GOLD_CELL_CHARS = MAX_QA_ANSWERS * (MAX_QA_ANSWER_CHARS + len(ANSWER_SEPARATOR))  # a table row's answers
 
 
 @user_errors
@@ -864,12 +868,19 @@ def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.S
     if not isinstance(headers, list) or not isinstance(row, list) or len(row) != len(headers) or len(row) < 3:
         return gr.skip()
     names = [RETRIEVER_NAMES.get(h) for h in headers[2:]]
-    if None in names:
+    if None in names or len(set(names)) != len(names):  # the row comes from the client: each retriever once
         return gr.skip()
     question = _question(row[0])
-    answers = tuple(a.strip() for a in str(row[1]).split(evaluation_view.ANSWER_SEPARATOR) if a.strip())
+    # Bounded as a QA file's answers are: every passage shown is checked against every answer.
+    gold = str(row[1])
+    answers = tuple(dict.fromkeys(a.strip() for a in gold[:MAX_GOLD_CELL_CHARS].split(ANSWER_SEPARATOR) if a.strip()))
+    if len(gold) > MAX_GOLD_CELL_CHARS or len(answers) > MAX_QA_ANSWERS:
+        raise InvalidInputError(
+            f"A question has at most {MAX_QA_ANSWERS} gold answers of {MAX_QA_ANSWER_CHARS} characters."
+        )
     # Deep enough to show every retriever's first passage with an answer, and at least 5 passages.
-    k = min(MAX_EVAL_K, max([5, *(int(cell) for cell in row[2:] if str(cell).isdigit())]))
+    ranks = [str(cell) for cell in row[2:]]
+    k = min(MAX_EVAL_K, max([5, *(int(r) for r in ranks if r.isascii() and r.isdigit() and len(r) <= 3)]))
     ref = _ref(corpus_ref)
     comparison = evaluation_view.mark_gold(_engine(ref).compare(question, names, k, timeout=0), answers)
     return evaluation_view.render_question(question, answers, comparison, ref.name, ref.size)

@@ -349,7 +349,7 @@ class RetrievalEngine:
                         None if not gold[row] else contains_answer(corpus[j].text, gold[row]),
                     )
                     for rank, (s, j) in enumerate(zip(scores[row], ids[row]))
-                    if j >= 0
+                    if 0 <= j < len(corpus)  # -1: fewer hits; past the end: a hostile prebuilt faiss index
                 ]
                 results[name] = RetrieverResult(
                     name, hits, 1000 * enc_s / n, 1000 * search_s / n, score_kind=self.searchers[name].score_kind

@@ -164,6 +164,8 @@ def test_an_approximate_index_travels_with_its_faiss_file(tmp_path, passages_emb
     assert loaded.kind == "ivf" and len(loaded) == 400
     q = engine.retriever("dpr").encode_questions(["normans"])
     np.testing.assert_array_equal(loaded.search(q, 5)[1], index.search(q, 5)[1])
+    with pytest.raises(Exception, match="this server builds 'flat'"):  # a bundle may not change the search
+        load_bundle(folder, engine.retriever("dpr"), corpus, kind="flat")
     (folder / "index.faiss").write_bytes((folder / "index.faiss").read_bytes()[:100])
     with pytest.raises(Exception, match="damaged or truncated"):
         load_bundle(folder, engine.retriever("dpr"), corpus)
@@ -178,6 +180,12 @@ def test_a_hub_bundle_repo_is_read_from_the_cache(written, hub_cache, tmp_path, 
     engine = RetrievalEngine(cache_dir=tmp_path / "cache", bundles="hub:lfqa/bundled-indexes")
     assert engine.compare(QUESTION, ["dpr"], k=3).results["dpr"].error is None
     assert passages_embedded == [] and engine.built_index("dpr").origin == "prebuilt"
+    # Pinned to a commit: that snapshot, or nothing (then the index is built here).
+    pinned = RetrievalEngine(cache_dir=tmp_path / "cache", bundles=f"hub:lfqa/bundled-indexes@{FAKE_REVISION}")
+    assert pinned.compare(QUESTION, ["realm"], k=3).results["realm"].error is None and passages_embedded == []
+    other = RetrievalEngine(cache_dir=tmp_path / "cache2", bundles=f"hub:lfqa/bundled-indexes@{'f' * 40}")
+    assert other.compare(QUESTION, ["realm"], k=3).results["realm"].error is None
+    assert passages_embedded == [552] and "not used" in other.built_index("realm").note
 
 
 def test_a_hub_bundle_repo_that_cannot_be_fetched_fails_fast_and_the_index_is_built(tmp_path, passages_embedded):

@@ -394,3 +394,152 @@ def test_odd_numbers_and_empty_choices_read_well(server):
     assert message == "The k must be from 1 to 50."
     kind, message = raw_call(server, "build_indexes", '{"data": [[]]}')
     assert message == "Choose at least one of the indexes."
+
+
+# -- found by attacking the showcase and evaluation views (a third round) ---------------------------
+def select_row(server: AppServer, headers: list, row: list) -> tuple[dict, float]:
+    """Click a row of the evaluation table as a hostile client does: the table and the row are
+    the client's to send (a private endpoint, reached through the queue by its fn_index)."""
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "show_evaluated_question")
+    session = os.urandom(6).hex()
+    body = {
+        "data": [{"headers": headers, "data": [row]}, None],
+        "fn_index": fn,
+        "session_hash": session,
+        "event_data": {"index": [0, 0], "value": "x", "row_value": row, "col_value": None, "selected": True},
+    }
+    started = time.monotonic()
+    assert httpx.post(f"{server.url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    with httpx.stream("GET", f"{server.url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as s:
+        for line in s.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_completed":
+                return json.loads(line[5:]), time.monotonic() - started
+    raise AssertionError("no answer")
+
+
+def test_a_clicked_evaluation_row_is_bounded(server):
+    """The row a click sends held any number of answers (540 KB of them: 23 s of CPU, linear in
+    size) and any number of retriever columns (the same one 20,000 times: a search each)."""
+    gold = " | ".join(f"answer {i}" for i in range(50_000))
+    done, seconds = select_row(
+        server, ["question", "gold answer", "BM25", "DPR"], ["who led the normans?", gold, "1", "2"]
+    )
+    assert not done["success"] and "at most 20 gold answers" in done["output"]["error"] and seconds < 5
+    many = ["BM25"] * 20_000
+    done, seconds = select_row(server, ["question", "gold answer", *many], ["who led the normans?", "Rollo", *many])
+    assert seconds < 5 and "<section" not in json.dumps(done["output"]["data"])  # skipped: no search at all
+    done, _ = select_row(
+        server, ["question", "gold answer", "BM25"], ["who led the normans?", "Rollo | Normandy", "9" * 5000]
+    )
+    assert done["success"] and "<mark class='qword'>" in done["output"]["data"][0]  # k = 5, no internal error
+    assert server.alive()
+
+
+@pytest.fixture(scope="module")
+def dpr_bundle(hub_cache, tmp_path_factory) -> Path:
+    from lfqa_demo import __main__ as cli
+
+    root = tmp_path_factory.mktemp("hostile-bundles")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: set what the autouse fixture sets per test
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("LFQA_DTYPE", "float32")
+        mp.setenv("HF_HUB_CACHE", str(hub_cache))
+        status = cli.main(
+            ["index", "--corpus", "bundled", "--retrievers", "dpr", "--cache-dir", str(root / "c")]
+            + ["--out", str(root / "out")]
+        )
+    assert status == 0
+    return root / "out"
+
+
+def hostile_bundle(
+    source: Path, tmp_path: Path, vectors: bytes | None = None, faiss_file: bytes | None = None, **manifest_changes
+) -> Path:
+    """A copy of `source` with the files replaced and a manifest that vouches for them (sizes
+    and checksums match): what the owner of a hub repo can publish."""
+    import hashlib
+    import shutil
+
+    root = Path(shutil.copytree(source, tmp_path / "bundles"))
+    bundle = root / "dpr"
+    if vectors is not None:
+        (bundle / "vectors.npy").write_bytes(vectors)
+    if faiss_file is not None:
+        (bundle / "index.faiss").write_bytes(faiss_file)
+    manifest = json.loads((bundle / "manifest.json").read_text()) | manifest_changes
+    manifest["files"] = {
+        p.name: {"bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in bundle.iterdir()
+        if p.name != "manifest.json"
+    }
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _huge_header(source: Path) -> bytes:
+    raw = (source / "dpr" / "vectors.npy").read_bytes()
+    header_len = int.from_bytes(raw[8:10], "little")
+    header = raw[10 : 10 + header_len].decode("latin1")
+    rows = re.search(r"'shape': \((\d+),", header).group(1)
+    huge = header.replace(f"({rows},", "(55200000000,", 1).rstrip().ljust(header_len - 1) + "\n"
+    return raw[:10] + huge.encode("latin1") + raw[10 + header_len :]
+
+
+def _ivf_with_foreign_ids(source: Path) -> bytes:
+    import faiss
+    import numpy as np
+
+    vectors = np.load(source / "dpr" / "vectors.npy")
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], 4, faiss.METRIC_INNER_PRODUCT)
+    index.train(vectors)
+    index.add_with_ids(vectors, np.arange(len(vectors), dtype=np.int64) + 10**12)
+    return faiss.serialize_index(index).tobytes()
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        # the header claims 6 TiB: np.load allocated it (MemoryError), and the column failed for good
+        (lambda src: {"vectors": _huge_header(src)}, "vectors cannot be read"),
+        # a faiss index naming passages 10**12 and up: every comparison with DPR raised IndexError
+        (
+            lambda src: {"faiss_file": _ivf_with_foreign_ids(src), "index_kind": "ivf"},
+            "names passages the corpus does not have",
+        ),
+        (lambda src: {"faiss_file": b"garbage" * 100, "index_kind": "ivf"}, "faiss index cannot be read"),
+        # a kind this server would not build for the corpus (552 passages: exact search)
+        (lambda src: {"faiss_file": b"garbage", "index_kind": "pickle"}, "is 'pickle'; this server builds 'flat'"),
+        (lambda src: {"faiss_file": _ivf_with_foreign_ids(src), "index_kind": "hnsw"}, "this server builds 'flat'"),
+    ],
+)
+def test_a_hostile_prebuilt_bundle_is_refused_and_the_index_built_here(dpr_bundle, tmp_path, damage, reason):
+    from lfqa_demo.engine import RetrievalEngine
+
+    changes = damage(dpr_bundle)
+    bundles = hostile_bundle(dpr_bundle, tmp_path, **changes)
+    # A server configured for IVF, where the bundle claims IVF: its faiss file itself is checked.
+    kind = "ivf" if changes.get("index_kind") == "ivf" else "auto"
+    engine = RetrievalEngine(cache_dir=tmp_path / "cache", bundles=str(bundles), index_kind=kind)
+    result = engine.compare("who led the normans?", ["dpr", "bm25"], k=5).results["dpr"]
+    assert result.error is None and len(result.hits) == 5
+    state = engine.searchers["dpr"].state()
+    assert state.startswith("ready; the prebuilt index was not used") and reason in state, state
+
+
+def test_search_ids_past_the_corpus_are_dropped_not_raised(monkeypatch, tmp_path):
+    """The engine's last line against a faiss index that names no passage of the corpus."""
+    import numpy as np
+
+    from lfqa_demo.engine import RetrievalEngine
+    from lfqa_demo.retrieval.indexes import DenseIndex
+
+    original = DenseIndex.search
+
+    def foreign(self, queries, k):
+        scores, ids = original(self, queries, k)
+        return scores, np.where(np.arange(ids.shape[1]) % 2 == 0, ids + 10**9, ids)
+
+    monkeypatch.setattr(DenseIndex, "search", foreign)
+    comparison = RetrievalEngine(cache_dir=tmp_path / "cache").compare("who led the normans?", ["dpr", "bm25"], k=4)
+    assert [h.rank for h in comparison.results["dpr"].hits] == [2, 4] and len(comparison.results["bm25"].hits) == 4

@@ -62,3 +62,10 @@ def test_public_message_cuts_paths_but_not_urls_or_repo_ids():
 def test_a_column_still_indexing_says_so_in_the_timings():
     rows = {row[0]: row for row in render.timing_rows(comparison())}
     assert rows["REALM"][4] == "indexing 10/552 passages" and rows["BM25"][4] == "ok"
+
+
+def test_several_gold_answers_are_all_marked():
+    c = comparison(text="Rollo led them; the Vikings of Rollo came with Hrolf.")
+    html = render.render_comparison(c, ["Rollo", "Hrolf", "Vikings of Rollo"])
+    assert "<mark class='gold'>Rollo</mark>" in html and "<mark class='gold'>Hrolf</mark>" in html
+    assert "<mark class='gold'>Vikings of Rollo</mark>" in html  # the longer match wins where they overlap

@@ -144,5 +144,5 @@ def render_question(question: str, answers: Sequence[str], comparison: Compariso
         f"<div class='corpus-note'>Question: <b>{esc(clip(question, 2000))}</b> · gold answer: "
         f"<b>{esc(clip(ANSWER_SEPARATOR.join(answers), 2000))}</b></div>"
         + corpus_note(corpus, size)
-        + render_comparison(comparison)
+        + render_comparison(comparison, answers)
     )

@@ -56,18 +56,27 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def _gold_spans(text: str, gold: str | None) -> list[tuple[int, int]]:
-    """Where `gold` occurs in `text`, ignoring case and runs of white space (as contains_answer does)."""
-    words = (gold or "").split()
-    if not words:
-        return []
-    pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
-    return [m.span() for m in pattern.finditer(text)]
+def _gold_spans(text: str, golds: Sequence[str]) -> list[tuple[int, int]]:
+    """Where any of `golds` occurs in `text`, ignoring case and runs of white space (as
+    contains_answer does); overlapping matches give way to the earlier, then the longer."""
+    spans = []
+    for gold in golds:
+        words = (gold or "").split()
+        if words:
+            pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+            spans += [m.span() for m in pattern.finditer(text)]
+    kept, end = [], 0
+    for start, stop in sorted(spans, key=lambda span: (span[0], -span[1])):
+        if start >= end:
+            kept.append((start, stop))
+            end = stop
+    return kept
 
 
-def highlight_words(text: str, question: str, gold: str | None = None) -> str:
-    """`text` escaped, with the gold answer in <mark class='gold'> and the question's content
-    words (outside it) in <mark class='qword'>."""
+def highlight_words(text: str, question: str, gold: str | Sequence[str] | None = None) -> str:
+    """`text` escaped, with the gold answer(s) in <mark class='gold'> and the question's content
+    words (outside them) in <mark class='qword'>."""
+    golds = [gold] if isinstance(gold, str) else list(gold or [])
     terms = set(bm25_terms(question))
     out, last = [], 0
 
@@ -80,7 +89,7 @@ def highlight_words(text: str, question: str, gold: str | None = None) -> str:
             pos = m.end()
         out.append(esc(chunk[pos:]))
 
-    for start, end in _gold_spans(text, gold):
+    for start, end in _gold_spans(text, golds):
         words(text[last:start])
         out.append(f"<mark class='gold'>{esc(text[start:end])}</mark>")
         last = end
@@ -178,10 +187,12 @@ def _bar_widths(scores: Sequence[float]) -> list[float]:
     return [100.0 if hi == lo else 15 + 85 * (s - lo) / (hi - lo) for s in scores]
 
 
-def render_comparison(c: Comparison) -> str:
+def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) -> str:
     """The question asked, a summary strip, the agreement matrix, then one column per retriever:
     rank, a score bar (within the column) with the raw score, title, badges, and the passage
-    clamped to a few lines (click to show it all) with the gold answer and question words marked."""
+    clamped to a few lines (click to show it all) with the gold answer and question words marked.
+    `gold_answers` marks several answers (a QA set's); by default `c.gold_answer`."""
+    golds = list(gold_answers) if gold_answers is not None else [c.gold_answer or ""]
     found = c.found_by()
     cols = []
     for name, result in c.results.items():
@@ -210,7 +221,7 @@ def render_comparison(c: Comparison) -> str:
                 f"<span class='bar' title='{esc(result.score_kind)}'><span style='width: {width:.0f}%'></span></span>"
                 f"<span class='score'>{h.score:.2f}</span>"
                 f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
-                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question, c.gold_answer)}</div>"
+                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question, golds)}</div>"
                 "</summary></details>"
             )
         note = f"<div class='score-note'>Score: {esc(result.score_kind)}; bars: within this column only.</div>"

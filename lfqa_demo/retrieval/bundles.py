@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import CheckpointNotFoundError, InvalidInputError, LfqaError
 from ..models.retrievers import DenseRetriever
 from .corpus import Corpus
-from .indexes import DenseIndex, make_faiss_index, sha256_of
+from .indexes import INDEX_KINDS, DenseIndex, make_faiss_index, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ class BundleSource:
     def directory(self) -> Path:
         """The local directory holding the bundles (a hub repo is downloaded first, cache first)."""
         if self.is_hub:
-            return download_bundles(self.spec[len(HUB_PREFIX) :])
+            repo_id, _, revision = self.spec[len(HUB_PREFIX) :].partition("@")
+            return download_bundles(repo_id, revision or None)
         path = Path(self.spec).expanduser()
         if not path.is_dir():
             raise BundleRefused(f"LFQA_INDEXES={self.spec!r} is not a directory (nor hub:org/name)")
@@ -175,7 +176,9 @@ def _mismatches(manifest: dict, expected: dict) -> list[str]:
     return why
 
 
-def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus) -> DenseIndex:
+def load_bundle(
+    directory: str | Path, retriever: DenseRetriever, corpus: Corpus, kind: str | None = None
+) -> DenseIndex:
     """The index in the bundle `directory` for `retriever` over `corpus`, without embedding any
     passage. Raises BundleRefused, saying why, when the bundle is missing, damaged or does not fit."""
     import faiss
@@ -200,8 +203,8 @@ def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus
         if size is None or size != entry.get("bytes") or sha256_of(path) != entry.get("sha256"):
             state = "missing" if size is None else f"{size:,} bytes, its checksum or size does not match"
             raise BundleRefused(f"the prebuilt {retriever.name} index is damaged or truncated ({name}: {state})")
-    try:
-        vectors = np.load(root / VECTORS, allow_pickle=False)
+    try:  # memory-mapped: the header's shape is checked before anything is allocated
+        vectors = np.load(root / VECTORS, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise BundleRefused(f"the prebuilt {retriever.name} vectors cannot be read ({type(exc).__name__})") from None
     if vectors.dtype != np.float32 or vectors.shape != (len(corpus), retriever.dim):
@@ -209,13 +212,31 @@ def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus
             f"the prebuilt {retriever.name} vectors are {vectors.dtype} {vectors.shape}, "
             f"not float32 ({len(corpus)}, {retriever.dim})"
         )
-    kind = manifest.get("index_kind", "flat")
+    vectors = np.array(vectors)
+    wanted, kind = kind, manifest.get("index_kind", "flat")
+    if wanted is not None and kind != wanted:  # a bundle may not change how this server searches
+        raise BundleRefused(
+            f"the prebuilt {retriever.name} index is {str(kind)[:40]!r}; this server builds {wanted!r} for this corpus"
+        )
+    if kind not in INDEX_KINDS or kind == "auto":
+        raise BundleRefused(f"the prebuilt {retriever.name} index is of an unknown kind {str(kind)[:40]!r}")
     if kind == "flat":
         index = make_faiss_index(vectors, "flat")
     else:
-        index = faiss.deserialize_index(np.fromfile(root / FAISS_FILE, dtype=np.uint8))
+        try:  # a faiss file from elsewhere (a hub repo) may be damaged or hostile: refused, then built here
+            index = faiss.deserialize_index(np.fromfile(root / FAISS_FILE, dtype=np.uint8))
+        except (RuntimeError, MemoryError) as exc:
+            raise BundleRefused(
+                f"the prebuilt {retriever.name} faiss index cannot be read ({type(exc).__name__})"
+            ) from None
         if index.ntotal != len(corpus) or index.d != retriever.dim:
             raise BundleRefused(f"the prebuilt {retriever.name} faiss index does not match its vectors")
+        try:  # it must name corpus passages (the ids are its own, not the vectors' rows)
+            _, ids = index.search(np.ascontiguousarray(vectors[:64]), min(10, len(corpus)))
+        except (RuntimeError, MemoryError) as exc:
+            raise BundleRefused(f"the prebuilt {retriever.name} faiss index fails ({type(exc).__name__})") from None
+        if ((ids < -1) | (ids >= len(corpus))).any():
+            raise BundleRefused(f"the prebuilt {retriever.name} faiss index names passages the corpus does not have")
     note = None
     if manifest["dtype"] != str(retriever.dtype):
         note = f"prebuilt in {manifest['dtype'].removeprefix('torch.')} (this server runs {retriever.dtype})"
@@ -233,7 +254,7 @@ def load_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpus
     )
 
 
-def download_bundles(repo_id: str) -> Path:
+def download_bundles(repo_id: str, revision: str | None = None) -> Path:
     """The local snapshot of the hub dataset repo `repo_id` holding bundles: from the Hugging Face
     cache when it is there, else downloaded once (failing at once, with what to do, when the hub
     cannot be reached)."""
@@ -243,8 +264,19 @@ def download_bundles(repo_id: str) -> Path:
 
     if not _REPO_ID.match(repo_id) or "/" not in repo_id:
         raise BundleRefused(f"LFQA_INDEXES=hub:{repo_id!r} does not name a hub repo like hub:org/name")
+    # Only the bundles' own files: whatever else the repo holds is never downloaded.
+    files = [f"*/{MANIFEST}", f"*/{VECTORS}", f"*/{FAISS_FILE}"]
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=hub_cache_dir(), local_files_only=True))
+        return Path(
+            snapshot_download(
+                repo_id,
+                repo_type="dataset",
+                revision=revision,
+                cache_dir=hub_cache_dir(),
+                local_files_only=True,
+                allow_patterns=files,
+            )
+        )
     except Exception:  # not cached yet: go online once
         pass
     unreachable = hub_unreachable()
@@ -256,7 +288,11 @@ def download_bundles(repo_id: str) -> Path:
             "`python -m lfqa_demo index --corpus bundled --out DIR`."
         )
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", cache_dir=hub_cache_dir()))
+        return Path(
+            snapshot_download(
+                repo_id, repo_type="dataset", revision=revision, cache_dir=hub_cache_dir(), allow_patterns=files
+            )
+        )
     except Exception as exc:  # repo missing, private, network gone mid-way
         raise CheckpointNotFoundError(
             f"Could not download the prebuilt indexes hub:{repo_id}: {type(exc).__name__}: {exc}"

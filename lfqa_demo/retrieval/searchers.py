@@ -26,7 +26,7 @@ from .bm25 import BM25Index
 from .builds import IndexBuild
 from .bundles import BundleSource, load_bundle
 from .corpus import Corpus
-from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index
+from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index, choose_kind
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.25  # how often a caller waiting for an index reports its progress
@@ -156,7 +156,11 @@ class DenseSearch:
     def _prebuilt(self, model: DenseRetriever, build: IndexBuild) -> DenseIndex | None:
         """The index from the prebuilt bundles when one fits; else None, and the build says why."""
         try:
-            return load_bundle(BundleSource(self.settings.bundles).directory() / self.name, model, self.corpus)
+            s = self.settings
+            directory = BundleSource(s.bundles).directory() / self.name
+            return load_bundle(
+                directory, model, self.corpus, choose_kind(s.kind, len(self.corpus), s.approximate_above)
+            )
         except LfqaError as exc:  # refused, damaged, or the hub repo unavailable: build it here instead
             log.warning("%s: not using the prebuilt index: %s", self.name, exc)
             build.note = f"the prebuilt index was not used: {exc}"

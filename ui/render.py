@@ -302,6 +302,11 @@ def _answer_card(report: AnswerReport, reader: str, n: int, a) -> str:
     )
 
 
+def _titled(title: str) -> str:
+    """ ": Title" after a passage number, or nothing for an untitled (pasted) passage."""
+    return f": {esc(clip(title, 80))}" if title.strip() else ""
+
+
 def _best_answers(report: AnswerReport) -> str:
     """Each reader's best answer, large, and whether the readers agree."""
     best = {name: r.answers[0] for name, r in report.answers.items() if r.answers}
@@ -310,8 +315,8 @@ def _best_answers(report: AnswerReport) -> str:
     cards = "".join(
         f"<div class='best'><div class='who'>{esc(label(name))} reader's answer</div>"
         f"<div class='what'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</div>"
-        f"<div class='metric'>{100 * a.confidence:.0f}% confident · from passage {a.passage_index + 1}: "
-        f"{esc(clip(report.passages[a.passage_index].title, 80))}</div></div>"
+        f"<div class='metric'>{100 * a.confidence:.0f}% confident · from passage {a.passage_index + 1}"
+        f"{_titled(report.passages[a.passage_index].title)}</div></div>"
         for name, a in best.items()
     )
     texts = {" ".join(a.text.casefold().split()) for a in best.values()}

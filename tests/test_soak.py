@@ -115,6 +115,7 @@ def corpus_rows(i: int) -> list[dict]:
 # -- what may vary between two calls with the same input ------------------------------------------
 TIMING_TEXT = re.compile(r"\d+(?:\.\d+)?\s?ms\b")  # "encode 7.1 ms", "read dpr 24 ms"
 TIMING_COLUMNS = {"encode ms", "search ms", "build s"}
+SWITCHER_ID = re.compile(r"cols-[0-9a-f]{8}")  # the phone column switcher's radio group, unique per page
 
 
 def normalise(value):
@@ -132,7 +133,7 @@ def normalise(value):
     if isinstance(value, str) and value.endswith(".json") and os.path.isfile(value):  # the embeddings download
         return {"file content": json.loads(Path(value).read_text(encoding="utf-8"))}
     if isinstance(value, str):
-        return TIMING_TEXT.sub("# ms", value)
+        return SWITCHER_ID.sub("cols-#", TIMING_TEXT.sub("# ms", value))
     return value
 
 

@@ -546,10 +546,6 @@ def release_session(request: gr.Request):
 
 
 # -- layout ---------------------------------------------------------------------------------------
-def _examples(style: str | None = None, n: int = 6) -> list[str]:
-    picked = [q for q in EXAMPLES if style is None or q.style == style]
-    step = max(1, len(picked) // n)
-    return [q.question for q in picked[::step][:n]]
 
 
 def create_embedding_tab(corpus_ref) -> None:
@@ -563,7 +559,7 @@ def create_embedding_tab(corpus_ref) -> None:
             models_input = gr.CheckboxGroup(DENSE_CHOICES, value=["retribert", "dpr", "realm"], label="Models")
             map_model_input = gr.Dropdown(DENSE_CHOICES, value="dpr", label="Model for the vector and the 2-D map")
             embed_button = gr.Button("Embed", variant="primary", elem_id="embed-button")
-        gr.Examples([[q] for q in _examples()], inputs=[questions_input], label="Example questions")
+        gr.Examples([[q.question] for q in _example_items()], inputs=[questions_input], label="Example questions")
         pieces_output = gr.HTML(label="Word pieces")
         with gr.Row():
             # No fixed height: with one, Gradio 6.31 cuts the legend off when the data comes later.
@@ -593,6 +589,7 @@ def create_embedding_tab(corpus_ref) -> None:
 
 
 def _example_items(style: str | None = None, n: int = 6) -> list:
+    """`n` bundled QA items (of one style, if given), spread over the set."""
     picked = [q for q in EXAMPLES if style is None or q.style == style]
     step = max(1, len(picked) // n)
     return picked[::step][:n]
@@ -713,7 +710,9 @@ def create_answer_tab(corpus_ref) -> None:
         pasted_input = gr.Textbox(
             label="Or paste passages to read instead (blank lines separate them)", lines=3, elem_id="answer-pasted"
         )
-        gr.Examples([[q] for q in _examples("factoid")], inputs=[question_input], label="Example questions")
+        gr.Examples(
+            [[q.question] for q in _example_items("factoid")], inputs=[question_input], label="Example questions"
+        )
         timings_output = gr.Markdown()
         answers_output = gr.HTML(elem_id="answer-results")
         answer_button.click(

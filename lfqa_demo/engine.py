@@ -63,6 +63,7 @@ class RetrieverResult:
     search_ms: float
     error: str | None = None  # why the retriever could not run; hits are then empty
     pending: str | None = None  # where its index build stands while it is not ready yet
+    progress: tuple[int, int] | None = None  # (passages embedded, of) while its index builds
     score_kind: str = ""  # what its scores mean ("dot product of ...", "BM25 score ...")
 
 
@@ -414,7 +415,12 @@ class RetrievalEngine:
                     results[n] = RetrieverResult(n, [], 0.0, 0.0, error=failure_message(failed[n].error))
                 elif n in pending:
                     results[n] = RetrieverResult(
-                        n, [], 0.0, 0.0, pending=pending[n].describe() + (BACKGROUND_NOTE if over else "")
+                        n,
+                        [],
+                        0.0,
+                        0.0,
+                        pending=pending[n].describe() + (BACKGROUND_NOTE if over else ""),
+                        progress=(pending[n].done, pending[n].total) if pending[n].embedding else None,
                     )
                 else:
                     results[n] = base.results[n]

@@ -15,7 +15,7 @@ def comparison(text: str = f"The normans {EVIL} were led by Rollo.", title: str 
     results = {
         "bm25": RetrieverResult("bm25", hits, 0.0, 1.0),
         "dpr": RetrieverResult("dpr", [], 0.0, 0.0, error=f"cannot load {EVIL} from /root/.cache/huggingface/hub"),
-        "realm": RetrieverResult("realm", [], 0.0, 0.0, pending="indexing 10/552 passages"),
+        "realm": RetrieverResult("realm", [], 0.0, 0.0, pending="indexing 10/552 passages", progress=(10, 552)),
     }
     return Comparison(f"who led the normans {EVIL}?", 5, results, [], "Rollo")
 
@@ -26,7 +26,7 @@ def test_comparison_escapes_every_text_and_marks_question_words():
     assert "<img" not in html and html.count("&lt;img src=x onerror=alert(1)&gt;") == 4
     assert "<mark class='qword'>normans</mark>" in html and "contains the answer" in html
     assert "<mark class='gold'>Rollo</mark>" in html and "gold answer at #1" in html
-    assert "Not ready yet: indexing 10/552 passages" in html
+    assert "Not ready yet: indexing 10/552 passages" in html and "<progress value='10' max='552'>" in html
     assert "/root/.cache" not in html and "…/hub" in html
 
 

@@ -165,15 +165,11 @@ def render_agreement(c: Comparison) -> str:
     )
 
 
-_INDEXING = re.compile(r"indexing ([\d,]+)/([\d,]+)")
-
-
-def render_pending(text: str) -> str:
-    """A column still waiting for its index: what it waits for, with a progress bar when known."""
+def render_pending(text: str, progress: tuple[int, int] | None = None) -> str:
+    """A column still waiting for its index: what it waits for, with a progress bar while it embeds."""
     bar = ""
-    m = _INDEXING.search(text)
-    if m:
-        done, total = (int(g.replace(",", "")) for g in m.groups())
+    if progress is not None:
+        done, total = progress
         bar = f"<progress value='{done}' max='{max(total, 1)}'></progress>"
     return f"<div class='pending'>Not ready yet: {esc(text)}{bar}</div>"
 
@@ -207,7 +203,7 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
             )
             continue
         if result.pending:
-            cols.append(f"<section class='col'>{head}{render_pending(result.pending)}</section>")
+            cols.append(f"<section class='col'>{head}{render_pending(result.pending, result.progress)}</section>")
             continue
         cards = []
         for h, width in zip(result.hits, _bar_widths([h.score for h in result.hits])):

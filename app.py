@@ -59,6 +59,7 @@ from lfqa_demo.retrieval.corpus import (
 from lfqa_demo.sessions import CorpusRef, default_registry
 from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
 from ui import evaluation_view, render
+from ui.request_limits import BoundedBodies, clip_console
 
 log = logging.getLogger("lfqa_demo.app")
 
@@ -126,67 +127,6 @@ WARMUP = WarmUp(registry.bundled, ["retribert", "dpr", "realm"], [name for _, na
 STATUS_MODELS = [(f"retriever {name}", f"{shown} encoders") for shown, name in DENSE_CHOICES] + [
     (f"reader {name}", f"{shown} reader") for shown, name in READER_CHOICES
 ]
-
-
-# -- files named by URL ----------------------------------------------------------------------------
-class RefuseRemoteFiles:
-    """ASGI middleware: refuse an API call whose data names a file by an http(s) URL.
-
-    Gradio moves every file an event receives into its cache before any handler (or
-    `preprocess=False`) can see it, and for a URL that means downloading it, with no size limit:
-    a visitor could fill the disk or use the server as a proxy. Files come through
-    /gradio_api/upload (size-capped) and are then named by their server path, never a URL."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].endswith("/upload"):
-            return await self.app(scope, receive, send)
-        body, more = b"", True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        if _names_a_remote_file(body):
-            await _refuse(send, "Files must be uploaded through the page; a file named by URL is not accepted.")
-            return
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
-def _names_a_remote_file(body: bytes) -> bool:
-    if b"http" not in body.lower() and b"\\u" not in body:  # cheap: most calls name no URL at all
-        return False
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return False  # not JSON: Gradio answers it as it would
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            path = item.get("path")
-            if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
-                return True
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-async def _refuse(send, message: str) -> None:
-    payload = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": 400, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": payload})
 
 
 # -- the error boundary ---------------------------------------------------------------------------
@@ -1062,12 +1002,13 @@ def build_demo() -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
+    clip_console()  # before logging takes its streams: no visitor's input becomes a giant log line
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo.launch(
         css_paths=[ASSETS / "app.css"],
         theme=THEME,
         max_file_size=MAX_UPLOAD_BYTES,
-        app_kwargs={"middleware": [Middleware(RefuseRemoteFiles)]},
+        app_kwargs={"middleware": [Middleware(BoundedBodies)]},
         mcp_server=os.environ.get("GRADIO_MCP_SERVER", "").lower() in ("1", "true"),
         prevent_thread_lock=True,  # the page is up when launch returns: only then does the warm-up start
     )

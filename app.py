@@ -45,6 +45,7 @@ from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError
 from lfqa_demo.evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
+from lfqa_demo.inputs import clean_text
 from lfqa_demo.models import zerogpu
 from lfqa_demo.retrieval.corpus import (
     MAX_QA_ANSWER_CHARS,
@@ -177,8 +178,7 @@ def _text(value: object, what: str, limit: int, *, required: bool = False) -> st
         value = ""
     if not isinstance(value, str):
         raise InvalidInputError(f"The {what} must be text.")
-    # A lone surrogate (possible in JSON, never in real text) cannot be encoded anywhere downstream.
-    value = value.encode("utf-8", "replace").decode("utf-8").strip()
+    value = clean_text(value).strip()
     if required and not value:
         raise InvalidInputError(f"Type a {what} first.")
     if len(value) > limit:
@@ -236,7 +236,7 @@ def _display_name(name: object) -> str:
     (U+202E could disguise an extension), at most 200 characters."""
     if not isinstance(name, str):
         return ""
-    return "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf"))[:200]
+    return "".join(ch for ch in clean_text(name) if unicodedata.category(ch) not in ("Cc", "Cf"))[:200]
 
 
 def _session(request: gr.Request | None) -> str | None:
@@ -805,13 +805,14 @@ def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.S
     headers = table.get("headers") if isinstance(table, dict) else None
     row = evt.row_value
     if not isinstance(headers, list) or not isinstance(row, list) or len(row) != len(headers) or len(row) < 3:
-        return gr.skip()
-    names = [RETRIEVER_NAMES.get(h) for h in headers[2:]]
-    if None in names or len(set(names)) != len(names):  # the row comes from the client: each retriever once
-        return gr.skip()
+        raise InvalidInputError("That row cannot be shown: click a row of the table the evaluation made.")
+    # The table and the row come from the client: headers must be retriever names, each once.
+    names = [RETRIEVER_NAMES.get(h) if isinstance(h, str) else None for h in headers[2:]]
+    if None in names or len(set(names)) != len(names):
+        raise InvalidInputError("That row cannot be shown: click a row of the table the evaluation made.")
     question = _question(row[0])
     # Bounded as a QA file's answers are: every passage shown is checked against every answer.
-    gold = str(row[1])
+    gold = clean_text(str(row[1])) if isinstance(row[1], (str, int, float)) else ""
     answers = tuple(dict.fromkeys(a.strip() for a in gold[:MAX_GOLD_CELL_CHARS].split(ANSWER_SEPARATOR) if a.strip()))
     if len(gold) > MAX_GOLD_CELL_CHARS or len(answers) > MAX_QA_ANSWERS:
         raise InvalidInputError(

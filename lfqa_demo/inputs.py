@@ -7,6 +7,18 @@ from collections.abc import Mapping, Sequence
 from .errors import InvalidTypeError
 
 
+def clean_text(value: str) -> str:
+    """`value` as text every encoder takes: a lone surrogate (possible in JSON and in Python
+    strings, never in real text) becomes U+FFFD, and a surrogate pair split into two halves is
+    joined. Every text a visitor sends passes through this at the door (names, corpus and QA
+    files, form fields), so nothing downstream fails to encode it or breaks an event stream."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def check_text(value: object, arg: str) -> str:
     if not isinstance(value, str):
         raise InvalidTypeError(f"{arg} must be a string, not {type(value).__name__}")

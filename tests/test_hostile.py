@@ -410,7 +410,14 @@ def select_row(server: AppServer, headers: list, row: list) -> tuple[dict, float
         "event_data": {"index": [0, 0], "value": "x", "row_value": row, "col_value": None, "selected": True},
     }
     started = time.monotonic()
-    assert httpx.post(f"{server.url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    # json.dumps writes a lone surrogate as \\ud800 (httpx's own encoder cannot encode it at all)
+    joined = httpx.post(
+        f"{server.url}gradio_api/queue/join",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert joined.status_code == 200
     with httpx.stream("GET", f"{server.url}gradio_api/queue/data", params={"session_hash": session}, timeout=60) as s:
         for line in s.iter_lines():
             if line.startswith("data:") and json.loads(line[5:]).get("msg") == "process_completed":
@@ -421,14 +428,14 @@ def select_row(server: AppServer, headers: list, row: list) -> tuple[dict, float
 def test_a_clicked_evaluation_row_is_bounded(server):
     """The row a click sends held any number of answers (540 KB of them: 23 s of CPU, linear in
     size) and any number of retriever columns (the same one 20,000 times: a search each)."""
-    gold = " | ".join(f"answer {i}" for i in range(50_000))
+    gold = " | ".join(f"answer {i}" for i in range(20_000))  # 50,000 (1.3 MB in all) is now refused at the door (413)
     done, seconds = select_row(
         server, ["question", "gold answer", "BM25", "DPR"], ["who led the normans?", gold, "1", "2"]
     )
     assert not done["success"] and "at most 20 gold answers" in done["output"]["error"] and seconds < 5
     many = ["BM25"] * 20_000
     done, seconds = select_row(server, ["question", "gold answer", *many], ["who led the normans?", "Rollo", *many])
-    assert seconds < 5 and "<section" not in json.dumps(done["output"]["data"])  # skipped: no search at all
+    assert seconds < 5 and not done["success"] and "click a row of the table" in done["output"]["error"]  # no search
     done, _ = select_row(
         server, ["question", "gold answer", "BM25"], ["who led the normans?", "Rollo | Normandy", "9" * 5000]
     )

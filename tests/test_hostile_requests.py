@@ -8,8 +8,6 @@ upload that is gone after a restart)."""
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import httpx
 import pytest
 from app_server import AppServer
 from gradio_client import Client, handle_file
-from gradio_client.exceptions import AppError
 from test_hostile import raw_call, rss_mb, select_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +92,9 @@ def test_an_upload_body_of_several_files_is_capped_as_a_whole(server, tmp_path):
         pass
     one = tmp_path / "one.jsonl"
     one.write_text("\n".join(json.dumps({"text": f"The normans, part {i}."}) for i in range(3)))
-    assert "one.jsonl: 3 passages" in client_of(server).predict(handle_file(str(one)), "", "", api_name="/upload_corpus")
+    assert "one.jsonl: 3 passages" in client_of(server).predict(
+        handle_file(str(one)), "", "", api_name="/upload_corpus"
+    )
 
 
 def test_the_largest_legitimate_body_still_passes(server):
@@ -115,3 +114,87 @@ def test_log_lines_are_cut_short(server):
     assert kind == "error"
     longest = max((len(line) for line in Path(server.log.name).read_text(errors="replace").splitlines()), default=0)
     assert longest < 20_000
+
+
+# -- 3. a silent wrong corpus across sessions ------------------------------------------------------
+NOTES = ROOT / "assets" / "examples" / "notes.jsonl"
+
+
+def colliding_rows() -> list[dict]:
+    """The issue's upload: the first passage's title swallows the second passage, so the values
+    joined by NUL are the same bytes as notes.jsonl's."""
+    from lfqa_demo.retrieval.corpus import corpus_from_file
+
+    real = corpus_from_file(NOTES)
+    p0, p1 = real[0], real[1]
+    first = {"id": p0.id, "title": "\0".join([p0.title, p0.text, p1.id, p1.title]), "text": p1.text}
+    return [first] + [p.as_dict() for p in real.passages[2:]]
+
+
+def test_a_corpus_whose_title_swallows_a_passage_has_its_own_fingerprint(tmp_path):
+    from lfqa_demo.retrieval.corpus import build_corpus, corpus_from_file
+
+    real = corpus_from_file(NOTES)
+    forged = build_corpus("forged", colliding_rows())
+    assert len(forged) == len(real) - 1
+    assert forged.fingerprint != real.fingerprint
+
+
+def test_a_forged_upload_does_not_become_another_visitors_corpus(server, tmp_path):
+    forged = tmp_path / "notes.jsonl"
+    forged.write_text("\n".join(json.dumps(r) for r in colliding_rows()) + "\n", encoding="utf-8")
+    attacker, visitor = client_of(server), client_of(server)
+    assert "notes.jsonl: 14 passages" in attacker.predict(handle_file(str(forged)), "", "", api_name="/upload_corpus")
+    assert "notes.jsonl: 15 passages" in visitor.predict(handle_file(str(NOTES)), "", "", api_name="/upload_corpus")
+    html, _, _ = visitor.predict("waggle dance", 3, ["bm25"], "", api_name="/compare")
+    assert "\\x00" not in html and "\0" not in html and "&#0;" not in html
+
+
+# -- the smaller defects ------------------------------------------------------------------------------
+def upload_raw(server: AppServer, data: bytes, orig_name: str) -> tuple[str, object]:
+    """Upload `data` through Gradio's upload route, then name it in /upload_corpus with any
+    `orig_name` (a lone surrogate is possible in JSON, never in a real file name)."""
+    r = httpx.post(f"{server.url}gradio_api/upload", files=[("files", ("f.jsonl", data, "application/json"))])
+    path = r.json()[0]
+    file = {"path": path, "orig_name": orig_name, "meta": {"_type": "gradio.FileData"}}
+    body = json.dumps({"data": [file, "", ""]})  # json.dumps writes a lone surrogate as \\ud800
+    return raw_call(server, "upload_corpus", body)
+
+
+def test_lone_surrogates_in_an_uploaded_corpus_and_its_name(server, tmp_path):
+    rows = '{"title": "Rollo \\ud800", "text": "The Normans were led by Rollo \\udc00 the Viking."}\n'
+    kind, outputs = upload_raw(server, rows.encode(), "x\ud800.jsonl")
+    assert kind == "complete", outputs  # was: "Internal error" (content_id), then a broken event stream
+    assert "x\ufffd.jsonl: 1 passages" in outputs[1]
+    corpus = tmp_path / "surrogates.jsonl"
+    corpus.write_text(rows, encoding="utf-8")
+    client = client_of(server)
+    assert "surrogates.jsonl: 1 passages" in client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
+    html, _, _ = client.predict("rollo", 2, ["bm25"], "", api_name="/compare")
+    assert "Rollo \ufffd" in html and "the Viking" in html
+
+
+def test_lone_surrogates_in_a_qa_file_are_evaluated(server, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text('{"question": "who led the normans \\ud800?", "answer": "Rollo \\udfff"}\n', encoding="utf-8")
+    plot, summary, table = client_of(server).predict(["bm25"], handle_file(str(qa)), api_name="/evaluate")
+    assert "qa.jsonl" in summary and len(table["data"]) == 1  # was: "Internal error" (the QA fingerprint)
+
+
+def test_a_lone_surrogate_in_a_clicked_row_is_answered(server):
+    done, _ = select_row(
+        server, ["question", "gold answer", "BM25"], ["who led the normans\ud800?", "Rollo\udfff", "1"]
+    )
+    assert done["success"] and "<mark class='qword'>" in done["output"]["data"][0]
+
+
+@pytest.mark.parametrize("header", [["BM25"], {"a": 1}, 7, None])
+def test_a_row_click_with_odd_headers_gets_a_message(server, header):
+    done, _ = select_row(server, ["question", "gold answer", header], ["who led the normans?", "Rollo", "1"])
+    assert not done["success"] and "click a row of the table" in done["output"]["error"]
+
+
+def test_the_timing_table_names_no_server_path(server, hub_cache):
+    _, _, timings = client_of(server).predict("who?", 2, ["minilm", "bm25"], "", api_name="/compare")
+    shown = json.dumps(timings)
+    assert "hf download" in shown and str(hub_cache) not in shown

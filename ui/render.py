@@ -255,7 +255,13 @@ def agreement_rows(c: Comparison) -> list[list]:
 
 def timing_rows(c: Comparison) -> list[list]:
     return [
-        [label(n), round(r.encode_ms, 2), round(r.search_ms, 2), len(r.hits), r.error or r.pending or "ok"]
+        [
+            label(n),
+            round(r.encode_ms, 2),
+            round(r.search_ms, 2),
+            len(r.hits),
+            public_message(r.error or r.pending or "ok"),
+        ]
         for n, r in c.results.items()
     ]
 

@@ -8,12 +8,14 @@ passage gets a stable id (the source's id, or a hash of its title and text).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from ..errors import CorpusError, InvalidTypeError
+from ..inputs import clean_text
 from ..models.hub import hub_unreachable
 from . import uploads
 from .uploads import MAX_UPLOAD_BYTES, TEXT_COLUMNS, TITLE_COLUMNS, UPLOAD_SUFFIXES  # noqa: F401 (imported from here)
@@ -26,6 +28,9 @@ PASSAGE_WORDS = 100  # ...into passages of about this many words
 # No passage is longer than this: 100 words are ~600 characters, and every reader and page works
 # on whole passages, so a visitor's text without spaces must not make one of a million.
 MAX_PASSAGE_CHARS = 4000
+
+
+FINGERPRINT_VERSION = b"lfqa-demo corpus v2\n"  # v2: length-prefixed values (v1 joined them with NUL)
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,17 @@ class Corpus:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 over ids, titles and texts: equal fingerprints, equal corpora (and indexes)."""
+        """sha256 over ids, titles and texts: equal fingerprints, equal corpora (and indexes).
+
+        Each value is length-prefixed, so no two different corpora hash the same bytes (a
+        separator could be swallowed: a title holding NUL once made 14 passages hash as 15)."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
+            h = hashlib.sha256(FINGERPRINT_VERSION)
             for p in self.passages:
                 for part in (p.id, p.title, p.text):
-                    h.update(part.encode("utf-8"))
-                    h.update(b"\0")
+                    data = part.encode("utf-8", "surrogatepass")
+                    h.update(len(data).to_bytes(8, "little"))
+                    h.update(data)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 
@@ -111,7 +120,8 @@ def _split_words(text: str, words: int, split_above: int) -> list[str]:
 
 
 def content_id(title: str, text: str) -> str:
-    return "p-" + hashlib.sha1(f"{title}\0{text}".encode("utf-8")).hexdigest()[:12]
+    """A passage's id from its title and text (JSON-encoded together: no separator to swallow)."""
+    return "p-" + hashlib.sha1(json.dumps([title, text]).encode("ascii")).hexdigest()[:12]
 
 
 def build_corpus(
@@ -122,17 +132,17 @@ def build_corpus(
     seen_text: set[str] = set()
     seen_id: set[str] = set()
     for record in records:
-        title = " ".join(str(record.get("title") or "").split())
+        title = " ".join(clean_text(str(record.get("title") or "")).split())
         raw_id = record.get("id")
-        chunks = (
-            split_text(str(record.get("text") or "")) if split else [" ".join(str(record.get("text") or "").split())]
-        )
+        raw_id = clean_text(str(raw_id)) if raw_id not in (None, "") else None
+        text = clean_text(str(record.get("text") or ""))
+        chunks = split_text(text) if split else [" ".join(text.split())]
         for n, chunk in enumerate(c for c in chunks if c):
             key = chunk.casefold()
             if key in seen_text:
                 continue
-            if raw_id not in (None, ""):
-                pid = str(raw_id) if len(chunks) == 1 else f"{raw_id}-{n}"
+            if raw_id is not None:
+                pid = raw_id if len(chunks) == 1 else f"{raw_id}-{n}"
             else:
                 pid = content_id(title, chunk)
             while pid in seen_id:  # a source with repeated ids: keep every passage addressable
@@ -294,7 +304,7 @@ def _qa_text(value: object, shown: str, where: str, column: str, limit: int) -> 
         return ""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise CorpusError(f"{shown}: {where} has {uploads.json_kind(value)} in the {column!r} column; use text.")
-    text = " ".join(str(value).split())
+    text = " ".join(clean_text(str(value)).split())
     if len(text) > limit:
         raise CorpusError(
             f"{shown}: {where} has {len(text):,} characters in the {column!r} column; the limit is {limit:,}."

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence, 
 import numpy as np
 
 from ..errors import CorpusError
+from ..inputs import clean_text
 
 # -- limits ---------------------------------------------------------------------------------------
 # Gradio refuses larger uploads; the readers check again (the command line calls them directly).
@@ -81,7 +82,7 @@ class Columns(NamedTuple):
 # -- entry point ------------------------------------------------------------------------------------
 def display_name(path: Path, name: str | None = None) -> str:
     """The name messages use: the visitor's file name when given, else the file's; base name only."""
-    shown = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or path.name
+    shown = clean_text(name or "").replace("\\", "/").rsplit("/", 1)[-1].strip() or clean_text(path.name)
     return shown[:200]
 
 

@@ -26,6 +26,7 @@ _persistent_storage()
 import functools
 import html
 import inspect
+import ipaddress
 import json
 import logging
 import math
@@ -35,12 +36,14 @@ import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
 import gradio as gr
 import pandas as pd
 from starlette.middleware import Middleware
 
 import lfqa_demo
+from lfqa_demo.admission import Visitor, WorkLine
 from lfqa_demo.embedding import embed_texts
 from lfqa_demo.engine import REQUEST_BUDGET_S
 from lfqa_demo.errors import InvalidInputError, LfqaError
@@ -85,6 +88,15 @@ READER_CHOICES = [("DPR", "dpr"), ("REALM", "realm")]
 # visitor is told the queue is full instead of waiting without end.
 CONCURRENCY = 2
 QUEUE_SIZE = int(os.environ.get("LFQA_QUEUE_SIZE", "64"))
+# Heavy work has lines of its own (lfqa_demo/admission.py): never in Gradio's queue, so it can never
+# fill it, and light requests (comparisons, answers, status) never wait behind it. Each waiting or
+# running place holds one of Gradio's worker threads: MAX_THREADS leaves room for all of them.
+EVALUATION_BUDGET_S = float(os.environ.get("LFQA_EVALUATION_BUDGET_S", "600"))
+EVALUATIONS = WorkLine("evaluation", running=1, waiting=3, per_address=True, budget_s=EVALUATION_BUDGET_S)
+INDEX_BUILDS = WorkLine("index build", running=4, waiting=8)
+EMBEDS = WorkLine("embedding", running=2, waiting=10)
+WORK_LINES = (EVALUATIONS, INDEX_BUILDS, EMBEDS)
+MAX_THREADS = 40 + sum(line.capacity for line in WORK_LINES)  # Gradio's default (40) kept for the rest
 # How long one request waits for dense indexes before builds go on in the background.
 BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", REQUEST_BUDGET_S))
 EXPORT_DIR = Path(tempfile.gettempdir()) / "lfqa-demo-exports"  # embedding downloads, pruned as they age
@@ -245,8 +257,11 @@ def _session(request: gr.Request | None) -> str | None:
 
 # -- handlers: thin calls into lfqa_demo ------------------------------------------------------------
 @user_errors
-def embed_questions(questions: str, passages: str, models: list[str], map_model: str, corpus_ref: CorpusRef):
-    """Word pieces, vectors, similarities and a 2-D map of the questions for each model."""
+def embed_questions(
+    questions: str, passages: str, models: list[str], map_model: str, corpus_ref: CorpusRef, request: gr.Request = None
+):
+    """Word pieces, vectors, similarities and a 2-D map of the questions for each model (one embedding
+    at a time per visitor, in the embeddings' own line: see lfqa_demo/admission.py)."""
     text = _text(questions, "questions", MAX_EMBED_TEXTS * (MAX_QUESTION_CHARS + 1))
     lines = [q.strip() for q in text.splitlines() if q.strip()]
     if not lines:
@@ -261,37 +276,43 @@ def embed_questions(questions: str, passages: str, models: list[str], map_model:
     models = _chosen(models, DENSE_CHOICES, "models")
     map_model = (_chosen(map_model, DENSE_CHOICES, "map model", at_least_one=False) or [None])[0]
     engine = _engine(corpus_ref)
-    for model in engine.load_models(retrievers=models):
-        yield _loading_note(model), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    report = embed_texts(engine, lines, pasted, models)
-    pieces, heatmaps, vector_rows, export = [], [], [], {"texts": report.texts, "kinds": report.kinds, "models": {}}
-    for name, m in report.models.items():
-        title = f"<h4>{render.esc(render.label(name))}</h4>"
-        if m.error:
-            pieces.append(f"{title}<div class='error'>Unavailable: {render.esc(render.public_message(m.error))}</div>")
-            continue
-        pieces.append(title + render.render_pieces(m.pieces, report.texts, m.norms, m.dim))
-        heatmaps.append(
-            render.render_heatmap(
-                report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"
+    pending = lambda note: (f"<div class='pending'>{render.esc(note)}</div>", *[gr.skip()] * 4)  # noqa: E731
+    with (yield from _take_place(EMBEDS, request, pending)):
+        for model in engine.load_models(retrievers=models):
+            yield _loading_note(model), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        report = embed_texts(engine, lines, pasted, models)
+        pieces, heatmaps, vector_rows, export = [], [], [], {"texts": report.texts, "kinds": report.kinds, "models": {}}
+        for name, m in report.models.items():
+            title = f"<h4>{render.esc(render.label(name))}</h4>"
+            if m.error:
+                pieces.append(
+                    f"{title}<div class='error'>Unavailable: {render.esc(render.public_message(m.error))}</div>"
+                )
+                continue
+            pieces.append(title + render.render_pieces(m.pieces, report.texts, m.norms, m.dim))
+            heatmaps.append(
+                render.render_heatmap(
+                    report.texts, m.similarity, f"{render.label(name)}: dot product (the retrieval score)"
+                )
             )
+            export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
+        chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
+        # One model's vector: vectors of 128, 384 and 768 dimensions overlaid in one chart mean nothing.
+        if chosen is not None and not chosen.error:
+            label = f"{render.label(chosen.model)} ({chosen.dim}-d)"
+            vector_rows = [{"dimension": d, "value": float(v), "model": label} for d, v in enumerate(chosen.vectors[0])]
+        shown = [
+            {**p, "kind": MAP_KINDS[p["kind"]]} for p in (chosen.map_points if chosen and not chosen.error else [])
+        ]
+        points = pd.DataFrame(shown, columns=["x", "y", "kind", "label"])
+        vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
+        yield (
+            "".join(pieces),
+            vectors,
+            "".join(heatmaps) or "<div>No model could embed.</div>",
+            points,
+            str(_export(export)),
         )
-        export["models"][name] = {"dim": m.dim, "vectors": m.vectors.round(6).tolist(), "pieces": m.pieces}
-    chosen = report.models.get(map_model) or next((m for m in report.models.values() if not m.error), None)
-    # One model's vector: vectors of 128, 384 and 768 dimensions overlaid in one chart mean nothing.
-    if chosen is not None and not chosen.error:
-        label = f"{render.label(chosen.model)} ({chosen.dim}-d)"
-        vector_rows = [{"dimension": d, "value": float(v), "model": label} for d, v in enumerate(chosen.vectors[0])]
-    shown = [{**p, "kind": MAP_KINDS[p["kind"]]} for p in (chosen.map_points if chosen and not chosen.error else [])]
-    points = pd.DataFrame(shown, columns=["x", "y", "kind", "label"])
-    vectors = pd.DataFrame(vector_rows, columns=["dimension", "value", "model"])
-    yield (
-        "".join(pieces),
-        vectors,
-        "".join(heatmaps) or "<div>No model could embed.</div>",
-        points,
-        str(_export(export)),
-    )
 
 
 def _export(data: dict) -> Path:
@@ -370,6 +391,37 @@ def _loading_note(model: str) -> str:
     return f"<div class='pending'>Loading the {render.esc(what)} (first use; this takes a few seconds)…</div>"
 
 
+def _visitor(request: gr.Request | None) -> Visitor:
+    """Who sends `request`: its session, and its client's address. Behind a proxy (the peer is a
+    private or loopback address, as on a Space) the address is the last X-Forwarded-For entry: the
+    one the nearest proxy saw, which a client cannot choose (it can only add entries before it)."""
+    if request is None:
+        return Visitor()
+    host = getattr(getattr(request, "client", None), "host", None)
+    forwarded = (request.headers.get("x-forwarded-for") or "") if getattr(request, "headers", None) else ""
+    try:
+        behind_proxy = host is not None and ipaddress.ip_address(host).is_private
+    except ValueError:
+        behind_proxy = False
+    if behind_proxy and forwarded.strip():
+        host = forwarded.split(",")[-1].strip()[:64] or host
+    return Visitor(_session(request), host)
+
+
+def _take_place(line: WorkLine, request: gr.Request | None, waiting: Callable[[str], object]):
+    """Join `line` for the visitor of `request` (ServerBusyError at once if they already have a place
+    or it is full), yielding `waiting(note)` while others go first; returns the place, running."""
+    place = line.join(_visitor(request))
+    try:
+        while not place.wait(1.0):
+            place.check()  # the page was closed while it waited
+            yield waiting(render.waiting_note(line.what, place.ahead))
+    except BaseException:
+        place.leave()
+        raise
+    return place
+
+
 def _corpus_info(ref: CorpusRef) -> str:
     corpus = _engine(ref).corpus
     titles = len({p.title for p in corpus})
@@ -425,13 +477,19 @@ def load_hub_dataset(dataset: str, config: str, split: str, max_passages: float,
 
 
 @user_errors
-def build_indexes(retrievers: list[str], corpus_ref: CorpusRef):
+def build_indexes(retrievers: list[str], corpus_ref: CorpusRef, request: gr.Request = None):
     """Build (or read from the cache) the dense indexes of this session's corpus, showing their
-    progress; past BUDGET_S they go on in the background (see the status panel)."""
+    progress; past BUDGET_S they go on in the background (see the status panel). One such
+    request at a time per visitor, in the index builds' own line (lfqa_demo/admission.py)."""
     names = _chosen(retrievers, DENSE_CHOICES, "indexes")
     engine = _engine(corpus_ref)
-    for states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
-        yield _index_table(engine, names, states)
+
+    def waiting(note: str) -> pd.DataFrame:
+        return _index_table(engine, names, {name: note for name in names})
+
+    with (yield from _take_place(INDEX_BUILDS, request, waiting)):
+        for states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
+            yield _index_table(engine, names, states)
 
 
 def _index_table(engine, names: list[str], states: dict[str, str]) -> pd.DataFrame:
@@ -481,7 +539,10 @@ def model_status(corpus_ref: CorpusRef | None = None):
 
 
 def release_session(request: gr.Request):
-    """The visitor left: drop their uploaded corpus (and stop its index builds) if nobody else uses it."""
+    """The visitor left: stop their heavy work, and drop their uploaded corpus (and stop its index
+    builds) if nobody else uses it."""
+    for line in WORK_LINES:
+        line.cancel_session(_session(request))
     registry.release(_session(request))
 
 
@@ -525,6 +586,8 @@ def create_embedding_tab(corpus_ref) -> None:
             [pieces_output, vector_plot, heatmap_output, map_plot, download_output],
             api_name="embed",
             preprocess=False,
+            concurrency_id="embed",
+            concurrency_limit=None,  # the EMBEDS line lets it in
         )
 
 
@@ -719,7 +782,13 @@ def create_corpus_tab(corpus_ref) -> gr.Markdown:
             api_visibility="undocumented",
         )
         index_button.click(
-            build_indexes, [index_models, corpus_ref], index_output, api_name="build_indexes", preprocess=False
+            build_indexes,
+            [index_models, corpus_ref],
+            index_output,
+            api_name="build_indexes",
+            preprocess=False,
+            concurrency_id="build_indexes",
+            concurrency_limit=None,  # the INDEX_BUILDS line lets it in
         )
     return info_output
 
@@ -751,10 +820,19 @@ def _qa_set(file: object, ref: CorpusRef) -> QASet:
 
 
 @user_errors
-def evaluate_retrievers(retrievers: list[str], qa_file: dict | None = None, corpus_ref: CorpusRef | None = None):
+def evaluate_retrievers(
+    retrievers: list[str],
+    qa_file: dict | None = None,
+    corpus_ref: CorpusRef | None = None,
+    request: gr.Request = None,
+):
     """Recall@k (k = 1 to 20) and MRR@20 of each chosen retriever on a QA set over this session's
     corpus (the bundled QA set, or an uploaded .jsonl/.json/.csv file with a question and an answer
-    column), and per question the rank at which each retriever first found a gold answer."""
+    column), and per question the rank at which each retriever first found a gold answer.
+
+    Evaluations have a line of their own (lfqa_demo/admission.py): one at a time per visitor (session
+    and address), a few in line, the rest refused at once; each stops after EVALUATION_BUDGET_S
+    or when its page is closed."""
     names = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
     ref = _ref(corpus_ref)
     engine = _engine(ref)
@@ -765,25 +843,32 @@ def evaluate_retrievers(retrievers: list[str], qa_file: dict | None = None, corp
         shown = evaluation_view.render_progress(states, ref.name, ref.size, qa)
         return gr.skip(), shown, gr.skip()
 
-    loading = None
-    for model in engine.load_models(retrievers=names):
+    def waiting(note: str):
+        states.update({name: note for name in names})
+        return progress()
+
+    with (yield from _take_place(EVALUATIONS, request, waiting)) as place:
+        states.update({name: "waiting" for name in names})
+        loading = None
+        for model in engine.load_models(retrievers=names):
+            if loading:
+                states[loading] = "model loaded"
+            loading = model.partition(" ")[2]
+            states[loading] = "loading the model (first use)"
+            yield progress()
         if loading:
             states[loading] = "model loaded"
-        loading = model.partition(" ")[2]
-        states[loading] = "loading the model (first use)"
-        yield progress()
-    if loading:
-        states[loading] = "model loaded"
-    if engine.dense_names(names):  # the dense indexes, within the request's budget (then in the background)
-        for index_states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
-            states |= {name: f"index: {state}" for name, state in index_states.items()}
+        if engine.dense_names(names):  # the dense indexes, within the request's budget (then in the background)
+            for index_states in engine.wait_for_indexes(names, budget_s=BUDGET_S):
+                states |= {name: f"index: {state}" for name, state in index_states.items()}
+                yield progress()
+        results = {}
+        for name in names:
+            place.check()
+            states[name] = f"evaluating {len(qa.items):,} questions"
             yield progress()
-    results = {}
-    for name in names:
-        states[name] = f"evaluating {len(qa.items):,} questions"
-        yield progress()
-        results[name] = evaluate_retriever(engine, qa.items, name, MAX_EVAL_K, timeout=0)
-        states[name] = "done" if results[name].error is None else "unavailable (see below)"
+            results[name] = evaluate_retriever(engine, qa.items, name, MAX_EVAL_K, timeout=0, check=place.check)
+            states[name] = "done" if results[name].error is None else "unavailable (see below)"
     report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
     yield (
         evaluation_view.curve_frame(report),
@@ -876,8 +961,7 @@ def create_evaluation_tab(corpus_ref) -> None:
             elem_id="eval-table",
         )
         question_output = gr.HTML(elem_id="eval-question")
-        # One evaluation at a time, in a queue slot of its own: a 500-question upload must not
-        # hold both of the default slots that comparisons and answers use.
+        # Never waits in Gradio's queue: the EVALUATIONS line lets it in (one at a time per visitor).
         evaluate_button.click(
             evaluate_retrievers,
             [retrievers_input, qa_input, corpus_ref],
@@ -885,7 +969,7 @@ def create_evaluation_tab(corpus_ref) -> None:
             api_name="evaluate",
             preprocess=False,
             concurrency_id="evaluate",
-            concurrency_limit=1,
+            concurrency_limit=None,
         )
         questions_output.select(
             show_evaluated_question,
@@ -1011,6 +1095,7 @@ if __name__ == "__main__":
         max_file_size=MAX_UPLOAD_BYTES,
         app_kwargs={"middleware": [Middleware(BoundedBodies)]},
         mcp_server=os.environ.get("GRADIO_MCP_SERVER", "").lower() in ("1", "true"),
+        max_threads=MAX_THREADS,
         prevent_thread_lock=True,  # the page is up when launch returns: only then does the warm-up start
     )
     if warmup_enabled():

@@ -287,6 +287,7 @@ def evaluate_retriever(
     batch: int = EVAL_BATCH,
     progress: ProgressFn | None = None,
     timeout: float | None = None,
+    check: Callable[[], None] | None = None,
 ) -> RetrieverEvaluation:
     """Where retriever `name` ranks each question's answer (and gold passage) in its top `max_k`
     over the engine's corpus, the questions in batches of `batch`.
@@ -295,7 +296,9 @@ def evaluate_retriever(
     (`retriever_identity`) and `max_k`: asking again returns the same object without searching.
     A retriever that cannot run (its model fails to load, its index is not ready within
     `timeout` seconds; None waits) comes back with `error` set and is not cached. `progress(done,
-    total)` is called before the first batch and after each."""
+    total)` is called before the first batch and after each; `check()` before each batch may
+    raise to stop the evaluation part way (its visitor left, its time ran out: see admission.py),
+    and a stopped evaluation is not cached."""
     qa = list(qa)
     if not qa:
         raise InvalidInputError("the QA set has no questions")
@@ -319,6 +322,8 @@ def evaluate_retriever(
     answer_ranks: list[int | None] = []
     passage_ranks: list[int | None] = []
     for start in range(0, len(qa), batch):
+        if check is not None:
+            check()
         if progress is not None:
             progress(start, len(qa))
         chunk = qa[start : start + batch]

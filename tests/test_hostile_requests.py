@@ -198,3 +198,66 @@ def test_the_timing_table_names_no_server_path(server, hub_cache):
     _, _, timings = client_of(server).predict("who?", 2, ["minilm", "bm25"], "", api_name="/compare")
     shown = json.dumps(timings)
     assert "hf download" in shown and str(hub_cache) not in shown
+
+
+# -- 2. one visitor could fill the queue ---------------------------------------------------------------
+def write_qa(path: Path, n: int = 500, chars: int = 2000) -> Path:
+    """The issue's QA file: 500 questions of 2,000 characters (no evaluation of it is cached)."""
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            question = f"who led the normans {i} " + " ".join(f"w{(i * 31 + j) % 997}" for j in range(chars // 6))
+            f.write(json.dumps({"question": question[:chars], "answer": "Rollo"}) + "\n")
+    return path
+
+
+def uploaded(server: AppServer, path: Path) -> dict:
+    r = httpx.post(f"{server.url}gradio_api/upload", files=[("files", (path.name, path.read_bytes()))], timeout=60)
+    return {"path": r.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def start_call(server: AppServer, api: str, data: list, headers: dict | None = None) -> str | None:
+    r = httpx.post(f"{server.url}gradio_api/call/{api}", json={"data": data}, headers=headers or {}, timeout=30)
+    return r.json().get("event_id")
+
+
+def call_outcome(server: AppServer, api: str, event_id: str | None) -> str:
+    if event_id is None:
+        return "refused at the door"
+    return httpx.get(f"{server.url}gradio_api/call/{api}/{event_id}", timeout=300).text
+
+
+def test_one_visitor_cannot_fill_the_queue(server, tmp_path):
+    """66 uncached evaluations from one visitor filled the 64-slot queue: every other visitor's
+    BM25 comparison got "Queue is full" for as long as the attacker topped it up."""
+    qa = uploaded(server, write_qa(tmp_path / "qa.jsonl", n=40))  # ~10 s here with the tiny fixture models
+    retrievers = ["retribert", "dpr", "realm", "bm25"]
+    events = [start_call(server, "evaluate", [retrievers, qa]) for _ in range(66)]
+    assert bm25_compare_seconds(server) < 10  # another visitor, at once, while the attacker's run
+    outcomes = [call_outcome(server, "evaluate", e) for e in events]
+    refused = [o for o in outcomes if "One evaluation at a time per visitor" in o]
+    assert len(refused) >= 60, outcomes[:3]  # one runs; the rest are refused, not queued
+    assert not any("Queue is full" in o for o in outcomes)
+
+
+def test_the_evaluation_line_is_bounded_for_everyone(server, tmp_path):
+    """Five visitors (five addresses, behind the proxy): one runs, three wait, the fifth is told
+    the server is busy; and a session cannot have two."""
+    qa = uploaded(server, write_qa(tmp_path / "qa2.jsonl", n=10))
+    events = [
+        start_call(server, "evaluate", [["retribert", "dpr", "realm"], qa], {"x-forwarded-for": f"203.0.113.{i}"})
+        for i in range(5)
+    ]
+    outcomes = [call_outcome(server, "evaluate", e) for e in events]
+    busy = [o for o in outcomes if "The server is busy" in o]
+    assert len(busy) == 1 and sum("process_completed" in o or "event: complete" in o for o in outcomes) == 4
+
+
+def test_an_evaluation_stops_at_its_time_budget(hub_cache, tmp_path):
+    app = AppServer(hub_cache, tmp_path, {"LFQA_EVALUATION_BUDGET_S": "0.2"})
+    try:
+        qa = uploaded(app, write_qa(tmp_path / "qa.jsonl"))
+        outcome = call_outcome(app, "evaluate", start_call(app, "evaluate", [["bm25", "realm"], qa]))
+        assert "was stopped after" in outcome, outcome[-500:]
+        assert app.alive()
+    finally:
+        app.stop()

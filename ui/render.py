@@ -43,6 +43,11 @@ def public_message(message: str) -> str:
     return _SERVER_PATH.sub(lambda m: "…/" + m.group(1), message)
 
 
+def waiting_note(what: str, ahead: int) -> str:
+    """What a visitor in a line for heavy work reads while others go first (plain text)."""
+    return f"Waiting for the server: {ahead} {what}{'s' if ahead != 1 else ''} before yours…"
+
+
 def corpus_note(name: str, size: int) -> str:
     """The line above results that says which corpus they came from."""
     return f"<div class='corpus-note'>Corpus: <b>{esc(name)}</b> · {size:,} passages</div>"

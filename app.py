@@ -234,13 +234,18 @@ def _chosen(value: object, choices: list[tuple[str, str]], what: str, *, at_leas
     return list(dict.fromkeys(value))
 
 
-def _engine(ref: object):
+def _engine(ref: object, request: gr.Request | None = None):
     """The engine of the session's corpus (never another corpus's: a dropped upload is an error)."""
-    return registry.engine(ref if isinstance(ref, CorpusRef) else registry.bundled_ref)
+    return registry.engine(_ref(ref, request))
 
 
-def _ref(ref: object) -> CorpusRef:
-    return ref if isinstance(ref, CorpusRef) else registry.bundled_ref
+def _ref(ref: object, request: gr.Request | None = None) -> CorpusRef:
+    """The session's corpus; CorpusUnavailableError if its upload was lost when the server
+    restarted (its state then fell back to the bundled corpus, which it did not choose)."""
+    if isinstance(ref, CorpusRef) and ref.key != registry.bundled_ref.key:
+        return ref
+    registry.check_not_lost(_session(request))
+    return registry.bundled_ref
 
 
 def _display_name(name: object) -> str:
@@ -275,7 +280,7 @@ def embed_questions(
         raise InvalidInputError(f"Embed at most {MAX_EMBED_TEXTS} passages at a time; the text makes {len(pasted)}.")
     models = _chosen(models, DENSE_CHOICES, "models")
     map_model = (_chosen(map_model, DENSE_CHOICES, "map model", at_least_one=False) or [None])[0]
-    engine = _engine(corpus_ref)
+    engine = _engine(corpus_ref, request)
     pending = lambda note: (f"<div class='pending'>{render.esc(note)}</div>", *[gr.skip()] * 4)  # noqa: E731
     with (yield from _take_place(EMBEDS, request, pending)):
         for model in engine.load_models(retrievers=models):
@@ -340,27 +345,42 @@ def _comparison_outputs(c, ref: CorpusRef):
 
 
 @user_errors
-def compare_retrievers(question: str, k: float, retrievers: list[str], gold_answer: str, corpus_ref: CorpusRef):
+def compare_retrievers(
+    question: str,
+    k: float,
+    retrievers: list[str],
+    gold_answer: str,
+    corpus_ref: CorpusRef,
+    request: gr.Request = None,
+):
     """Rank the corpus with each chosen retriever, side by side: the columns that are ready at
     once, each other one as soon as its index is (at most BUDGET_S; builds then go on)."""
     question = _question(question)
     k = _whole_number(k, "k", 1, 50)
     retrievers = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
     gold = _text(gold_answer, "gold answer", MAX_QUESTION_CHARS) or None
-    ref = _ref(corpus_ref)
+    ref = _ref(corpus_ref, request)
     for c in _engine(ref).compare_live(question, retrievers, k, gold, budget_s=BUDGET_S):
         yield _comparison_outputs(c, ref)
 
 
 @user_errors
-def extract_answers(question: str, retriever: str, readers: list[str], k: float, pasted: str, corpus_ref: CorpusRef):
+def extract_answers(
+    question: str,
+    retriever: str,
+    readers: list[str],
+    k: float,
+    pasted: str,
+    corpus_ref: CorpusRef,
+    request: gr.Request = None,
+):
     """Retrieve passages (or use pasted ones, the k best by BM25) and read answers out of them."""
     question = _question(question)
     retriever = _chosen(retriever, COMPARE_CHOICES, "retrievers")[0]
     readers = _chosen(readers, READER_CHOICES, "readers")
     k = _whole_number(k, "number of passages to read", 1, 20)
     pasted = _text(pasted, "pasted text", MAX_PASTED_CHARS)
-    ref = _ref(corpus_ref)
+    ref = _ref(corpus_ref, request)
     engine = _engine(ref)
     passages = lfqa_demo.passages_from_text(pasted) if pasted else None
     if passages is None and retriever in engine.dense_names():
@@ -482,7 +502,7 @@ def build_indexes(retrievers: list[str], corpus_ref: CorpusRef, request: gr.Requ
     progress; past BUDGET_S they go on in the background (see the status panel). One such
     request at a time per visitor, in the index builds' own line (lfqa_demo/admission.py)."""
     names = _chosen(retrievers, DENSE_CHOICES, "indexes")
-    engine = _engine(corpus_ref)
+    engine = _engine(corpus_ref, request)
 
     def waiting(note: str) -> pd.DataFrame:
         return _index_table(engine, names, {name: note for name in names})
@@ -515,7 +535,7 @@ def _index_table(engine, names: list[str], states: dict[str, str]) -> pd.DataFra
     return pd.DataFrame(rows, columns=["retriever", "index", "vectors", "size", "build s", "status"])
 
 
-def model_status(corpus_ref: CorpusRef | None = None):
+def model_status(corpus_ref: CorpusRef | None = None, request: gr.Request = None):
     """Each model's state (waiting for the warm-up, not loaded, loading, ready on device and dtype,
     failed and why) and each index of the session's corpus (waiting, loading the model, indexing
     n/N with the time left, ready, failed)."""
@@ -526,7 +546,7 @@ def model_status(corpus_ref: CorpusRef | None = None):
         for key, shown in STATUS_MODELS
     ]
     try:
-        ref = _ref(corpus_ref)
+        ref = _ref(corpus_ref, request)
         engine = _engine(ref)
         indexes = engine.index_states()
         if engine is WARMUP.engine:  # the warm-up's plan, for the indexes it has not reached yet
@@ -834,7 +854,7 @@ def evaluate_retrievers(
     and address), a few in line, the rest refused at once; each stops after EVALUATION_BUDGET_S
     or when its page is closed."""
     names = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
-    ref = _ref(corpus_ref)
+    ref = _ref(corpus_ref, request)
     engine = _engine(ref)
     qa = _qa_set(qa_file, ref)
     states = {name: "waiting" for name in names}
@@ -883,7 +903,7 @@ MAX_GOLD_CELL_CHARS = MAX_QA_ANSWERS * (MAX_QA_ANSWER_CHARS + len(ANSWER_SEPARAT
 
 
 @user_errors
-def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.SelectData):
+def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.SelectData, request: gr.Request = None):
     """The question of the clicked table row: each evaluated retriever's passages side by side,
     those holding a gold answer marked. The row holds all that is needed (question, answers,
     ranks; the table shows cells cut short but holds them whole), so nothing is kept per session."""
@@ -906,7 +926,7 @@ def show_evaluated_question(table: dict | None, corpus_ref: CorpusRef, evt: gr.S
     # Deep enough to show every retriever's first passage with an answer, and at least 5 passages.
     ranks = [str(cell) for cell in row[2:]]
     k = min(MAX_EVAL_K, max([5, *(int(r) for r in ranks if r.isascii() and r.isdigit() and len(r) <= 3)]))
-    ref = _ref(corpus_ref)
+    ref = _ref(corpus_ref, request)
     comparison = evaluation_view.mark_gold(_engine(ref).compare(question, names, k, timeout=0), answers)
     return evaluation_view.render_question(question, answers, comparison, ref.name, ref.size)
 
@@ -1029,10 +1049,10 @@ def restore_from_url(request: gr.Request):
     )
 
 
-def compare_if_asked(question, k, retrievers, gold, corpus_ref):
+def compare_if_asked(question, k, retrievers, gold, corpus_ref, request: gr.Request = None):
     """`compare_retrievers` when the page opened with a question in its link; else nothing."""
     if isinstance(question, str) and question.strip():
-        yield from compare_retrievers(question, k, retrievers, gold, corpus_ref)
+        yield from compare_retrievers(question, k, retrievers, gold, corpus_ref, request)
 
 
 def build_demo() -> gr.Blocks:

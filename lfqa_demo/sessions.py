@@ -6,21 +6,35 @@ sessions that use it. The bundled corpus is always kept; an uploaded one is drop
 last session using it ends, or, least recently used first, when more than `max_uploads`
 are held. A session whose corpus was dropped is told so and asked to upload it again: it is
 never answered from another corpus.
+
+That holds across a restart too: with a `state_file`, the registry writes which session uses
+which upload (session id, corpus fingerprint and name; nothing else) and reads it back when the
+server starts again. A session whose upload was lost with the restart (its page still names the
+file; its state fell back to the bundled corpus) is told so until it uploads again or switches
+to the bundled corpus, instead of being answered from the bundled corpus.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .engine import RetrievalEngine, default_bundles
 from .errors import CorpusUnavailableError
 from .retrieval.corpus import Corpus, load_bundled_corpus
+from .retrieval.indexes import default_cache_dir
+
+log = logging.getLogger(__name__)
 
 MAX_UPLOADS = 4  # uploaded corpora held at once; each is at most 20,000 passages (see the README)
-FORGET_AFTER = 1024  # how many reasons for dropped corpora are remembered
+FORGET_AFTER = 1024  # how many reasons for dropped corpora (and sessions with lost uploads) are remembered
+MAX_STATE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,9 +55,11 @@ class EngineRegistry:
         make_engine: Callable[[Corpus], RetrievalEngine] = RetrievalEngine,
         max_uploads: int = MAX_UPLOADS,
         bundled_engine: RetrievalEngine | None = None,
+        state_file: str | Path | None = None,
     ):
         """`bundled_engine` is the engine of the bundled corpus when it needs settings of its own
-        (prebuilt indexes); by default `make_engine(bundled)`."""
+        (prebuilt indexes); by default `make_engine(bundled)`. `state_file` keeps which session
+        uses which upload across restarts (see the module docstring); None: not kept."""
         self._make_engine = make_engine
         self.max_uploads = max_uploads
         self._lock = threading.Lock()
@@ -53,6 +69,9 @@ class EngineRegistry:
         self._dropped: OrderedDict[str, str] = OrderedDict()  # corpus key -> why it was dropped
         self.bundled = bundled_engine if bundled_engine is not None else make_engine(bundled)
         self.bundled_ref = CorpusRef(bundled.fingerprint, bundled.name, len(bundled))
+        self._names: dict[str, str] = {}  # session -> the name it gave its upload
+        self._state_file = Path(state_file) if state_file else None
+        self._lost: dict[str, str] = self._read_state()  # session -> its upload's name, before the restart
 
     def register(self, corpus: Corpus, session: str | None = None, name: str | None = None) -> CorpusRef:
         """Hold `corpus` for `session` (replacing the corpus that session used before) and
@@ -67,6 +86,8 @@ class EngineRegistry:
             if session is not None:
                 dropped += self._release_locked(session, keep=key)
                 self._session_key[session] = key
+                self._names[session] = ref.name
+                self._lost.pop(session, None)
                 self._holders.setdefault(key, set()).add(session)
             if key not in self._engines:
                 self._engines[key] = self._make_engine(corpus)
@@ -81,6 +102,7 @@ class EngineRegistry:
                 dropped.append(engine)
         for engine in dropped:
             engine.close()
+        self._save_state()
         return ref
 
     def engine(self, ref: CorpusRef) -> RetrievalEngine:
@@ -103,8 +125,22 @@ class EngineRegistry:
             return
         with self._lock:
             dropped = self._release_locked(session)
+            lost = self._lost.pop(session, None)
         for engine in dropped:
             engine.close()
+        if dropped or lost:
+            self._save_state()
+
+    def check_not_lost(self, session: str | None) -> None:
+        """CorpusUnavailableError if `session` used an upload that this server lost in a restart
+        (the session's state then names the bundled corpus, but its visitor chose another)."""
+        with self._lock:
+            name = self._lost.get(session) if session is not None else None
+        if name is not None:
+            raise CorpusUnavailableError(
+                f"Your corpus {name!r} is not loaded any more: the server restarted since you uploaded it. "
+                "Upload it again, or switch to the bundled corpus (Corpus tab)."
+            )
 
     def held(self) -> list[RetrievalEngine]:
         """The engines held now: the bundled one first, then uploads, most recently used last."""
@@ -112,6 +148,8 @@ class EngineRegistry:
             return [self.bundled, *self._engines.values()]
 
     def _release_locked(self, session: str, keep: str | None = None) -> list[RetrievalEngine]:
+        if keep is None:
+            self._names.pop(session, None)
         key = self._session_key.pop(session, None)
         if key is None or key == keep:
             return []
@@ -122,6 +160,40 @@ class EngineRegistry:
         self._holders.pop(key, None)
         self._forget(key, "every session that used it has ended")
         return [self._engines.pop(key)]
+
+    def _read_state(self) -> dict[str, str]:
+        """The sessions that held uploads when the last process stopped: {session: name}."""
+        if self._state_file is None:
+            return {}
+        try:
+            if self._state_file.stat().st_size > MAX_STATE_BYTES:
+                raise ValueError("too large")
+            data = json.loads(self._state_file.read_text(encoding="utf-8"))
+            held = data["uploads"] if isinstance(data, dict) else None
+            if not isinstance(held, dict):
+                raise ValueError("not a map of sessions")
+            lost = {s: n for s, n in held.items() if isinstance(s, str) and isinstance(n, str) and len(s) <= 128}
+            return dict(list(lost.items())[-FORGET_AFTER:])
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("the sessions file %s is not used: %s", self._state_file.name, type(exc).__name__)
+            return {}
+
+    def _save_state(self) -> None:
+        """Write the sessions holding uploads (and those still told of a lost one), atomically."""
+        if self._state_file is None:
+            return
+        with self._lock:
+            held = {**self._lost, **{s: self._names.get(s, "your upload") for s in self._session_key}}
+            held = dict(list(held.items())[-FORGET_AFTER:])
+            try:
+                self._state_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._state_file.with_name(f".{self._state_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"uploads": held}), encoding="utf-8")
+                os.replace(tmp, self._state_file)
+            except OSError as exc:  # a read-only or full cache: only the restart notice is lost
+                log.warning("the sessions file cannot be written: %s", exc.strerror or type(exc).__name__)
 
     def _forget(self, key: str, why: str) -> None:
         self._holders.pop(key, None)
@@ -140,5 +212,9 @@ def default_registry() -> EngineRegistry:
     with _default_lock:
         if _default is None:
             corpus = load_bundled_corpus()
-            _default = EngineRegistry(corpus, bundled_engine=RetrievalEngine(corpus, bundles=default_bundles()))
+            _default = EngineRegistry(
+                corpus,
+                bundled_engine=RetrievalEngine(corpus, bundles=default_bundles()),
+                state_file=default_cache_dir() / "sessions.json",
+            )
         return _default

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from app_server import AppServer
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from test_hostile import raw_call, rss_mb, select_row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,3 +262,42 @@ def test_an_evaluation_stops_at_its_time_budget(hub_cache, tmp_path):
         assert app.alive()
     finally:
         app.stop()
+
+
+def test_an_upload_lost_in_a_restart_is_said_to_be_gone(hub_cache, tmp_path):
+    """After a restart, a session that had uploaded a corpus was answered from the bundled one."""
+    corpus = tmp_path / "mine.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": f"The zorblax is purple, part {i}."}) for i in range(3)))
+    first = AppServer(hub_cache, tmp_path)
+    try:
+        client = client_of(first)
+        assert "mine.jsonl: 3 passages" in client.predict(handle_file(str(corpus)), "", "", api_name="/upload_corpus")
+        session = client.session_hash
+    finally:
+        first.stop()
+    again = AppServer(hub_cache, tmp_path)  # the same cache directory: the same Space after a restart
+    try:
+        client = client_of(again)
+        client.session_hash = session  # the page stays open; its session goes on
+        with pytest.raises(AppError, match=r"Your corpus 'mine.jsonl' is not loaded any more: the server restarted"):
+            client.predict("zorblax", 2, ["bm25"], "", api_name="/compare")
+        client.predict(api_name="/use_bundled_corpus")  # the visitor chooses the bundled corpus
+        html, _, _ = client.predict("who led the normans?", 2, ["bm25"], "", api_name="/compare")
+        assert "Corpus: <b>bundled</b>" in html
+        fresh = client_of(again)  # any other session is not concerned
+        html, _, _ = fresh.predict("who led the normans?", 2, ["bm25"], "", api_name="/compare")
+        assert html.count("<span class='rank'>") == 2
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, '{"uploads": [1, 2]}', '{"uploads": {"s": 5}}', "x" * 2_000_000])
+def test_a_damaged_sessions_file_is_ignored(tmp_path, content):
+    from lfqa_demo.engine import RetrievalEngine
+    from lfqa_demo.retrieval.corpus import load_bundled_corpus
+    from lfqa_demo.sessions import EngineRegistry
+
+    state = tmp_path / "sessions.json"
+    state.write_text(content)
+    registry = EngineRegistry(load_bundled_corpus(), lambda c: RetrievalEngine(c, cache_dir=tmp_path), state_file=state)
+    registry.check_not_lost("s")  # nothing lost, nothing raised (a name that is not text is dropped)

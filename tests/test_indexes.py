@@ -76,8 +76,15 @@ def test_cache_is_reused_and_keyed(small_corpus, tmp_path, monkeypatch):
     seen = []
     first = build_index(retriever, small_corpus, cache_dir=tmp_path, progress=lambda d, t: seen.append((d, t)))
     assert not first.from_cache and seen[-1] == (40, 40)
+    original = type(retriever).encode_passages
+
+    def sample_only(self, passages, **kwargs):  # a cached index is checked on a sample of 8 passages
+        if len(passages) > 8:
+            pytest.fail("re-embedded a cached corpus")
+        return original(self, passages, **kwargs)
+
     with monkeypatch.context() as patch:
-        patch.setattr(type(retriever), "encode_passages", lambda *a, **k: pytest.fail("re-embedded a cached corpus"))
+        patch.setattr(type(retriever), "encode_passages", sample_only)
         second = build_index(retriever, small_corpus, cache_dir=tmp_path)
     assert second.from_cache and second.path == first.path and len(second) == 40
     other = build_corpus("other", [{"title": "x", "text": "another corpus"}])
@@ -89,10 +96,11 @@ def test_cache_is_reused_and_keyed(small_corpus, tmp_path, monkeypatch):
     bf16 = load_retriever("dpr", device="cpu", dtype="bf16")
     assert build_index(bf16, small_corpus, cache_dir=tmp_path).path != first.path
     meta = json.loads((first.path / "meta.json").read_text())
-    assert meta["checkpoints"][0] == [
-        "facebook/dpr-question_encoder-single-nq-base",
-        "0123456789abcdef0123456789abcdef01234567",
-    ]
+    assert meta["checkpoints"][0] == {
+        "source": "facebook/dpr-question_encoder-single-nq-base",
+        "revision": "0123456789abcdef0123456789abcdef01234567",
+    }
+    assert meta["retriever"] == "dpr" and meta["dim"] == retriever.dim and meta["size"] == 40
 
 
 def test_corrupt_or_partial_cache_is_rebuilt(small_corpus, tmp_path):
@@ -115,9 +123,8 @@ def test_a_crash_mid_build_leaves_the_complete_index_intact(small_corpus, tmp_pa
     retriever = load_retriever("retribert", device="cpu")
     complete = build_index(retriever, small_corpus, cache_dir=tmp_path)
     before = (complete.path / "index.faiss").read_bytes()
-    (complete.path / "meta.json").write_text(
-        (complete.path / "meta.json").read_text().replace('"format": 1', '"format": 0')
-    )
+    stale = json.loads((complete.path / "meta.json").read_text()) | {"format": 0}  # an older format: rebuilt
+    (complete.path / "meta.json").write_text(json.dumps(stale))
 
     def crash(done, total):
         if done >= 32:

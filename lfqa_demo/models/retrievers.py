@@ -102,8 +102,8 @@ class DenseRetriever:
         self.max_question_length = spec.max_question_length or default_max_length
         self.max_passage_length = spec.max_passage_length or default_max_length
         self.question_tokenizer, self.question_head = question_side
-        # The passage module may come as a function that builds it: a server whose indexes are
-        # prebuilt never embeds a passage, and DPR's passage encoder is then 440 MB it need not load.
+        # The passage module may come as a function that builds it: DPR's passage encoder is 440 MB
+        # that a question-only caller (embedding, a server whose indexes are all ready) need not load.
         self.passage_tokenizer, passage = passage_side  # the same module when one checkpoint serves both
         self._passage_head = passage if hasattr(passage, "embed_passages") else None  # a module, or not yet
         self._make_passage_head = passage

@@ -13,12 +13,27 @@ A bundle is a directory named after the retriever:
     DIR/dpr/index.faiss     only for approximate kinds (IVF, HNSW...): the trained faiss index;
                             an exact (flat) index is rebuilt from the vectors in milliseconds
 
-A bundle is used only when its manifest matches what the engine would build itself: the
-format version, the corpus (fingerprint and size), the family, every checkpoint (source and
-resolved revision: a hub commit hash, or "local" plus the weights' size for a directory),
-the max lengths and the dimension. Anything else is refused with the reason and the index
-is built as usual; a bundle is never used silently when it does not fit. The dtype may
-differ: float32, bfloat16 and float16 vectors of the same checkpoint agree to cosine >= 0.999
+A bundle is operator input, perhaps from a hub repo whose owner is not the operator, so it is
+read as data and checked before it is used (the checks are in index_checks.py):
+
+- the manifest: at most 1 MiB, parsed into a typed model (`Manifest`: strict JSON types,
+  bounded strings, lists and nesting); any malformed field refuses the bundle;
+- it must match what the engine would build itself: the format version, the corpus
+  (fingerprint and size), the family, every checkpoint (source and resolved revision: a hub
+  commit hash, or "local" plus the weights' size for a directory), the max lengths, the
+  dimension, and the index kind this server builds for the corpus;
+- each file's size and sha256 as the manifest lists them, the vectors' dtype and shape (read
+  from the header of a memory-mapped file, before anything is allocated);
+- a faiss file is read with faiss's limits set to its own size (no list or vector inside it can
+  claim more than the file holds) and must be the faiss class of its kind, with a quantizer of
+  one centroid per list and lists that name every passage once;
+- every stored value is finite, and a random sample of 8 passages, drawn anew at each load, is
+  embedded here and compared with the stored vectors (cosine >= 0.99, norms within 5%): this
+  loads the retriever's passage encoder (for DPR a second model) and embeds one small batch.
+
+Anything else is refused with the reason and the index is built as usual; a bundle is never
+used silently when it does not fit, and a malformed one never breaks the retriever. The dtype
+may differ: float32, bfloat16 and float16 vectors of the same checkpoint agree to cosine >= 0.999
 (`tests/test_precision.py`, `benchmarks/bench_performance.py`), a difference far below the
 gaps between retrieval scores, and the index then says which dtype built it.
 """
@@ -33,13 +48,28 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Annotated, TypeVar
 
 import numpy as np
+from pydantic import Field
 
-from ..errors import CheckpointNotFoundError, InvalidInputError, LfqaError
+from ..errors import CheckpointNotFoundError, InvalidInputError
 from ..models.retrievers import DenseRetriever
 from .corpus import Corpus
-from .indexes import INDEX_KINDS, DenseIndex, make_faiss_index, sha256_of
+from .index_checks import (
+    Checkpoints,
+    Count,
+    IndexRefused,
+    Name,
+    Seconds,
+    Sha256,
+    StrictModel,
+    Text,
+    check_index,
+    read_faiss_file,
+    read_json_model,
+)
+from .indexes import INDEX_KINDS, DenseIndex, checkpoint_identity, make_faiss_index, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +82,48 @@ FLOAT_DTYPES = ("torch.float32", "torch.bfloat16", "torch.float16")  # interchan
 HUB_PREFIX = "hub:"
 
 
-class BundleRefused(LfqaError):
+class BundleRefused(IndexRefused):
     """A prebuilt index exists but does not fit (another corpus, checkpoint or format) or is damaged."""
+
+
+class ManifestHeader(StrictModel):
+    """What every version of the manifest starts with: which format it is."""
+
+    format: Name
+    format_version: int
+
+
+class CorpusEntry(StrictModel):
+    name: Text = "?"
+    fingerprint: Name
+    size: Count
+
+
+class FileEntry(StrictModel):
+    bytes: Count
+    sha256: Sha256
+
+
+class Manifest(ManifestHeader):
+    """A bundle's manifest.json (written by write_bundle): what the vectors are, and its files."""
+
+    retriever: Name
+    family: Name
+    checkpoints: Checkpoints
+    max_question_length: Count
+    max_passage_length: Count
+    dim: Count
+    dtype: Name
+    index_kind: Name = "flat"
+    corpus: CorpusEntry
+    files: Annotated[dict[Name, FileEntry], Field(max_length=8)]
+    device: Name = "?"
+    libraries: Annotated[dict[Name, Name], Field(max_length=32)] = {}
+    build_seconds: Seconds = 0.0
+    built_at: Name = "?"
+
+
+Read = TypeVar("Read", bound=ManifestHeader)  # what _read_manifest_as reads: the header, or all of it
 
 
 @dataclass(frozen=True)
@@ -75,18 +145,6 @@ class BundleSource:
         if not path.is_dir():
             raise BundleRefused(f"LFQA_INDEXES={self.spec!r} is not a directory (nor hub:org/name)")
         return path
-
-
-def checkpoint_identity(retriever: DenseRetriever) -> list[dict]:
-    """What names each checkpoint of `retriever` exactly: the hub repo and its commit, or, for a
-    local directory (revision "local"), its path and the weights file's size."""
-    out = []
-    for files in retriever.checkpoints:
-        entry = {"source": files.source, "revision": files.revision}
-        if files.revision == "local":
-            entry["weights_bytes"] = files.weights.stat().st_size
-        out.append(entry)
-    return out
 
 
 def _libraries() -> dict[str, str]:
@@ -153,57 +211,62 @@ def write_bundle(directory: str | Path, retriever: DenseRetriever, corpus: Corpu
     return out
 
 
-def _mismatches(manifest: dict, expected: dict) -> list[str]:
-    """Why `manifest` does not fit `expected`, in words (empty when it fits)."""
-    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("format_version") != BUNDLE_VERSION:
-        return [
-            f"format {manifest.get('format')!r} version {manifest.get('format_version')!r}, "
-            f"this version reads {BUNDLE_VERSION}"
-        ]
+def _mismatches(manifest: Manifest, expected: dict) -> list[str]:
+    """Why `manifest` does not fit `expected` (expected_manifest), in words (empty when it fits)."""
     why = []
-    corpus, want = manifest.get("corpus") or {}, expected["corpus"]
-    if corpus.get("fingerprint") != want["fingerprint"] or corpus.get("size") != want["size"]:
-        why.append(f"built for another corpus ({corpus.get('name', '?')!r}, {corpus.get('size', '?')} passages)")
-    if manifest.get("checkpoints") != expected["checkpoints"]:
-        got = ", ".join(f"{c.get('source')}@{str(c.get('revision'))[:12]}" for c in manifest.get("checkpoints") or [])
+    corpus, want = manifest.corpus, expected["corpus"]
+    if corpus.fingerprint != want["fingerprint"] or corpus.size != want["size"]:
+        why.append(f"built for another corpus ({corpus.name[:80]!r}, {corpus.size} passages)")
+    checkpoints = [c.model_dump(exclude_none=True) for c in manifest.checkpoints]
+    if checkpoints != expected["checkpoints"]:
+        got = ", ".join(f"{c.source[:100]}@{c.revision[:12]}" for c in manifest.checkpoints)
         use = ", ".join(f"{c['source']}@{c['revision'][:12]}" for c in expected["checkpoints"])
         why.append(f"built with other checkpoints ({got}; this server uses {use})")
     for field in ("family", "max_question_length", "max_passage_length", "dim"):
-        if manifest.get(field) != expected[field]:
-            why.append(f"{field} {manifest.get(field)!r}, not {expected[field]!r}")
-    if manifest.get("dtype") not in FLOAT_DTYPES:
-        why.append(f"dtype {manifest.get('dtype')!r} is not one of {', '.join(FLOAT_DTYPES)}")
+        if getattr(manifest, field) != expected[field]:
+            why.append(f"{field} {repr(getattr(manifest, field))[:40]}, not {expected[field]!r}")
+    if manifest.dtype not in FLOAT_DTYPES:
+        why.append(f"dtype {manifest.dtype[:40]!r} is not one of {', '.join(FLOAT_DTYPES)}")
     return why
 
 
-def load_bundle(
-    directory: str | Path, retriever: DenseRetriever, corpus: Corpus, kind: str | None = None
-) -> DenseIndex:
-    """The index in the bundle `directory` for `retriever` over `corpus`, without embedding any
-    passage. Raises BundleRefused, saying why, when the bundle is missing, damaged or does not fit."""
-    import faiss
+def read_manifest(root: Path, name: str) -> Manifest:
+    """The manifest of the bundle in `root`, typed: its format first (another version is refused
+    as such), then every field. Raises BundleRefused, saying why."""
+    header = _read_manifest_as(root, name, ManifestHeader)
+    if header.format != BUNDLE_FORMAT or header.format_version != BUNDLE_VERSION:
+        raise BundleRefused(
+            f"the prebuilt {name} index does not fit: format {header.format[:40]!r} version "
+            f"{header.format_version}, this version reads {BUNDLE_VERSION}"
+        )
+    return _read_manifest_as(root, name, Manifest)
 
-    started = time.perf_counter()
-    root = Path(directory)
+
+def _read_manifest_as(root: Path, name: str, model: type[Read]) -> Read:
     try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        return read_json_model(root / MANIFEST, model)
     except FileNotFoundError:
-        raise BundleRefused(f"no prebuilt {retriever.name} index ({root.name}/{MANIFEST} is missing)") from None
-    except (OSError, ValueError) as exc:
-        raise BundleRefused(f"the {retriever.name} bundle's manifest cannot be read ({type(exc).__name__})") from None
-    if not isinstance(manifest, dict):
-        raise BundleRefused(f"the {retriever.name} bundle's manifest is not a JSON object")
-    why = _mismatches(manifest, expected_manifest(retriever, corpus))
-    if why:
-        raise BundleRefused(f"the prebuilt {retriever.name} index does not fit: {'; '.join(why)}")
-    files = manifest.get("files") or {}
-    for name in [VECTORS] + ([FAISS_FILE] if manifest.get("index_kind") != "flat" else []):
-        path, entry = root / name, files.get(name) or {}
+        raise BundleRefused(f"no prebuilt {name} index ({root.name}/{MANIFEST} is missing)") from None
+    except OSError as exc:
+        raise BundleRefused(f"the {name} bundle's {MANIFEST} cannot be read ({type(exc).__name__})") from None
+    except IndexRefused as exc:  # too large, not JSON, or a field malformed
+        raise BundleRefused(f"the {name} bundle's {MANIFEST} {exc}") from None
+
+
+def _check_files(root: Path, manifest: Manifest, name: str) -> None:
+    """Each file the bundle needs is there, with the size and sha256 its manifest gives."""
+    for file in [VECTORS] + ([FAISS_FILE] if manifest.index_kind != "flat" else []):
+        path, entry = root / file, manifest.files.get(file)
         size = path.stat().st_size if path.is_file() else None
-        if size is None or size != entry.get("bytes") or sha256_of(path) != entry.get("sha256"):
+        if size is None or entry is None or size != entry.bytes or sha256_of(path) != entry.sha256:
             state = "missing" if size is None else f"{size:,} bytes, its checksum or size does not match"
-            raise BundleRefused(f"the prebuilt {retriever.name} index is damaged or truncated ({name}: {state})")
-    try:  # memory-mapped: the header's shape is checked before anything is allocated
+            raise BundleRefused(f"the prebuilt {name} index is damaged or truncated ({file}: {state})")
+
+
+def _read_vectors(root: Path, retriever: DenseRetriever, corpus: Corpus) -> np.ndarray:
+    """The bundle's vectors, memory-mapped: the header's dtype and shape are checked before
+    anything is allocated."""
+    try:
         vectors = np.load(root / VECTORS, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise BundleRefused(f"the prebuilt {retriever.name} vectors cannot be read ({type(exc).__name__})") from None
@@ -212,45 +275,43 @@ def load_bundle(
             f"the prebuilt {retriever.name} vectors are {vectors.dtype} {vectors.shape}, "
             f"not float32 ({len(corpus)}, {retriever.dim})"
         )
-    vectors = np.array(vectors)
-    wanted, kind = kind, manifest.get("index_kind", "flat")
-    if wanted is not None and kind != wanted:  # a bundle may not change how this server searches
-        raise BundleRefused(
-            f"the prebuilt {retriever.name} index is {str(kind)[:40]!r}; this server builds {wanted!r} for this corpus"
-        )
-    if kind not in INDEX_KINDS or kind == "auto":
-        raise BundleRefused(f"the prebuilt {retriever.name} index is of an unknown kind {str(kind)[:40]!r}")
-    if kind == "flat":
-        index = make_faiss_index(vectors, "flat")
-    else:
-        try:  # a faiss file from elsewhere (a hub repo) may be damaged or hostile: refused, then built here
-            index = faiss.deserialize_index(np.fromfile(root / FAISS_FILE, dtype=np.uint8))
-        except (RuntimeError, MemoryError) as exc:
-            raise BundleRefused(
-                f"the prebuilt {retriever.name} faiss index cannot be read ({type(exc).__name__})"
-            ) from None
-        if index.ntotal != len(corpus) or index.d != retriever.dim:
-            raise BundleRefused(f"the prebuilt {retriever.name} faiss index does not match its vectors")
-        try:  # it must name corpus passages (the ids are its own, not the vectors' rows)
-            _, ids = index.search(np.ascontiguousarray(vectors[:64]), min(10, len(corpus)))
-        except (RuntimeError, MemoryError) as exc:
-            raise BundleRefused(f"the prebuilt {retriever.name} faiss index fails ({type(exc).__name__})") from None
-        if ((ids < -1) | (ids >= len(corpus))).any():
-            raise BundleRefused(f"the prebuilt {retriever.name} faiss index names passages the corpus does not have")
+    return vectors
+
+
+def load_bundle(
+    directory: str | Path, retriever: DenseRetriever, corpus: Corpus, kind: str | None = None
+) -> DenseIndex:
+    """The index in the bundle `directory` for `retriever` over `corpus`, after the checks of the
+    module docstring (which embed a random sample of 8 passages). Raises BundleRefused, saying
+    why, when the bundle is missing, malformed, damaged, does not fit or does not hold these passages."""
+    started = time.perf_counter()
+    root, name = Path(directory), retriever.name
+    manifest = read_manifest(root, name)
+    why = _mismatches(manifest, expected_manifest(retriever, corpus))
+    if why:
+        raise BundleRefused(f"the prebuilt {name} index does not fit: {'; '.join(why)}")
+    found = manifest.index_kind
+    if kind is not None and found != kind:  # a bundle may not change how this server searches
+        raise BundleRefused(f"the prebuilt {name} index is {found[:40]!r}; this server builds {kind!r} for this corpus")
+    if found not in INDEX_KINDS or found == "auto":
+        raise BundleRefused(f"the prebuilt {name} index is of an unknown kind {found[:40]!r}")
+    _check_files(root, manifest, name)
+    vectors = _read_vectors(root, retriever, corpus)
+    what = "index" if found == "flat" else "faiss index"  # an exact index is rebuilt from the vectors
+    try:
+        if found == "flat":
+            index = make_faiss_index(np.array(vectors), "flat")
+        else:  # a faiss file from elsewhere (a hub repo) may be damaged or hostile: refused, then built here
+            index = read_faiss_file(root / FAISS_FILE)
+        check_index(index, found, retriever, corpus)
+    except IndexRefused as exc:
+        raise BundleRefused(f"the prebuilt {name} {what} {exc}") from None
     note = None
-    if manifest["dtype"] != str(retriever.dtype):
-        note = f"prebuilt in {manifest['dtype'].removeprefix('torch.')} (this server runs {retriever.dtype})"
-    log.info("%s: prebuilt index loaded from %s in %.2f s", retriever.name, root, time.perf_counter() - started)
+    if manifest.dtype != str(retriever.dtype):
+        note = f"prebuilt in {manifest.dtype.removeprefix('torch.')} (this server runs {retriever.dtype})"
+    log.info("%s: prebuilt index loaded from %s in %.2f s", name, root, time.perf_counter() - started)
     return DenseIndex(
-        retriever.name,
-        kind,
-        index,
-        retriever.dim,
-        float(manifest.get("build_seconds", 0.0)),
-        True,
-        root,
-        origin="prebuilt",
-        note=note,
+        name, found, index, retriever.dim, manifest.build_seconds, True, root, origin="prebuilt", note=note
     )
 
 

@@ -1,10 +1,18 @@
 """faiss inner-product indexes of passage embeddings, built in batches and cached on disk.
 
-A cache entry is a directory named by a key over everything that changes the vectors:
-the retriever's family, checkpoints and their revisions, max lengths and dtype; the
-corpus fingerprint; the index type. It is written to a temporary directory and renamed
-into place, so a crash mid-build never leaves a half-written entry or damages a complete
-one; an entry whose checksum, size or metadata do not match is rebuilt.
+A cache entry is a directory named by a key over everything that changes the vectors
+(`cache_identity`): the retriever's name and family, its checkpoints and their revisions, max
+lengths and dtype; the corpus fingerprint and size; the index kind and dimension. It holds
+`index.faiss` and `meta.json`, which repeats that identity with the file's size and sha256.
+An entry is written to a temporary directory and renamed into place, so a crash mid-build
+never leaves a half-written entry or damages a complete one.
+
+An entry is used only after the checks of index_checks.py: meta.json parsed into a typed,
+bounded model whose identity must equal this server's; the file's size and checksum; the faiss
+file read within its own size; its class, shape, quantizer and lists; finite vectors; and a
+random sample of passages embedded again and compared with the stored vectors (so that a file
+swapped for another retriever's, checksum and all, is caught). An entry that fails is logged
+with the reason, built again, and the new entry replaces it.
 """
 
 from __future__ import annotations
@@ -26,10 +34,25 @@ import numpy as np
 from ..errors import InvalidInputError
 from ..models.retrievers import DenseRetriever
 from .corpus import Corpus
+from .index_checks import (
+    Checkpoints,
+    Count,
+    IndexRefused,
+    Name,
+    Seconds,
+    Sha256,
+    StrictModel,
+    Text,
+    check_index,
+    read_faiss_file,
+    read_json_model,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json holds the whole identity (cache_identity) and the file's size
+INDEX_FILE = "index.faiss"
+META_FILE = "meta.json"
 # Above this corpus size "auto" picks IVF: exact search costs ~0.14 ms per 1,000 768-d vectors
 # a query here (142 ms at 1M), IVF-Flat 1.4 ms at recall@10 1.0 (benchmarks/bench_scale.py).
 APPROXIMATE_ABOVE = 200_000
@@ -127,18 +150,61 @@ def make_faiss_index(vectors: np.ndarray, kind: str):
     return index
 
 
-def cache_key(retriever: DenseRetriever, corpus: Corpus, kind: str) -> str:
-    parts = {
+def checkpoint_identity(retriever: DenseRetriever) -> list[dict]:
+    """What names each checkpoint of `retriever` exactly: the hub repo and its commit, or, for a
+    local directory (revision "local"), its path and the weights file's size."""
+    out = []
+    for files in retriever.checkpoints:
+        entry = {"source": files.source, "revision": files.revision}
+        if files.revision == "local":
+            entry["weights_bytes"] = files.weights.stat().st_size
+        out.append(entry)
+    return out
+
+
+def cache_identity(retriever: DenseRetriever, corpus: Corpus, kind: str) -> dict:
+    """Everything that decides a cache entry's vectors: its key hashes it, its meta.json repeats it."""
+    return {
         "format": FORMAT_VERSION,
+        "retriever": retriever.name,
         "family": retriever.family,
-        "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints],
-        "max_lengths": [retriever.max_question_length, retriever.max_passage_length],
+        "checkpoints": checkpoint_identity(retriever),
+        "max_question_length": retriever.max_question_length,
+        "max_passage_length": retriever.max_passage_length,
         "dtype": str(retriever.dtype),
+        "kind": kind,
         "corpus": corpus.fingerprint,
         "size": len(corpus),
-        "kind": kind,
+        "dim": retriever.dim,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def cache_key(retriever: DenseRetriever, corpus: Corpus, kind: str) -> str:
+    identity = cache_identity(retriever, corpus, kind)
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class CacheMeta(StrictModel):
+    """A cache entry's meta.json: its identity (cache_identity), then what describes the file."""
+
+    format: int
+    retriever: Name
+    family: Name
+    checkpoints: Checkpoints
+    max_question_length: Count
+    max_passage_length: Count
+    dtype: Name
+    kind: Name
+    corpus: Name
+    size: Count
+    dim: Count
+    corpus_name: Text = "?"
+    bytes: Count
+    sha256: Sha256
+    build_seconds: Seconds = 0.0
+
+    def identity(self) -> dict:
+        return self.model_dump(exclude={"corpus_name", "bytes", "sha256", "build_seconds"}, exclude_none=True)
 
 
 def sha256_of(path: Path) -> str:
@@ -150,22 +216,35 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _load_cached(entry: Path, corpus: Corpus, dim: int):
-    """The faiss index in `entry` if complete and consistent, else None."""
-    import faiss
-
+def _load_cached(entry: Path, retriever: DenseRetriever, corpus: Corpus, kind: str):
+    """The index in the cache entry `entry` and its CacheMeta, or None when there is no entry or
+    it fails a check (then logged with the reason: the caller builds the index and replaces it)."""
+    if not (entry / META_FILE).is_file():
+        return None
     try:
-        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT_VERSION or meta.get("corpus") != corpus.fingerprint:
-            return None, None
-        if meta.get("sha256") != sha256_of(entry / "index.faiss"):
-            return None, None
-        index = faiss.read_index(str(entry / "index.faiss"))
-        if index.ntotal != len(corpus) or index.d != dim:
-            return None, None
-        return index, meta
-    except Exception:  # missing file, bad JSON, unreadable index: rebuild
-        return None, None
+        return _checked_entry(entry, retriever, corpus, kind)
+    except (IndexRefused, OSError) as exc:
+        log.warning("%s: the cached index %s is refused and built again: it %s", retriever.name, entry.name, exc)
+    except Exception:  # a check that broke (a bug): never worse than building the index again
+        log.exception("%s: the cached index %s could not be checked; building it again", retriever.name, entry.name)
+    return None
+
+
+def _checked_entry(entry: Path, retriever: DenseRetriever, corpus: Corpus, kind: str):
+    try:
+        meta = read_json_model(entry / META_FILE, CacheMeta)
+    except IndexRefused as exc:
+        raise IndexRefused(f"has a meta.json that {exc}") from None
+    expected, found = cache_identity(retriever, corpus, kind), meta.identity()
+    differ = [f"{field} {str(found.get(field))[:80]!r}" for field in expected if found.get(field) != expected[field]]
+    if differ:
+        raise IndexRefused(f"was built for something else ({'; '.join(differ)})")
+    path = entry / INDEX_FILE
+    if path.stat().st_size != meta.bytes or sha256_of(path) != meta.sha256:
+        raise IndexRefused(f"has an {INDEX_FILE} whose size or checksum does not match its meta.json")
+    index = read_faiss_file(path)
+    check_index(index, kind, retriever, corpus)
+    return index, meta
 
 
 def build_index(
@@ -186,42 +265,20 @@ def build_index(
     kind = choose_kind(kind, len(corpus), approximate_above)
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     entry = root / "indexes" / f"{retriever.name}-{cache_key(retriever, corpus, kind)}"
-    index, meta = _load_cached(entry, corpus, retriever.dim)
-    if index is not None:
+    cached = _load_cached(entry, retriever, corpus, kind)
+    if cached is not None:
+        index, meta = cached
         if progress is not None:
             progress(len(corpus), len(corpus))
-        return DenseIndex(
-            retriever.name,
-            kind,
-            index,
-            retriever.dim,
-            float(meta.get("build_seconds", 0.0)),
-            True,
-            entry,
-            origin="cache",
-        )
+        return DenseIndex(retriever.name, kind, index, retriever.dim, meta.build_seconds, True, entry, origin="cache")
 
     started = time.perf_counter()
     vectors = retriever.encode_passages(corpus.as_dicts(), batch_size=batch_size, progress=progress)
     index = make_faiss_index(vectors, kind) if len(corpus) else faiss.IndexFlatIP(retriever.dim)
     seconds = time.perf_counter() - started
     try:
-        _write_entry(
-            entry,
-            index,
-            {
-                "format": FORMAT_VERSION,
-                "retriever": retriever.name,
-                "kind": kind,
-                "size": len(corpus),
-                "dim": retriever.dim,
-                "corpus": corpus.fingerprint,
-                "corpus_name": corpus.name,
-                "dtype": str(retriever.dtype),
-                "checkpoints": [[f.source, f.revision] for f in retriever.checkpoints],
-                "build_seconds": seconds,
-            },
-        )
+        meta = {**cache_identity(retriever, corpus, kind), "corpus_name": corpus.name, "build_seconds": seconds}
+        _write_entry(entry, index, meta)
     except OSError as exc:  # read-only or full disk: the index still serves, from memory
         reason = f"the index cache cannot be written: {os.strerror(exc.errno) if exc.errno else type(exc).__name__}"
         log.warning("%s index of %r kept in memory only: %s (%s)", retriever.name, corpus.name, reason, exc)
@@ -239,9 +296,9 @@ def _write_entry(entry: Path, index, meta: dict) -> None:
     try:
         # Python's own write, not faiss.write_index: a full disk must be an OSError (ENOSPC) that
         # the caller can recognise, not a RuntimeError whose text holds the server's path.
-        (tmp / "index.faiss").write_bytes(faiss.serialize_index(index).tobytes())
-        meta = {**meta, "sha256": sha256_of(tmp / "index.faiss")}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        (tmp / INDEX_FILE).write_bytes(faiss.serialize_index(index).tobytes())
+        meta = {**meta, "bytes": (tmp / INDEX_FILE).stat().st_size, "sha256": sha256_of(tmp / INDEX_FILE)}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if entry.exists():  # a stale or corrupt entry: move it aside first, then drop it
             trash = entry.parent / f".old-{entry.name}-{uuid.uuid4().hex[:8]}"
             os.replace(entry, trash)

@@ -165,6 +165,10 @@ class DenseSearch:
             log.warning("%s: not using the prebuilt index: %s", self.name, exc)
             build.note = f"the prebuilt index was not used: {exc}"
             return None
+        except Exception as exc:  # a check that broke on operator input (a bug): the retriever still works
+            log.exception("%s: the prebuilt index could not be checked", self.name)
+            build.note = f"the prebuilt index was not used: it could not be checked ({type(exc).__name__})"
+            return None
 
     def built(self) -> DenseIndex | None:
         """The index if it is ready, else None (never starts a build)."""

@@ -7,7 +7,9 @@ upload that is gone after a restart)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -301,3 +303,41 @@ def test_a_damaged_sessions_file_is_ignored(tmp_path, content):
     state.write_text(content)
     registry = EngineRegistry(load_bundled_corpus(), lambda c: RetrievalEngine(c, cache_dir=tmp_path), state_file=state)
     registry.check_not_lost("s")  # nothing lost, nothing raised (a name that is not text is dropped)
+
+
+@pytest.fixture(scope="module")
+def quick_heartbeat(hub_cache, tmp_path_factory):
+    """A server that notices a closed page within half a second (Gradio's default: 15 s)."""
+    app = AppServer(hub_cache, tmp_path_factory.mktemp("heartbeat"), {"GRADIO_HEARTBEAT_INTERVAL": "0.5"})
+    yield app
+    app.stop()
+
+
+def test_an_evaluation_stops_when_its_page_is_closed(quick_heartbeat, tmp_path):
+    """A page keeps its session alive with a heartbeat stream; when the page closes, Gradio runs the
+    unload event, which cancels the session's place: the evaluation stops at its next batch
+    instead of running on for nobody."""
+    server = quick_heartbeat
+    qa = uploaded(server, write_qa(tmp_path / "qa.jsonl"))
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "evaluate")
+    session = os.urandom(6).hex()
+    with contextlib.ExitStack() as streams:
+        heartbeat = streams.enter_context(
+            httpx.stream("GET", f"{server.url}gradio_api/heartbeat/{session}", timeout=60)
+        )
+        beats = heartbeat.iter_lines()  # kept: a dropped iterator closes the stream
+        next(beats)  # the page is open
+        retrievers = ["retribert", "dpr", "realm", "bm25"]
+        body = {"data": [retrievers, qa, None], "fn_index": fn, "session_hash": session}
+        assert httpx.post(f"{server.url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
+        data = f"{server.url}gradio_api/queue/data"
+        lines = streams.enter_context(httpx.stream("GET", data, params={"session_hash": session}, timeout=120))
+        lines = lines.iter_lines()
+        while "evaluating 500 questions" not in next(lines):  # the evaluation runs
+            pass
+        heartbeat.close()  # the page is closed
+        closed = time.monotonic()
+        done = next(json.loads(x[5:]) for x in lines if x.startswith("data:") and "process_completed" in x)
+    assert time.monotonic() - closed < 30
+    assert not done["success"] and "its page was closed" in done["output"]["error"]

@@ -30,6 +30,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import tempfile
 import threading
 import time
@@ -60,7 +61,7 @@ from lfqa_demo.retrieval.corpus import (
     load_bundled_questions,
     qa_from_file,
 )
-from lfqa_demo.sessions import CorpusRef, default_registry
+from lfqa_demo.sessions import MAX_SESSION_CHARS, CorpusRef, default_registry
 from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
 from ui import evaluation_view, render
 from ui.request_limits import BoundedBodies, clip_console
@@ -92,9 +93,9 @@ QUEUE_SIZE = int(os.environ.get("LFQA_QUEUE_SIZE", "64"))
 # fill it, and light requests (comparisons, answers, status) never wait behind it. Each waiting or
 # running place holds one of Gradio's worker threads: MAX_THREADS leaves room for all of them.
 EVALUATION_BUDGET_S = float(os.environ.get("LFQA_EVALUATION_BUDGET_S", "600"))
-EVALUATIONS = WorkLine("evaluation", running=1, waiting=3, per_address=True, budget_s=EVALUATION_BUDGET_S)
-INDEX_BUILDS = WorkLine("index build", running=4, waiting=8)
-EMBEDS = WorkLine("embedding", running=2, waiting=10)
+EVALUATIONS = WorkLine("evaluation", running=1, waiting=3, per_address=1, budget_s=EVALUATION_BUDGET_S)
+INDEX_BUILDS = WorkLine("index build", running=4, waiting=8, per_address=3)
+EMBEDS = WorkLine("embedding", running=2, waiting=10, per_address=3)
 WORK_LINES = (EVALUATIONS, INDEX_BUILDS, EMBEDS)
 MAX_THREADS = 40 + sum(line.capacity for line in WORK_LINES)  # Gradio's default (40) kept for the rest
 # How long one request waits for dense indexes before builds go on in the background.
@@ -190,12 +191,15 @@ def _text(value: object, what: str, limit: int, *, required: bool = False) -> st
         value = ""
     if not isinstance(value, str):
         raise InvalidInputError(f"The {what} must be text.")
-    value = clean_text(value).strip()
+    value = _CONTROL.sub("", clean_text(value)).strip()
     if required and not value:
         raise InvalidInputError(f"Type a {what} first.")
     if len(value) > limit:
         raise InvalidInputError(f"The {what} has {len(value):,} characters; the limit is {limit:,}.")
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls but tab and line breaks, and DEL
 
 
 def _question(value: object) -> str:
@@ -257,7 +261,10 @@ def _display_name(name: object) -> str:
 
 
 def _session(request: gr.Request | None) -> str | None:
-    return getattr(request, "session_hash", None) if request is not None else None
+    """The request's session id; None for one Gradio would not make (the client chooses it: a
+    1 MB id must not be kept per upload, written to the sessions file, or compared per request)."""
+    session = getattr(request, "session_hash", None) if request is not None else None
+    return session if isinstance(session, str) and 0 < len(session) <= MAX_SESSION_CHARS else None
 
 
 # -- handlers: thin calls into lfqa_demo ------------------------------------------------------------
@@ -414,17 +421,21 @@ def _loading_note(model: str) -> str:
 def _visitor(request: gr.Request | None) -> Visitor:
     """Who sends `request`: its session, and its client's address. Behind a proxy (the peer is a
     private or loopback address, as on a Space) the address is the last X-Forwarded-For entry: the
-    one the nearest proxy saw, which a client cannot choose (it can only add entries before it)."""
+    one the nearest proxy saw, which a client cannot choose (it can only add entries before it).
+    A client on this machine with no proxy in between (the operator's scripts, the tests, MCP's
+    own client) has no address to limit: only its session is."""
     if request is None:
         return Visitor()
     host = getattr(getattr(request, "client", None), "host", None)
     forwarded = (request.headers.get("x-forwarded-for") or "") if getattr(request, "headers", None) else ""
     try:
-        behind_proxy = host is not None and ipaddress.ip_address(host).is_private
+        peer = ipaddress.ip_address(host) if host else None
     except ValueError:
-        behind_proxy = False
-    if behind_proxy and forwarded.strip():
+        peer = None
+    if peer is not None and peer.is_private and forwarded.strip():
         host = forwarded.split(",")[-1].strip()[:64] or host
+    elif peer is not None and peer.is_loopback:
+        host = None
     return Visitor(_session(request), host)
 
 

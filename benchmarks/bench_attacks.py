@@ -8,7 +8,8 @@ It starts the app (fixture checkpoints, offline) and, one after the other:
 1. posts 30 MB of `{},` with one URL to /gradio_api/queue/join (the issue's reproduction), while
    another visitor asks for a BM25 comparison every 0.5 s: the HTTP status, the seconds the post
    took, the server's peak RSS growth and the slowest comparison meanwhile;
-2. posts 66 evaluations of a 40-question QA file (four retrievers) from one visitor, then at once
+2. posts 66 evaluations of a 40-question QA file (four retrievers) from one visitor (one address
+   behind the proxy, as X-Forwarded-For says; a new session each time), then at once
    asks for a BM25 comparison as another visitor: what the comparison got and how many of the 66
    were queued or refused.
 Prints a table and writes benchmarks/.out/attacks.json.
@@ -107,7 +108,11 @@ def flood(server: AppServer, work: Path) -> dict:
     r = httpx.post(f"{server.url}gradio_api/upload", files=[("files", ("qa.jsonl", qa.read_bytes()))], timeout=60)
     file = {"path": r.json()[0], "orig_name": "qa.jsonl", "meta": {"_type": "gradio.FileData"}}
     body = {"data": [["retribert", "dpr", "realm", "bm25"], file]}
-    events = [httpx.post(f"{server.url}gradio_api/call/evaluate", json=body, timeout=60).json() for _ in range(66)]
+    one_visitor = {"x-forwarded-for": "198.51.100.66"}  # behind the Space's proxy, as a remote visitor is
+    events = [
+        httpx.post(f"{server.url}gradio_api/call/evaluate", json=body, headers=one_visitor, timeout=60).json()
+        for _ in range(66)
+    ]
     outcome, seconds = compare(server.url)
     streams = [
         httpx.get(f"{server.url}gradio_api/call/evaluate/{e['event_id']}", timeout=600).text if "event_id" in e else ""

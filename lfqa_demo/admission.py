@@ -4,10 +4,11 @@ An evaluation of 500 questions takes minutes; an index build or a big embedding,
 minutes. Queued like everything else, such work filled the server's one queue: 66 evaluations
 from one visitor made every other visitor's comparison answer "Queue is full" for hours. Here
 each kind of heavy work has its own `WorkLine`: at most `running` at once, at most `waiting`
-more in line, and a visitor (a session, and for some kinds also a client address) holds at
-most one place in it, running or waiting. Anything past that is refused at once with a
-message (`ServerBusyError`), never queued. Light requests (comparisons, answers, status) do
-not pass through any line, so they never wait behind heavy work.
+more in line; a session holds at most one place in it, running or waiting, and a client
+address at most `per_address` (sessions cost nothing to make; addresses do). Anything past
+that is refused at once with a message (`ServerBusyError`), never queued. Light requests
+(comparisons, answers, status) do not pass through any line, so they never wait behind heavy
+work.
 
 A place can be cancelled (its visitor left: `WorkLine.cancel_session`) and carries a time
 budget; long work checks `Place.check()` between steps and stops with `WorkStopped`.
@@ -86,13 +87,14 @@ class WorkLine:
         *,
         running: int = 1,
         waiting: int = 3,
-        per_address: bool = False,
+        per_address: int | None = None,
         budget_s: float | None = None,
     ):
-        """`what` names the work in messages ("evaluation"); `per_address` also limits each client
-        address to one place (besides each session); `budget_s` is how long one may run."""
-        if running < 1 or waiting < 0:
-            raise ValueError("a work line needs running >= 1 and waiting >= 0")
+        """`what` names the work in messages ("evaluation"); `per_address` caps the places one
+        client address may hold (besides one per session; None: no cap, for the address is not
+        known or not trusted); `budget_s` is how long one may run."""
+        if running < 1 or waiting < 0 or (per_address is not None and per_address < 1):
+            raise ValueError("a work line needs running >= 1, waiting >= 0 and per_address >= 1")
         self.what, self.running, self.waiting = what, running, waiting
         self.per_address, self.budget_s = per_address, budget_s
         self._places: deque[Place] = deque()  # running ones first, then waiting ones, in order
@@ -106,16 +108,20 @@ class WorkLine:
     def join(self, visitor: Visitor) -> Place:
         """A place for `visitor`, or ServerBusyError saying why not (never waits)."""
         with self._turn:
-            for place in self._places:
-                same_session = visitor.session is not None and place.visitor.session == visitor.session
-                same_address = (
-                    self.per_address and visitor.address is not None and place.visitor.address == visitor.address
+            mine = visitor.session is not None and any(p.visitor.session == visitor.session for p in self._places)
+            from_address = sum(
+                1 for p in self._places if visitor.address is not None and p.visitor.address == visitor.address
+            )
+            if mine or (self.per_address == 1 and from_address):
+                raise ServerBusyError(
+                    f"One {self.what} at a time per visitor: yours is still running or waiting. "
+                    "Wait for it to finish, then try again."
                 )
-                if same_session or same_address:
-                    raise ServerBusyError(
-                        f"One {self.what} at a time per visitor: yours is still running or waiting. "
-                        "Wait for it to finish, then try again."
-                    )
+            if self.per_address is not None and from_address >= self.per_address:
+                raise ServerBusyError(
+                    f"{from_address} {self.what}s are already running or waiting from your address, the most one "
+                    "address may have at once. Wait for one to finish, then try again."
+                )
             if len(self._places) >= self.capacity:
                 raise ServerBusyError(
                     f"The server is busy: {len(self._places)} {self.what}s are running or waiting, the most it "

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_UPLOADS = 4  # uploaded corpora held at once; each is at most 20,000 passages (see the README)
 FORGET_AFTER = 1024  # how many reasons for dropped corpora (and sessions with lost uploads) are remembered
 MAX_STATE_BYTES = 1024 * 1024
+MAX_SESSION_CHARS = 64  # Gradio's own session ids have 11-12 characters
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class EngineRegistry:
         self._make_engine = make_engine
         self.max_uploads = max_uploads
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()  # one writer of the sessions file at a time
         self._engines: OrderedDict[str, RetrievalEngine] = OrderedDict()  # uploads, least recently used first
         self._holders: dict[str, set[str]] = {}  # corpus key -> sessions using it
         self._session_key: dict[str, str] = {}  # session -> the uploaded corpus it uses
@@ -172,7 +174,11 @@ class EngineRegistry:
             held = data["uploads"] if isinstance(data, dict) else None
             if not isinstance(held, dict):
                 raise ValueError("not a map of sessions")
-            lost = {s: n for s, n in held.items() if isinstance(s, str) and isinstance(n, str) and len(s) <= 128}
+            lost = {
+                s: n[:200]
+                for s, n in held.items()
+                if isinstance(s, str) and isinstance(n, str) and len(s) <= MAX_SESSION_CHARS
+            }
             return dict(list(lost.items())[-FORGET_AFTER:])
         except FileNotFoundError:
             return {}
@@ -181,11 +187,16 @@ class EngineRegistry:
             return {}
 
     def _save_state(self) -> None:
-        """Write the sessions holding uploads (and those still told of a lost one), atomically."""
+        """Write the sessions holding uploads (and those still told of a lost one), atomically;
+        outside the registry's lock, so that no request waits for the disk. A session id is the
+        client's to choose: one longer than MAX_SESSION_CHARS is not written (it would make the
+        file grow by what a client sends)."""
         if self._state_file is None:
             return
-        with self._lock:
-            held = {**self._lost, **{s: self._names.get(s, "your upload") for s in self._session_key}}
+        with self._save_lock:  # the snapshot too: a later one is never overwritten by an earlier one
+            with self._lock:
+                held = {**self._lost, **{s: self._names.get(s, "your upload") for s in self._session_key}}
+            held = {s: n[:200] for s, n in held.items() if len(s) <= MAX_SESSION_CHARS}
             held = dict(list(held.items())[-FORGET_AFTER:])
             try:
                 self._state_file.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from lfqa_demo.admission import ServerBusyError, Visitor, WorkLine, WorkStopped
 
 
 def test_one_place_per_session_and_per_address():
-    line = WorkLine("evaluation", running=1, waiting=3, per_address=True)
+    line = WorkLine("evaluation", running=1, waiting=3, per_address=1)
     first = line.join(Visitor("s1", "10.0.0.1"))
     with pytest.raises(ServerBusyError, match="One evaluation at a time per visitor"):
         line.join(Visitor("s1", "10.0.0.2"))  # the same session from elsewhere
@@ -19,6 +19,17 @@ def test_one_place_per_session_and_per_address():
         line.join(Visitor("s2", "10.0.0.1"))  # another session from the same address
     first.leave()
     line.join(Visitor("s2", "10.0.0.1")).leave()  # free again once the first left
+
+
+def test_an_address_holds_at_most_its_cap():
+    line = WorkLine("embedding", running=2, waiting=10, per_address=3)
+    places = [line.join(Visitor(f"s{i}", "203.0.113.7")) for i in range(3)]
+    with pytest.raises(ServerBusyError, match="3 embeddings are already running or waiting from your address"):
+        line.join(Visitor("s9", "203.0.113.7"))
+    line.join(Visitor("s10", "203.0.113.8"))  # another address is not concerned
+    line.join(Visitor("s11", None))  # nor a client with no known address (this machine)
+    places[0].leave()
+    line.join(Visitor("s9", "203.0.113.7"))
 
 
 def test_sessions_only_when_addresses_are_not_limited():

@@ -100,6 +100,18 @@ def test_an_upload_body_of_several_files_is_capped_as_a_whole(server, tmp_path):
     )
 
 
+@pytest.mark.parametrize("route", ["run", "api", "call", "call/v2"])
+def test_an_api_named_upload_is_a_json_route(server, route):
+    """Found by attacking this change: `/gradio_api/call/upload` ended with "/upload", so it got the
+    upload cap (21 MiB of JSON: +1.1 GB each) and skipped the URL check."""
+    body = b'{"data":[' + b"{}," * 700_000 + b'0],"fn_index":0}'
+    r = httpx.post(f"{server.url}gradio_api/{route}/upload", content=body, timeout=60)
+    assert r.status_code == 413
+    remote = {"path": "https://example.com/x.jsonl", "meta": {"_type": "gradio.FileData"}, "orig_name": "x.jsonl"}
+    r = httpx.post(f"{server.url}gradio_api/{route}/upload", json={"data": [remote, "", ""], "fn_index": 10})
+    assert r.status_code == 400 and "uploaded through the page" in r.text
+
+
 def test_the_largest_legitimate_body_still_passes(server):
     """50,000 pasted characters, none of them ASCII, JSON-escaped as \\uXXXX: ~300 KB."""
     pasted = ("Les Normands étaient menés par Rollon — 诺曼人由罗洛领导。 " * 2000)[:49_000]
@@ -234,7 +246,8 @@ def test_one_visitor_cannot_fill_the_queue(server, tmp_path):
     BM25 comparison got "Queue is full" for as long as the attacker topped it up."""
     qa = uploaded(server, write_qa(tmp_path / "qa.jsonl", n=40))  # ~10 s here with the tiny fixture models
     retrievers = ["retribert", "dpr", "realm", "bm25"]
-    events = [start_call(server, "evaluate", [retrievers, qa]) for _ in range(66)]
+    one_visitor = {"x-forwarded-for": "198.51.100.66"}  # as the Space's proxy says who it is
+    events = [start_call(server, "evaluate", [retrievers, qa], one_visitor) for _ in range(66)]
     assert bm25_compare_seconds(server) < 10  # another visitor, at once, while the attacker's run
     outcomes = [call_outcome(server, "evaluate", e) for e in events]
     refused = [o for o in outcomes if "One evaluation at a time per visitor" in o]
@@ -245,7 +258,7 @@ def test_one_visitor_cannot_fill_the_queue(server, tmp_path):
 def test_the_evaluation_line_is_bounded_for_everyone(server, tmp_path):
     """Five visitors (five addresses, behind the proxy): one runs, three wait, the fifth is told
     the server is busy; and a session cannot have two."""
-    qa = uploaded(server, write_qa(tmp_path / "qa2.jsonl", n=10))
+    qa = uploaded(server, write_qa(tmp_path / "qa2.jsonl", n=499))
     events = [
         start_call(server, "evaluate", [["retribert", "dpr", "realm"], qa], {"x-forwarded-for": f"203.0.113.{i}"})
         for i in range(5)
@@ -291,6 +304,23 @@ def test_an_upload_lost_in_a_restart_is_said_to_be_gone(hub_cache, tmp_path):
         assert html.count("<span class='rank'>") == 2
     finally:
         again.stop()
+
+
+def test_a_session_id_of_a_megabyte_is_not_kept(server, tmp_path):
+    """Found by attacking this change: a client-chosen 1 MB session id was written to the sessions
+    file on every upload (60 uploads: a 60 MB file, +1.5 GB)."""
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(json.dumps({"text": "The zorblax is purple."}) + "\n")
+    r = httpx.post(f"{server.url}gradio_api/upload", files=[("files", ("c.jsonl", corpus.read_bytes()))], timeout=60)
+    file = {"path": r.json()[0], "orig_name": "c.jsonl", "meta": {"_type": "gradio.FileData"}}
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "upload_corpus")
+    for i in range(3):
+        body = {"data": [file, "", ""], "fn_index": fn, "session_hash": f"{i:05d}" + "t" * 200_000}
+        assert httpx.post(f"{server.url}gradio_api/queue/join", json=body, timeout=30).status_code == 200
+    time.sleep(2)
+    state = Path(server.log.name).parent / "lfqa-cache" / "sessions.json"
+    assert not state.exists() or state.stat().st_size < 10_000
 
 
 @pytest.mark.parametrize("content", ["[" * 100_000, '{"uploads": [1, 2]}', '{"uploads": {"s": 5}}', "x" * 2_000_000])

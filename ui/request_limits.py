@@ -25,15 +25,18 @@ from lfqa_demo.retrieval.uploads import MAX_UPLOAD_BYTES
 
 JSON_BODY_LIMIT = 1 * 1024 * 1024
 UPLOAD_BODY_LIMIT = MAX_UPLOAD_BYTES + 1024 * 1024  # one file, plus its multipart headers and boundaries
-UPLOAD_PATHS = ("/upload", "/upload/", "/process_recording")  # Gradio's multipart routes (under /gradio_api)
+# Gradio's multipart routes, exactly: `/gradio_api/call/upload` (an API name) is a JSON route.
+UPLOAD_PATHS = ("/gradio_api/upload", "/gradio_api/upload/", "/gradio_api/process_recording")
 BODY_METHODS = ("POST", "PUT", "PATCH")
 # "http" in any case, or a JSON escape (which could spell it): only then is the body parsed here.
 _MAYBE_URL = re.compile(rb"(?i)http|\\u")
 
 
-def body_limit(path: str) -> int:
-    """The most bytes a request body to `path` may have."""
-    return UPLOAD_BODY_LIMIT if path.endswith(UPLOAD_PATHS) else JSON_BODY_LIMIT
+def body_limit(path: str, root_path: str = "") -> int:
+    """The most bytes a request body to `path` may have (`root_path`: where the app is mounted)."""
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return UPLOAD_BODY_LIMIT if path in UPLOAD_PATHS else JSON_BODY_LIMIT
 
 
 class BoundedBodies:
@@ -45,7 +48,7 @@ class BoundedBodies:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             return await self.app(scope, receive, send)
-        limit = body_limit(scope["path"])
+        limit = body_limit(scope["path"], scope.get("root_path", ""))
         declared = _content_length(scope)
         if declared == "invalid":
             return await _answer(send, 400, "The Content-Length header is not a number of bytes.")

@@ -391,13 +391,15 @@ def extract_answers(
     engine = _engine(ref)
     passages = lfqa_demo.passages_from_text(pasted) if pasted else None
     if passages is None and retriever in engine.dense_names():
+        # Ready is a fact of the engine, not a word in the state: a ready index's state may carry
+        # a note ("ready (the prebuilt index was not used: ...)").
         for states in engine.wait_for_indexes([retriever], budget_s=BUDGET_S):
-            if states[retriever] != "ready":
+            if engine.built_index(retriever) is None:
                 message = (
                     f"The {render.label(retriever)} index of this corpus: {render.public_message(states[retriever])}"
                 )
                 yield f"<div class='pending'>{render.esc(message)}</div>", ""
-        if states[retriever] != "ready":
+        if engine.built_index(retriever) is None:
             return  # the message above says why (still building in the background, or failed)
     for model in engine.load_models(readers=readers):
         yield _loading_note(model), ""

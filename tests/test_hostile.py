@@ -550,3 +550,18 @@ def test_search_ids_past_the_corpus_are_dropped_not_raised(monkeypatch, tmp_path
     monkeypatch.setattr(DenseIndex, "search", foreign)
     comparison = RetrievalEngine(cache_dir=tmp_path / "cache").compare("who led the normans?", ["dpr", "bm25"], k=4)
     assert [h.rank for h in comparison.results["dpr"].hits] == [2, 4] and len(comparison.results["bm25"].hits) == 4
+
+
+def test_a_refused_bundle_does_not_kill_the_answer_tab(dpr_bundle, hub_cache, tmp_path):
+    """Issue 18's reproduction: a bundle refused for another max length was rebuilt, but the
+    Answer tab compared the index's state with "ready" and never answered."""
+    manifest = json.loads((dpr_bundle / "dpr" / "manifest.json").read_text())
+    bundles = hostile_bundle(dpr_bundle, tmp_path, max_question_length=manifest["max_question_length"] + 1)
+    app = AppServer(hub_cache, tmp_path, {"LFQA_INDEXES": str(bundles), "LFQA_DTYPE": "float32"})
+    try:
+        html, _ = client_of(app).predict("who led the normans?", "dpr", ["dpr"], 3, "", api_name="/answer")
+        assert "Read the 3 passages" in html or "<mark class='answer'>" in html, html[:500]
+        assert "class='pending'" not in html
+        assert "max_question_length" in (tmp_path / "app.log").read_text()  # the refusal, logged once
+    finally:
+        app.stop()

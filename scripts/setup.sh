@@ -8,6 +8,14 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+# Nothing to do when the requirements (and this script) are as they were at the last setup with
+# the same file: launching the app must not re-run pip every time (~7 s).
+STAMP=".venv/.setup-$(basename "$REQS").sha256"
+WANT=$(cat "$REQS" requirements.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
+  echo "Requirements unchanged since the last setup ($REQS): nothing to install."
+  exit 0
+fi
 # torch first and on its own: on this kind of machine `torch==2.13.0` is a local CPU wheel;
 # installing it before anything else means no other package can pull a multi-GB CUDA build.
 .venv/bin/pip install --quiet torch==2.13.0
@@ -24,3 +32,4 @@ fi
 import torch
 print(f"torch {torch.__version__} ready (CUDA available: {torch.cuda.is_available()})")
 PY
+echo "$WANT" > "$STAMP"

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import SHARED
 
 from lfqa_demo import __main__ as cli
@@ -211,3 +212,13 @@ def test_a_bug_is_not_mistaken_for_bad_input(capsys, monkeypatch):
     monkeypatch.setattr(cli, "load_bundled_corpus", broken)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(["compare", "q", "--retrievers", "bm25"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has CUDA")
+def test_device_cuda_without_cuda_is_one_line(capsys, tmp_path):
+    """It printed ~200 lines of tracebacks, then "internal error (the details are in the server's log)"."""
+    status, out, err = run(
+        capsys, "index", "--corpus", "bundled", "--retrievers", "dpr", "--device", "cuda", "--cache-dir", str(tmp_path)
+    )
+    assert status == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "has no CUDA device; use 'cpu'" in err

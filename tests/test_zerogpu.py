@@ -19,6 +19,7 @@ import torch
 
 import lfqa_demo
 from lfqa_demo.engine import RetrievalEngine
+from lfqa_demo.errors import InvalidInputError
 from lfqa_demo.models import zerogpu
 from lfqa_demo.models.devices import resolve_device, resolve_dtype
 from lfqa_demo.retrieval.builds import BuildCancelled
@@ -214,7 +215,11 @@ def test_without_zero_gpu_spaces_is_never_imported(no_zero_gpu, tmp_path):
     engine = RetrievalEngine(build_corpus("small", PASSAGES[:20]), cache_dir=tmp_path)
     assert engine.build_indexes(["dpr"])["dpr"].error is None
     lfqa_demo.load_reader("realm").read(QUESTION, PASSAGES[:3])
-    assert resolve_device("cuda") == torch.device("cuda")
+    if torch.cuda.is_available():
+        assert resolve_device("cuda") == torch.device("cuda")
+    else:  # asked for by name, a missing GPU is an error that says so (not a crash in the first model call)
+        with pytest.raises(InvalidInputError, match="has no CUDA device"):
+            resolve_device("cuda")
     assert no_zero_gpu == [] and "spaces" not in sys.modules
 
 

@@ -41,6 +41,12 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     resolved = _resolve_device(device)
     if resolved.type == "cuda" and zerogpu.active():
         return torch.device("cpu")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        build = "a CPU build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, but no GPU is visible"
+        raise InvalidInputError(
+            f"device {str(device)!r} was asked for, but this torch ({torch.__version__}: {build}) has no CUDA "
+            "device; use 'cpu', or leave the device out to use the best one available"
+        )
     return resolved
 
 

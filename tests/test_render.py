@@ -69,3 +69,9 @@ def test_several_gold_answers_are_all_marked():
     html = render.render_comparison(c, ["Rollo", "Hrolf", "Vikings of Rollo"])
     assert "<mark class='gold'>Rollo</mark>" in html and "<mark class='gold'>Hrolf</mark>" in html
     assert "<mark class='gold'>Vikings of Rollo</mark>" in html  # the longer match wins where they overlap
+
+
+def test_a_confidence_is_rounded_the_same_way_everywhere():
+    from ui.render import percent
+
+    assert [percent(x) for x in (0.9512, 0.1, 0.0994, 0.001, 0.0004)] == ["95%", "10%", "9.9%", "0.1%", "<0.1%"]

@@ -291,6 +291,15 @@ def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHO
     return "".join(out)
 
 
+def percent(share: float) -> str:
+    """A share (0-1) as a percentage, rounded the same way wherever it is shown: whole percents
+    from 10%, one decimal below ("0.1%" in one place and "0%" in another once read as two figures)."""
+    value = 100 * share
+    if value >= 10:
+        return f"{value:.0f}%"
+    return f"{value:.1f}%" if value >= 0.05 else "<0.1%"
+
+
 def _answer_card(report: AnswerReport, reader: str, n: int, a) -> str:
     """One answer: its text, what each number means, and the passage with the span marked."""
     passage = report.passages[a.passage_index]
@@ -299,7 +308,7 @@ def _answer_card(report: AnswerReport, reader: str, n: int, a) -> str:
         f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b "
         f"class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
         "<span class='metric' title='softmax over the candidates considered'>confidence "
-        f"<b>{100 * a.confidence:.1f}%</b></span>"
+        f"<b>{percent(a.confidence)}</b></span>"
         "<span class='metric' title='the reader&#39;s score of this span alone'>span score "
         f"<b>{a.score:.2f}</b></span><span class='metric' title='{esc(relevance_meaning(reader))}'>passage relevance "
         f"<b>{a.relevance:.2f}</b></span>"
@@ -322,7 +331,7 @@ def _best_answers(report: AnswerReport) -> str:
     cards = "".join(
         f"<div class='best'><div class='who'>{esc(label(name))} reader's answer</div>"
         f"<div class='what'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</div>"
-        f"<div class='metric'>{100 * a.confidence:.0f}% confident · from passage {a.passage_index + 1}"
+        f"<div class='metric'>{percent(a.confidence)} confident · from passage {a.passage_index + 1}"
         f"{_titled(report.passages[a.passage_index].title)}</div></div>"
         for name, a in best.items()
     )

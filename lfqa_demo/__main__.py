@@ -87,10 +87,18 @@ def _engine(args: argparse.Namespace, corpus: Corpus) -> RetrievalEngine:
 
 
 def _retriever_names(args: argparse.Namespace) -> list[str]:
-    """The --retrievers list; an empty one is refused (the engine would read it as "all of them")."""
+    """The --retrievers list; an empty one is refused (the engine would read it as "all of them"),
+    and so is a --model that it does not name (it would be silently left out)."""
     names = [n.strip() for n in args.retrievers.split(",") if n.strip()]
     if not names:
         raise InvalidInputError("--retrievers names no retriever; give a comma-separated list such as 'dpr,bm25'")
+    for option in args.model or []:
+        name, _ = _model_spec(option)
+        if name not in names:
+            raise InvalidInputError(
+                f"--model {name}=... is not used: --retrievers does not name {name!r} "
+                f"(add it: --retrievers {','.join([*names, name])})"
+            )
     return names
 
 

@@ -174,6 +174,10 @@ def test_evaluate_shows_the_whole_error_of_a_retriever_that_could_not_run(capsys
         (["compare", "q", "--model", "no-equals-sign", "--retrievers", "bm25"], "is not NAME=FAMILY:QUESTION_CKPT"),
         (["compare", "q", "--dtype", "float8", "--retrievers", "bm25"], "dtype 'float8' is not one of"),
         (
+            ["compare", "q", "--model", "mine=sentence:org/name", "--retrievers", "bm25"],
+            "--model mine=... is not used: --retrievers does not name 'mine' (add it: --retrievers bm25,mine)",
+        ),
+        (
             ["evaluate", "--qa", "{tmp}/no-such-dir", "--retrievers", "bm25"],
             "is not a directory holding passages.jsonl",
         ),

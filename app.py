@@ -1,7 +1,9 @@
 """lfqa-demo: how neural retrievers and readers answer questions (Gradio app).
 
-UI only: every button calls one function of `lfqa_demo` that scripts can call too. Models load
-on first use (on the GPU when there is one); the page comes up without loading any weights.
+The page, its handlers and the server's start: every button calls one function of `lfqa_demo`
+that scripts can call too (the handlers check what arrives, the backend does the work, `ui/`
+makes the words). Models load on first use (on the GPU when there is one); the page comes up
+without loading any weights.
 Run `python app.py` (honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT) or `gradio app.py`.
 """
 

@@ -32,7 +32,6 @@ class ModelEmbedding:
     vectors: np.ndarray | None = None  # float32 [n, dim]
     norms: np.ndarray | None = None  # [n]
     similarity: np.ndarray | None = None  # [n, n] dot products: the score this model retrieves by
-    cosine: np.ndarray | None = None  # [n, n]
     map_points: list[dict] = field(
         default_factory=list
     )  # {"x", "y", "kind" ("corpus", "question", "passage"), "label"}: PCA of the corpus sample and the texts
@@ -97,8 +96,6 @@ def embed_texts(
         item.dim, item.vectors = retriever.dim, vectors
         item.norms = np.linalg.norm(vectors, axis=1)
         item.similarity = vectors @ vectors.T
-        unit = vectors / np.maximum(item.norms[:, None], 1e-12)
-        item.cosine = unit @ unit.T
         item.map_points = _map(engine, name, retriever, vectors, texts, kinds, map_passages)
     return report
 

@@ -144,11 +144,6 @@ class EngineRegistry:
                 "Upload it again, or switch to the bundled corpus (Corpus tab)."
             )
 
-    def held(self) -> list[RetrievalEngine]:
-        """The engines held now: the bundled one first, then uploads, most recently used last."""
-        with self._lock:
-            return [self.bundled, *self._engines.values()]
-
     def _release_locked(self, session: str, keep: str | None = None) -> list[RetrievalEngine]:
         if keep is None:
             self._names.pop(session, None)

@@ -3,8 +3,9 @@
 On a freshly started Space the first visitor would otherwise wait for three question encoders,
 two readers and, worst of all, three indexes of 552 passages each (minutes on a CPU without
 native bf16). `WarmUp` does that work ahead of them in one daemon thread: first every model
-(question and passage encoders, then the readers), then each dense index of the engine's
-corpus, cheapest first, read from prebuilt bundles or the cache when they fit, else built.
+(the question encoders, then the readers; a separate passage encoder, DPR's, loads when the
+first passage is embedded), then each dense index of the engine's corpus, cheapest first, read
+from prebuilt bundles or the cache when they fit, else built.
 
 It never blocks anything: the page and BM25 need none of it, and an index build it started is
 the engine's ordinary shared build, so a visitor asking for that index waits for the same

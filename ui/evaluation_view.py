@@ -34,10 +34,6 @@ def curve_frame(report: EvaluationReport) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
-def empty_curves() -> pd.DataFrame:
-    return pd.DataFrame([], columns=CURVE_COLUMNS)
-
-
 def _cut_offs(max_k: int) -> list[int]:
     return [k for k in SUMMARY_KS if k < max_k] + [max_k]
 

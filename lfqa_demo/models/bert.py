@@ -8,9 +8,7 @@ caching, cross-attention or pruning.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +34,6 @@ class BertConfig:
     def from_dict(cls, raw: dict) -> "BertConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> "BertConfig":
-        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def gelu_new(x: torch.Tensor) -> torch.Tensor:

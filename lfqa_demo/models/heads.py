@@ -1,9 +1,9 @@
 """Each model family's modules around the shared BERT trunk.
 
-Attribute paths equal the hub checkpoints' state-dict keys (see
-`../shared/reference/checkpoints.md` and transformers 4.40.2 `modeling_dpr.py`,
-`modeling_realm.py`, `deprecated/retribert/modeling_retribert.py`), so loading is a
-strict one-to-one copy. `IGNORED` lists, per class, the tensors the files carry that
+Attribute paths equal the hub checkpoints' state-dict keys (see the team's checkpoint notes,
+`shared/reference/checkpoints.md` beside the project, and transformers 4.40.2 `modeling_dpr.py`,
+`modeling_realm.py`, `deprecated/retribert/modeling_retribert.py`), so loading is a strict
+one-to-one copy. `IGNORED` lists, per class, the tensors the files carry that
 the family never uses.
 
 One contract per role. A retriever head has `embed_questions` and `embed_passages`, each

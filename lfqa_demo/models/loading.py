@@ -152,7 +152,9 @@ def load_retriever(
     """Load (once) a dense retriever: "retribert", "dpr", "realm", or a RetrieverSpec / dict
     naming the family and its question and passage checkpoints (repo ids or local dirs).
 
-    `device` None picks CUDA, else MPS, else CPU; `dtype` None is float32 except float16 on CUDA.
+    `device` None picks CUDA, else MPS, else CPU; `dtype` None follows LFQA_DTYPE, else the
+    precision policy of devices.py (bf16 on CUDA with bf16 and on CPUs with native bf16, fp16 on
+    other CUDA devices, else fp32).
     """
     from .devices import resolve_device, resolve_dtype
 

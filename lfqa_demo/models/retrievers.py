@@ -1,6 +1,6 @@
 """Dense retrievers: tokenize -> encode -> pool/project, in length-sorted batches.
 
-The three families differ only in their inputs and head (see heads.py):
+The families differ only in their inputs and head (see heads.py):
 
 | family    | question input      | passage input                         | embedding            |
 |-----------|---------------------|---------------------------------------|----------------------|
@@ -9,7 +9,7 @@ The three families differ only in their inputs and head (see heads.py):
 | REALM     | [CLS] q [SEP]       | [CLS] title [SEP] text [SEP], types 0/1 | LN(dense(pooler)) (128) |
 | sentence  | [CLS] q [SEP]       | [CLS] title text [SEP]                | mean pool, L2-normed |
 
-Similarity is the plain dot product for all three.
+Similarity is the plain dot product for all of them.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ class DPRReader(_Reader):
         max_answer_tokens: int | None = None,
         relevance_scores: Sequence[float] | None = None,
     ) -> ReadResult:
-        """The best `top_k` answers, decoded as the original DPR does (see lfqa_demo.answers)."""
+        """The best `top_k` answers, decoded as the original DPR does (see lfqa_demo.reading.answers)."""
         kept, reason = _readable(question, passages, top_k)
         if reason:
             return ReadResult([], reason)
@@ -313,7 +313,7 @@ class RealmReader(_Reader):
         max_answer_tokens: int | None = None,
         relevance_scores: Sequence[float] | None = None,
     ) -> ReadResult:
-        """The best `top_k` answers across passages, REALM's way (see lfqa_demo.answers); give
+        """The best `top_k` answers across passages, REALM's way (see lfqa_demo.reading.answers); give
         the retriever's scores as `relevance_scores` to add them as REALM does."""
         kept, reason = _readable(question, passages, top_k)
         if reason:

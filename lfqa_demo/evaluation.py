@@ -79,7 +79,7 @@ def format_table(scores: Sequence[RetrievalScores]) -> str:
     and, below the table, its whole error on one line: the error often ends with what to do
     (such as the `hf download ...` command), so it must not be cut."""
     ks = sorted(scores[0].recall_passage) if scores else []
-    head = ["retriever"] + [f"R@{k} psg" for k in ks] + [f"R@{k} ans" for k in ks] + [f"MRR@{ks[-1] if ks else ''}"]
+    head = ["retriever"] + [f"R@{k} psg" for k in ks] + [f"R@{k} ans" for k in ks] + [f"MRR@{ks[-1] if ks else ''} psg"]
     rows = [_score_cells(s, ks) for s in scores if not s.error]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     widths[0] = max([widths[0]] + [len(s.retriever) for s in scores])

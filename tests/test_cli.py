@@ -142,7 +142,7 @@ def test_evaluate_prints_a_table_and_bad_input_exits_2(capsys, tmp_path):
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == f"705 questions, 173 passages ({shared})"
-    assert lines[1].split() == ["retriever", "R@1", "psg", "R@5", "psg", "R@1", "ans", "R@5", "ans", "MRR@5"]
+    assert lines[1].split() == ["retriever", "R@1", "psg", "R@5", "psg", "R@1", "ans", "R@5", "ans", "MRR@5", "psg"]
     assert lines[2].startswith("bm25") and float(lines[2].split()[2]) >= 0.93
     status, out, err = run(capsys, "compare", "   ", "--retrievers", "bm25")
     assert status == 2 and "empty" in err

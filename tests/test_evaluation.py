@@ -98,6 +98,7 @@ def test_a_retriever_that_cannot_load_reports_its_whole_error(engine, tmp_path, 
         "R@20",
         "ans",
         "MRR@20",
+        "psg",
     ]
     assert lines[1].split() == ["bm25", "0.600", "0.800", "0.800", "0.800", "0.800", "0.800", "0.700"]
     assert lines[2].split() == ["dpr", "unavailable", "(error", "below)"]
@@ -126,7 +127,7 @@ def test_format_table_puts_a_long_multiline_error_on_one_line():
 def test_format_table_without_failures_has_no_trailing_lines():
     ok = RetrievalScores("bm25", 5, {1: 0.6}, {1: 0.8}, 0.6)
     assert format_table([ok]).splitlines() == [
-        "retriever  R@1 psg  R@1 ans  MRR@1",
+        "retriever  R@1 psg  R@1 ans  MRR@1 psg",
         "bm25       0.600    0.800    0.600",
     ]
 

@@ -364,13 +364,60 @@ def compare_retrievers(
 ):
     """Rank the corpus with each chosen retriever, side by side: the columns that are ready at
     once, each other one as soon as its index is (at most BUDGET_S; builds then go on)."""
-    question = _question(question)
-    k = _whole_number(k, "k", 1, 50)
-    retrievers = _chosen(retrievers, COMPARE_CHOICES, "retrievers")
-    gold = _text(gold_answer, "gold answer", MAX_QUESTION_CHARS) or None
+    shown = _compare_request(question, k, retrievers, gold_answer)
     ref = _ref(corpus_ref, request)
-    for c in _engine(ref).compare_live(question, retrievers, k, gold, budget_s=BUDGET_S):
+    for c in _engine(ref).compare_live(
+        shown["question"], shown["retrievers"], shown["k"], shown["gold"], budget_s=BUDGET_S
+    ):
         yield _comparison_outputs(c, ref)
+
+
+REFRESH_EVERY_S = 2.0  # how often a page with pending columns asks again (each ask is short)
+
+
+def watch_comparison(question, k, retrievers, gold_answer, corpus_ref, request: gr.Request = None):
+    """After a comparison: if some column's index is still being built, the request to repeat
+    and the refresh timer switched on, so the page fills those columns by itself (a short
+    request every REFRESH_EVERY_S, none of them waiting for the build); else nothing to do."""
+    try:
+        shown = _compare_request(question, k, retrievers, gold_answer)
+        building = _engine(corpus_ref, request).building_indexes(shown["retrievers"])
+    except LfqaError:
+        building = []
+    if not building:
+        return None, gr.Timer(active=False)
+    return shown, gr.Timer(active=True)
+
+
+@user_errors
+def refresh_comparison(
+    shown: dict | None, question, k, retrievers, gold_answer, corpus_ref: CorpusRef, request: gr.Request = None
+):
+    """The comparison in `shown` again, without waiting for any index: the columns that became
+    ready fill in, the others show their progress; the timer stops once none is pending, or
+    once the form asks for another comparison (its own results must never be overwritten)."""
+    try:
+        current = _compare_request(question, k, retrievers, gold_answer)
+    except LfqaError:
+        current = None
+    if not isinstance(shown, dict) or current != shown:
+        return gr.skip(), gr.skip(), gr.skip(), None, gr.Timer(active=False)
+    ref = _ref(corpus_ref, request)
+    c = None
+    for c in _engine(ref).compare_live(shown["question"], shown["retrievers"], shown["k"], shown["gold"], budget_s=0):
+        pass
+    pending = any(r.pending for r in c.results.values())
+    return (*_comparison_outputs(c, ref), shown if pending else None, gr.Timer(active=pending))
+
+
+def _compare_request(question, k, retrievers, gold_answer) -> dict:
+    """A comparison's inputs, checked (InvalidInputError says what is wrong)."""
+    return {
+        "question": _question(question),
+        "k": _whole_number(k, "k", 1, 50),
+        "retrievers": _chosen(retrievers, COMPARE_CHOICES, "retrievers"),
+        "gold": _text(gold_answer, "gold answer", MAX_QUESTION_CHARS) or None,
+    }
 
 
 @user_errors
@@ -675,6 +722,7 @@ class CompareTab:
     retrievers: gr.CheckboxGroup
     gold: gr.Textbox
     outputs: list
+    watch: list  # [the request to repeat, the refresh timer]: what watch_comparison sets
 
 
 def _corpus_line(ref: object) -> str:
@@ -719,6 +767,10 @@ def create_retrieval_tab(corpus_ref) -> CompareTab:
             )
         inputs = [question_input, k_input, retrievers_input, gold_input]
         outputs = [results_output, agreement_output, timings_output]
+        # Columns still indexing when a comparison ends fill in by themselves: the page repeats the
+        # comparison (without waiting) every REFRESH_EVERY_S until none is pending.
+        shown_request = gr.State(None)
+        refresh_timer = gr.Timer(REFRESH_EVERY_S, active=False)
         gr.on(
             [compare_button.click, question_input.submit],  # the button, or Enter in the question box
             compare_retrievers,
@@ -726,6 +778,22 @@ def create_retrieval_tab(corpus_ref) -> CompareTab:
             outputs,
             api_name="compare",
             preprocess=False,
+        ).success(
+            watch_comparison,
+            [*inputs, corpus_ref],
+            [shown_request, refresh_timer],
+            api_visibility="private",
+            preprocess=False,
+            show_progress="hidden",
+        )
+        refresh_timer.tick(
+            refresh_comparison,
+            [shown_request, *inputs, corpus_ref],
+            [*outputs, shown_request, refresh_timer],
+            api_visibility="private",
+            show_progress="hidden",
+            concurrency_id="status",
+            concurrency_limit=4,
         )
         gr.on([compare_button.click, question_input.submit], None, inputs, None, js=REMEMBER_COMPARISON_JS)
         question_input.change(None, question_input, None, js=MARK_STALE_JS)
@@ -733,7 +801,7 @@ def create_retrieval_tab(corpus_ref) -> CompareTab:
             fill_example, examples, [question_input, gold_input], api_visibility="private", show_progress="hidden"
         )
         corpus_ref.change(_corpus_line, corpus_ref, corpus_line, api_visibility="private", show_progress="hidden")
-    return CompareTab(question_input, k_input, retrievers_input, gold_input, outputs)
+    return CompareTab(question_input, k_input, retrievers_input, gold_input, outputs, [shown_request, refresh_timer])
 
 
 def create_answer_tab(corpus_ref) -> None:
@@ -1095,6 +1163,13 @@ def build_demo() -> gr.Blocks:
             c.outputs,
             api_visibility="private",
             preprocess=False,
+        ).success(
+            watch_comparison,
+            [c.question, c.k, c.retrievers, c.gold, corpus_ref],
+            c.watch,
+            api_visibility="private",
+            preprocess=False,
+            show_progress="hidden",
         )
         # The status has a queue slot of its own: it must answer while comparisons wait for indexes.
         refresh_button.click(

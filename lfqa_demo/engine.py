@@ -225,6 +225,10 @@ class RetrievalEngine:
         return self._dense(name).model()
 
     # -- indexes -------------------------------------------------------------------------------------
+    def building_indexes(self, names: Sequence[str] | None = None) -> list[str]:
+        """The dense retrievers among `names` whose index is being built now (never starts one)."""
+        return [n for n in self.dense_names(self._names(names)) if self._dense(n).building()]
+
     def start_index(self, name: str) -> IndexBuild:
         """The build of `name`'s dense index: the running or finished one, else a new one started in
         the background (read from the cache when a valid entry exists)."""

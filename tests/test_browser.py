@@ -282,3 +282,36 @@ def test_the_embedding_tab_draws_its_map(app, width, height, theme):
     assert legend_inside(page, "#embed-map")
     shot(page, width, height, theme, "embedding")
     page.close()
+
+
+def test_a_column_still_indexing_fills_in_by_itself(app, hub_cache, tmp_path_factory):
+    """Issue 18: past the request budget a column said "indexing 74/552 ... try again shortly" and
+    the page stayed so (13 minutes of identical screenshots) although the index was ready in two.
+    Now the page repeats the comparison, without waiting, until no column is pending."""
+    _, browser = app  # the module's browser (one Playwright per thread); a server of its own
+    server = AppServer(hub_cache, tmp_path_factory.mktemp("refresh"), {"LFQA_REQUEST_BUDGET_S": "0.5"})
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(server.url, wait_until="load")
+        page.locator("#compare-question textarea").fill("who led the normans?")
+        page.locator("#compare-retrievers label", has_text="RetriBERT").click()  # off: DPR, REALM, BM25 stay
+        page.locator("#compare-button").click()
+        page.wait_for_function(
+            "() => document.querySelectorAll('#compare-results .pending').length > 0", timeout=60_000
+        )
+        shot(page, 1440, 900, "light", "pending")
+        # No second click: DPR and REALM fill in when their indexes are ready (two builds of 552
+        # passages: seconds here, longer on a loaded machine).
+        try:
+            page.wait_for_function(
+                "() => document.querySelectorAll('#compare-results .pending').length === 0"
+                " && document.querySelectorAll('#compare-results .hit').length === 15",
+                timeout=180_000,
+            )
+        except Exception:
+            shot(page, 1440, 900, "light", "refresh-timeout")
+            raise
+        shot(page, 1440, 900, "light", "filled-in")
+        page.close()
+    finally:
+        server.stop()

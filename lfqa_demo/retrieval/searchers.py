@@ -205,6 +205,12 @@ class DenseSearch:
         finally:
             build.leave_waiters()
 
+    def building(self) -> bool:
+        """Whether its index is being built now (started and not finished)."""
+        with self._lock:
+            build = self._build
+        return self._ready is None and build is not None and not build.finished
+
     def state(self) -> str | None:
         """Where the index stands, for a status panel; None if nothing was asked of it yet."""
         index = self.built()

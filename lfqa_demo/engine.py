@@ -21,9 +21,10 @@ import numpy as np
 
 from .errors import InvalidInputError, InvalidTypeError, LfqaError
 from .inputs import check_passages, check_text, check_texts
-from .models.loading import load_reader, model_states
+from .models.loading import model_states
 from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .reading.answers import ReadResult
+from .reading.loading import load_reader
 from .retrieval.bm25 import BM25Index
 from .retrieval.builds import IndexBuild
 from .retrieval.corpus import Corpus, Passage, load_bundled_corpus

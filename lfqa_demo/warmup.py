@@ -20,7 +20,7 @@ import threading
 from typing import Sequence
 
 from .engine import RetrievalEngine, failure_message
-from .models.loading import load_reader
+from .reading.loading import load_reader
 
 log = logging.getLogger(__name__)
 

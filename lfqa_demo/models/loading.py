@@ -1,4 +1,6 @@
-"""`load_retriever` and `load_reader`: resolve checkpoints, build modules, cache them.
+"""`load_retriever`, and the model registry every loader shares: resolve checkpoints, build
+modules, cache them (`load_reader` lives beside the readers, in reading/loading.py: the models
+never import the readers).
 
 Nothing here runs at import time. Each (spec, device, dtype) is loaded once per process,
 even when several threads ask for it at the same moment; a failed load caches nothing.
@@ -13,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
 from ..errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
-from ..reading.readers import READER_CLASSES, DPRReader, RealmReader
 from .families import READER_FAMILIES, RETRIEVER_FAMILIES
 from .hub import CheckpointFiles, resolve_checkpoint
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
@@ -206,42 +207,3 @@ def _sentence_max_length(files: CheckpointFiles) -> int | None:
         return None
     value = json.loads(path.read_text(encoding="utf-8")).get("max_seq_length")
     return value if isinstance(value, int) and value > 2 else None
-
-
-def load_reader(
-    name: str,
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | str | None = None,
-    checkpoint: str | None = None,
-    max_length: int | None = None,
-) -> DPRReader | RealmReader:
-    """Load (once) the "dpr" or "realm" reader; `checkpoint` overrides the default repo id or dir."""
-    from .devices import resolve_device, resolve_dtype
-
-    if name not in READER_FAMILIES:
-        raise InvalidInputError(f"reader name must be one of {tuple(READER_FAMILIES)}, not {name!r}")
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    source = checkpoint or READER_FAMILIES[name].checkpoint
-    return _once(
-        ("reader", name, source, max_length, str(dev), dt),
-        f"reader {name}",
-        functools.partial(_load_reader, name, source, str(dev), dt, max_length),
-    )
-
-
-def _load_reader(
-    name: str, source: str, device: str, dtype: torch.dtype, max_length: int | None
-) -> DPRReader | RealmReader:
-    import torch
-
-    from .checkpoint_io import read_config
-
-    family = READER_FAMILIES[name]
-    files = resolve_checkpoint(source, _MODEL_FILES, _OPTIONAL_FILES)
-    model = _build(files, lambda c, raw: family.make_head(c, raw, "reader"), device, dtype)
-    reader_class = READER_CLASSES[name]
-    return reader_class(
-        family, model, _tokenizer(files), files, torch.device(device), dtype, max_length, config=read_config(files)
-    )

@@ -22,6 +22,7 @@ from ..errors import InvalidInputError
 from ..inputs import check_passages, check_text
 from ..models import zerogpu
 from ..models.hub import CheckpointFiles
+from ..models.loading import load_retriever
 from ..models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 from ..models.tokenization import WordPieceTokenizer
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
@@ -259,8 +260,6 @@ class RealmReader(_Reader):
         embedder_spec = DEFAULT_RETRIEVERS["realm"]
         if retrieved_by == embedder_spec:
             return list(retrieval_scores)
-        from ..models.loading import load_retriever  # loading imports this module
-
         embedder = load_retriever(embedder_spec, device=self.device, dtype=self.dtype)
         q = embedder.encode_questions([question])[0]
         return (embedder.encode_passages(passages) @ q).tolist()

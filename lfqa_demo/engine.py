@@ -26,7 +26,7 @@ from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .reading.answers import ReadResult
 from .reading.loading import load_reader
 from .retrieval.bm25 import BM25Index
-from .retrieval.builds import IndexBuild
+from .retrieval.builds import BuildPhase, IndexBuild
 from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
 from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
@@ -404,7 +404,7 @@ class RetrievalEngine:
         check_k(k)
         done: list[str] | None = None
         for builds, over in self._watch(names, budget_s):
-            failed = {n: b for n, b in builds.items() if b.finished and b.state != "ready"}
+            failed = {n: b for n, b in builds.items() if b.finished and b.state != BuildPhase.READY}
             pending = {n: b for n, b in builds.items() if not b.finished}
             ready = [n for n in names if n not in pending and n not in failed]
             if ready != done:  # search again only when another column became ready

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from enum import Enum
 from typing import Callable
 
 from ..errors import LfqaError
@@ -23,6 +24,18 @@ from ..errors import LfqaError
 log = logging.getLogger(__name__)
 
 BUILD_SLOTS = threading.BoundedSemaphore(1)  # builds that embed at once; the others queue
+
+
+class BuildPhase(str, Enum):
+    """Where a build stands: loading -> queued -> building -> ready | failed | cancelled.
+    (A str mixin: a phase equals its value, so callers and JSON see plain words.)"""
+
+    LOADING = "loading"
+    QUEUED = "queued"
+    BUILDING = "building"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class BuildCancelled(LfqaError):
@@ -50,7 +63,7 @@ class IndexBuild:
         self.label = label
         self.total = total
         self.done = 0
-        self.state = "loading"  # loading -> queued -> building -> ready | failed | cancelled
+        self.state = BuildPhase.LOADING
         self.result: object | None = None
         self.error: BaseException | None = None
         self.background = False  # True once a request handed it over to finish on its own
@@ -81,20 +94,20 @@ class IndexBuild:
         try:
             result = self._prepare() if self._prepare is not None else None
             if result is None:
-                self.state = "queued"
+                self.state = BuildPhase.QUEUED
                 with BUILD_SLOTS:
                     if self._cancel.is_set():
                         raise BuildCancelled(f"the {self.label} index build was cancelled")
-                    self.state, self._started_at = "building", time.monotonic()
+                    self.state, self._started_at = BuildPhase.BUILDING, time.monotonic()
                     result = self._run(self._progress)
-            self.result, self.state = result, "ready"
+            self.result, self.state = result, BuildPhase.READY
         except BuildCancelled as exc:
-            self.error, self.state = exc, "cancelled"
+            self.error, self.state = exc, BuildPhase.CANCELLED
         except LfqaError as exc:
-            self.error, self.state = exc, "failed"
+            self.error, self.state = exc, BuildPhase.FAILED
         except Exception as exc:  # a bug, or the disk: log it whole, report it short
             log.exception("index build %s failed", self.label)
-            self.error, self.state = exc, "failed"
+            self.error, self.state = exc, BuildPhase.FAILED
         finally:
             self._finished.set()
 
@@ -137,7 +150,7 @@ class IndexBuild:
 
     def seconds_left(self) -> float | None:
         """Time left at the rate so far; None until a first batch is done."""
-        if self.state != "building" or not self.done or self._started_at is None:
+        if self.state != BuildPhase.BUILDING or not self.done or self._started_at is None:
             return None
         elapsed = time.monotonic() - self._started_at
         return elapsed / self.done * max(self.total - self.done, 0)
@@ -145,19 +158,19 @@ class IndexBuild:
     def describe(self) -> str:
         """Where the build stands, in words: "indexing 120/552, about 40 s left"."""
         note = f" ({self.note})" if self.note else ""
-        if self.state == "loading":
+        if self.state == BuildPhase.LOADING:
             return "loading the model" + note
-        if self.state == "queued":
+        if self.state == BuildPhase.QUEUED:
             return "queued behind another index build" + note
-        if self.state == "building":
+        if self.state == BuildPhase.BUILDING:
             left = self.seconds_left()
             eta = f", about {format_seconds(left)} left" if left is not None else ""
             if not self.embedding:
                 return "loading the model" + note
             return f"indexing {self.done:,}/{self.total:,} passages{eta}" + note
-        if self.state == "ready":
+        if self.state == BuildPhase.READY:
             return "ready" + note
-        return f"{self.state}: {self.error}"
+        return f"{self.state.value}: {self.error}"
 
 
 def format_seconds(seconds: float) -> str:

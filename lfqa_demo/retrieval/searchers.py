@@ -23,7 +23,7 @@ from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
 from ..models.loading import load_retriever
 from ..models.retrievers import DenseRetriever, RetrieverSpec
 from .bm25 import BM25Index
-from .builds import IndexBuild
+from .builds import BuildPhase, IndexBuild
 from .bundles import BundleSource, load_bundle
 from .corpus import Corpus
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index, choose_kind
@@ -125,7 +125,7 @@ class DenseSearch:
         """The running or finished build; a new one if none, or the last failed or was cancelled."""
         with self._lock:
             build = self._build
-            if build is not None and not (build.finished and build.state != "ready"):
+            if build is not None and not (build.finished and build.state != BuildPhase.READY):
                 return build
 
             def prepare() -> DenseIndex | None:
@@ -176,7 +176,7 @@ class DenseSearch:
             if self._ready is not None:
                 return self._ready
             build = self._build
-        return build.result if build is not None and build.state == "ready" else None
+        return build.result if build is not None and build.state == BuildPhase.READY else None
 
     def set_index(self, index: DenseIndex) -> None:
         with self._lock:

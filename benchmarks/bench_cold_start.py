@@ -12,11 +12,11 @@ full-size random-weight checkpoints of full_size_checkpoints.py (or, with --fixt
 tiny test fixtures: a quick check of the script itself, not of the app's speed).
 
 Per scenario it prints a timeline (launch -> page; click; each column ready; all four) and
-the latency of /model_status, polled every 0.5 s from a separate client while it runs (the
+the latency of /status, polled every 0.5 s from a separate client while it runs (the
 page itself polls it every 3 s); at the end a table and the targets with PASS/FAIL:
   click -> first column (BM25) <= 1 s, every scenario;
   (c) launch -> all four columns for a first click <= 15 s;
-  (b) /model_status p95 <= 200 ms while indexes build.
+  (b) /status p95 <= 200 ms while indexes build.
 
     .venv/bin/python benchmarks/bench_cold_start.py [--scenarios a,b,c] [--dtypes default,float32]
         [--root /tmp/lfqa-full-size] [--timeout 1800] [--json out.json] [--fixtures]
@@ -74,9 +74,9 @@ TARGET_CLICK_FIRST_S = 1.0
 TARGET_BUNDLE_ALL_S = 15.0
 TARGET_STATUS_P95_MS = 200.0
 OUTPUT_POLL_S = 0.02  # how often the job's streamed outputs are looked at: the timestamps' resolution
-# /model_status texts of settled states; any other ("loading", "indexing 120/552...", "queued...",
-# "waiting (warm-up)") means work is still under way.
-SETTLED_WORDS = ("ready", "not loaded", "failed")
+# /status states (lfqa_demo.status.Phase values) of settled models and indexes; any other
+# (loading, indexing, queued, waiting) means work is still under way.
+SETTLED = {"ready", "not loaded", "failed", "cancelled"}
 
 
 # -- the machine --------------------------------------------------------------------------------
@@ -337,18 +337,19 @@ def click_and_watch(
         result.error = f"{type(exc).__name__}: {exc}"
 
 
-def model_status(http: httpx.Client) -> dict[str, str]:
-    """/model_status's table as {model or index: state}."""
-    for event, data in sse_call(http, "model_status", []):
+def model_status(http: httpx.Client) -> dict[str, dict]:
+    """/status's JSON as {"retriever dpr": {"state", "done", ...}, ..., "index dpr": {...}}."""
+    for event, data in sse_call(http, "status", []):
         if event == "error":
-            raise RuntimeError(f"/model_status answered an error: {data}")
+            raise RuntimeError(f"/status answered an error: {data}")
         if event == "complete":
-            return {str(r[0]): str(r[1]) for r in table_rows(data[0])}
-    raise RuntimeError("/model_status ended without an answer")
+            status = data[0]
+            return {**status["models"], **{f"index {name}": s for name, s in status["indexes"].items()}}
+    raise RuntimeError("/status ended without an answer")
 
 
 class StatusPoller(threading.Thread):
-    """A separate client calling /model_status every `interval` seconds (the next call starts at
+    """A separate client calling /status every `interval` seconds (the next call starts at
     once when one took longer), until stopped. Plain HTTP with keep-alive, as the page's own
     timer does through its queue connection: gradio_client would add ~70 ms of its own per
     call here (measured on this machine), a third of the 200 ms target."""
@@ -365,7 +366,7 @@ class StatusPoller(threading.Thread):
                 start = time.monotonic()
                 try:
                     states = model_status(http)
-                    busy = any(not s.startswith(SETTLED_WORDS) for s in states.values())
+                    busy = any(s["state"] not in SETTLED for s in states.values())
                     self.calls.append(StatusCall(start - self.t0, 1000 * (time.monotonic() - start), busy))
                 except Exception as exc:
                     ms = 1000 * (time.monotonic() - start)
@@ -375,16 +376,17 @@ class StatusPoller(threading.Thread):
 
 
 def model_status_once(url: str) -> dict[str, str]:
+    """Each model's and index's state at the end, as "ready", "failed: why"..."""
     with httpx.Client(base_url=url, timeout=30) as http:
-        return model_status(http)
+        states = model_status(http)
+    return {key: s["state"] + (f": {s['note']}" if s.get("note") else "") for key, s in states.items()}
 
 
-def app_dtype(states: dict[str, str]) -> str | None:
-    """The precision the app reports for its loaded models ("ready on cpu, bfloat16")."""
-    for state in states.values():
-        if state.startswith("ready on"):
-            return state.rsplit(",", 1)[-1].strip()
-    return None
+def app_dtype(url: str) -> str | None:
+    """The precision the app reports for its loaded models (/status's "dtype")."""
+    with httpx.Client(base_url=url, timeout=30) as http:
+        states = model_status(http)
+    return next((s["dtype"] for s in states.values() if s.get("dtype")), None)
 
 
 def free_port() -> int:
@@ -523,7 +525,7 @@ def run_scenario(scenario: str, dtype: str, settings: Settings) -> ScenarioResul
             result.final_model_status = model_status_once(url)
         except Exception as exc:
             result.final_model_status = {"error": f"{type(exc).__name__}: {exc}"}
-        result.app_dtype = app_dtype(result.final_model_status)
+        result.app_dtype = app_dtype(url) if "error" not in result.final_model_status else None
         errors = [f"{c.label}: {c.error}" for c in result.clicks if c.error]
         if errors:
             result.error = "; ".join(errors)
@@ -549,7 +551,7 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def busy_calls(result: ScenarioResult) -> list[StatusCall]:
-    """The /model_status calls made while models loaded or indexes built (by the answers)."""
+    """The /status calls made while models loaded or indexes built (by the answers)."""
     return [c for c in result.status_calls if c.busy]
 
 
@@ -583,7 +585,7 @@ def print_timeline(result: ScenarioResult) -> None:
     busy = status_stats(busy_calls(result))
     if stats.get("p50_ms") is not None:
         line = (
-            f"  /model_status: {stats['calls']} calls, p50 {stats['p50_ms']:.0f} / p95 {stats['p95_ms']:.0f} / "
+            f"  /status: {stats['calls']} calls, p50 {stats['p50_ms']:.0f} / p95 {stats['p95_ms']:.0f} / "
             f"max {stats['max_ms']:.0f} ms"
         )
         if busy.get("p50_ms") is not None:
@@ -626,7 +628,7 @@ def targets(results: list[ScenarioResult]) -> list[dict[str, Any]]:
         if r.scenario == "b":
             busy = busy_calls(r)
             stats = status_stats(busy or r.status_calls)
-            label = f"(b) {r.dtype}: /model_status p95 (ms), " + (
+            label = f"(b) {r.dtype}: /status p95 (ms), " + (
                 f"{len(busy)} calls while building" if busy else "no call saw a build: all calls"
             )
             check(label, stats.get("p95_ms"), TARGET_STATUS_P95_MS, "ms")
@@ -667,7 +669,7 @@ def print_summary(results: list[ScenarioResult], checks: list[dict[str, Any]], i
     print(
         "seconds; page, click, l>1st, l>all: since launch (Popen); c>1st, c>all: since the click; "
         "1st = the first output with any column filled (BM25), all = all four filled; busy status: "
-        "/model_status calls, in ms, whose answer showed a model loading or an index building"
+        "/status calls, in ms, whose answer showed a model loading or an index building"
     )
     print(f"\n{'target check':<72} {'figure':>9}  {'target':<10} verdict")
     for c in checks:
@@ -704,7 +706,7 @@ def main() -> int:
     parser.add_argument(
         "--late-click", type=float, default=30.0, help="(b): a second visitor clicks this long after page-up; 0: none"
     )
-    parser.add_argument("--poll-interval", type=float, default=0.5, help="/model_status polling, seconds")
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="/status polling, seconds")
     parser.add_argument(
         "--client",
         choices=tuple(CLICKERS),

@@ -6,7 +6,8 @@ Importing this package loads no model; `load_retriever` / `load_reader` load on 
 
 from .engine import AnswerReport, Comparison, RetrievalEngine, answer, compare, compare_batch, default_engine
 from .errors import CheckpointError, CheckpointNotFoundError, CorpusError, LfqaError
-from .models.loading import clear_loaded_models, load_retriever, model_states
+from .models.loading import load_retriever
+from .models.registry import clear_loaded_models, model_states
 from .models.retrievers import DenseRetriever, RetrieverSpec
 from .reading.answers import Answer, ReadResult
 from .reading.loading import load_reader

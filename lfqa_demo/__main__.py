@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .engine import IndexResult, RetrievalEngine
 from .errors import InvalidInputError, LfqaError
-from .evaluation import evaluate, format_table
+from .evaluation import evaluation_report, format_table
 from .models.devices import resolve_device, resolve_dtype
 from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
 from .retrieval.bundles import push_bundles, write_bundle
@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORG/NAME",
         help="upload the --out bundles to this hub dataset repo (created if needed; needs a write token)",
     )
-    ev = sub.add_parser("evaluate", parents=[common], help="recall@k and MRR on a QA set")
+    ev = sub.add_parser(
+        "evaluate", parents=[common], help="recall@k and MRR, by answer and by gold passage, on a QA set"
+    )
     ev.add_argument(
         "--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl"
     )
@@ -211,7 +213,9 @@ def run_index(args: argparse.Namespace, names: list[str]) -> int:
 
 
 def run_evaluate(args: argparse.Namespace, names: list[str]) -> int:
-    """Recall@k and MRR of each retriever on a QA set, as a table (failures listed below it)."""
+    """Recall@k at --ks and MRR@max(--ks) of each retriever on a QA set, by answer and by gold
+    passage, as a table (failures listed below it). Computed by `evaluation_report`, the app's
+    evaluation view's path, so both give the same figures under the same names."""
     qa_dir = BUNDLED_DIR if args.qa == "bundled" else Path(args.qa)
     if not qa_dir.is_dir():
         raise InvalidInputError(f"--qa {args.qa!r} is not a directory holding passages.jsonl and questions.jsonl")
@@ -219,7 +223,7 @@ def run_evaluate(args: argparse.Namespace, names: list[str]) -> int:
     qa = load_qa_set(qa_dir)
     engine.build_indexes(names, progress=_progress)
     print(f"{len(qa)} questions, {len(engine.corpus)} passages ({qa_dir})")
-    print(format_table(evaluate(engine, qa, names, args.ks)))
+    print(format_table(evaluation_report(engine, qa, names, max_k=max(args.ks)), args.ks))
     return EXIT_OK
 
 

@@ -19,17 +19,18 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import InvalidInputError, InvalidTypeError, LfqaError
+from .errors import InvalidInputError, InvalidTypeError, LfqaError, failure_message
 from .inputs import check_passages, check_text, check_texts
-from .models.loading import model_states
+from .models.registry import model_states
 from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .reading.answers import ReadResult
-from .reading.loading import load_reader
+from .reading.loading import load_reader, load_relevance_embedder
 from .retrieval.bm25 import BM25Index
-from .retrieval.builds import BuildPhase, IndexBuild
+from .retrieval.builds import IndexBuild
 from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
 from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
+from .status import ModelKey, Phase, Status
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
 MAX_K = 100
@@ -41,7 +42,6 @@ REQUEST_BUDGET_S = 60.0
 # Characters of each passage the readers read in one request: bounds their work (a passage is
 # read in overlapping windows of ~350 word pieces) whatever a visitor uploads or pastes.
 MAX_READ_CHARS = 2000
-BACKGROUND_NOTE = "; it goes on in the background: try again shortly"
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,7 @@ class RetrieverResult:
     encode_ms: float
     search_ms: float
     error: str | None = None  # why the retriever could not run; hits are then empty
-    pending: str | None = None  # where its index build stands while it is not ready yet
-    progress: tuple[int, int] | None = None  # (passages embedded, of) while its index builds
+    pending: Status | None = None  # where its index build stands while it is not ready yet
     score_kind: str = ""  # what its scores mean ("dot product of ...", "BM25 score ...")
 
 
@@ -141,18 +140,6 @@ def check_k(k: object) -> int:
     if not 1 <= k <= MAX_K:
         raise InvalidInputError(f"k must be between 1 and {MAX_K}, got {k}")
     return int(k)
-
-
-INTERNAL_ERROR = "internal error (the details are in the server's log)"
-
-
-def failure_message(exc: BaseException) -> str:
-    """What a result says about an exception: the message of one of ours (written for the user),
-    else a short "internal error" after the traceback went to the log."""
-    if isinstance(exc, LfqaError):
-        return str(exc)
-    log.error("unexpected error", exc_info=exc)
-    return INTERNAL_ERROR
 
 
 def make_searcher(
@@ -255,10 +242,9 @@ class RetrievalEngine:
             )
         self._dense(name).set_index(index)
 
-    def index_states(self) -> dict[str, str]:
-        """Each dense index asked for so far: "ready", "indexing 120/552 passages, about 40 s left",
-        "failed: why"... (for a status panel)."""
-        states = {name: self.searchers[name].state() for name in self.dense_names()}
+    def index_states(self) -> dict[str, Status]:
+        """Each dense index asked for so far, and where it stands (for a status panel)."""
+        states = {name: self.searchers[name].status() for name in self.dense_names()}
         return {name: state for name, state in states.items() if state is not None}
 
     def close(self) -> None:
@@ -287,21 +273,22 @@ class RetrievalEngine:
                 out[name] = IndexResult(name, None, failure_message(exc))
         return out
 
-    def load_models(self, retrievers: Sequence[str] = (), readers: Sequence[str] = ()) -> Iterator[str]:
+    def load_models(self, retrievers: Sequence[str] = (), readers: Sequence[str] = ()) -> Iterator[ModelKey]:
         """Load the dense retrievers and readers named that are not loaded yet, one at a time, first
-        yielding what is about to load ("retriever dpr", "reader realm") so that a page can say so.
-        A model that fails to load is skipped here: the call that uses it reports why."""
+        yielding the key of what is about to load so that a page can say so. A model that fails
+        to load is skipped here: the call that uses it reports why."""
         states = model_states()
+        ready = {key for key, state in states.items() if state.ready}
         for name in self.dense_names(list(retrievers)) if retrievers else []:
-            if not states.get(f"retriever {name}", "").startswith("ready"):
-                yield f"retriever {name}"
+            if ModelKey.retriever(name) not in ready:
+                yield ModelKey.retriever(name)
                 try:
                     self.retriever(name)
                 except Exception:  # reported by the search or embedding that needs it
                     pass
         for name in readers:
-            if not states.get(f"reader {name}", "").startswith("ready"):
-                yield f"reader {name}"
+            if ModelKey.reader(name) not in ready:
+                yield ModelKey.reader(name)
                 try:
                     load_reader(name, device=self.device, dtype=self.dtype)
                 except Exception:  # reported by `answer`
@@ -403,8 +390,8 @@ class RetrievalEngine:
         names = self._names(retrievers)
         check_k(k)
         done: list[str] | None = None
-        for builds, over in self._watch(names, budget_s):
-            failed = {n: b for n, b in builds.items() if b.finished and b.state != BuildPhase.READY}
+        for builds, _ in self._watch(names, budget_s):
+            failed = {n: b for n, b in builds.items() if b.finished and b.state != Phase.READY}
             pending = {n: b for n, b in builds.items() if not b.finished}
             ready = [n for n in names if n not in pending and n not in failed]
             if ready != done:  # search again only when another column became ready
@@ -419,31 +406,21 @@ class RetrievalEngine:
                 if n in failed:
                     results[n] = RetrieverResult(n, [], 0.0, 0.0, error=failure_message(failed[n].error))
                 elif n in pending:
-                    results[n] = RetrieverResult(
-                        n,
-                        [],
-                        0.0,
-                        0.0,
-                        pending=pending[n].describe() + (BACKGROUND_NOTE if over else ""),
-                        progress=(pending[n].done, pending[n].total) if pending[n].embedding else None,
-                    )
+                    results[n] = RetrieverResult(n, [], 0.0, 0.0, pending=pending[n].status())
                 else:
                     results[n] = base.results[n]
             yield Comparison(question, base.k, results, base.agreement, base.gold_answer)
 
     def wait_for_indexes(
         self, names: Sequence[str] | None = None, budget_s: float = REQUEST_BUDGET_S
-    ) -> Iterator[dict[str, str]]:
-        """Start the dense indexes of `names` and yield where each stands ("ready", "indexing
-        120/552 passages, about 40 s left", "failed: why") about once a second until all are over
-        or `budget_s` passed; builds still running then go on in the background. Closing the
-        generator early stops the builds that no other request is waiting for."""
+    ) -> Iterator[dict[str, Status]]:
+        """Start the dense indexes of `names` and yield where each stands about once a second until
+        all are over or `budget_s` passed; builds still running then go on in the background (their
+        status says so). Closing the generator early stops the builds that no other request is
+        waiting for."""
         dense = self.dense_names(self._names(names))
-        for builds, over in self._watch(dense, budget_s):
-            states = {n: "ready" for n in dense}
-            for n, b in builds.items():
-                states[n] = b.describe() + (BACKGROUND_NOTE if over and not b.finished else "")
-            yield states
+        for _, _ in self._watch(dense, budget_s):
+            yield {n: self._dense(n).status() for n in dense}
 
     def _watch(self, names: list[str], budget_s: float) -> Iterator[tuple[dict[str, IndexBuild], bool]]:
         """Start the dense builds `names` need and yield (builds, over) about once a second and at
@@ -527,7 +504,9 @@ class RetrievalEngine:
                 if to_read:
                     started = time.perf_counter()
                     try:
-                        relevance = reader.prior_relevance(question, to_read, retrieved_by, [h.score for h in hits])
+                        embedder = load_relevance_embedder(reader, retrieved_by)  # REALM's, unless it retrieved these
+                        scores = [h.score for h in hits]
+                        relevance = reader.prior_relevance(question, to_read, retrieved_by, scores, embedder)
                     except LfqaError as exc:
                         errors[f"{name} relevance"] = f"read without relevance scores: {exc}"
                     if relevance is not None:

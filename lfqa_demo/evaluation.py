@@ -1,8 +1,13 @@
-"""Retrieval evaluation on a QA set: recall@k by gold passage and by answer string, and MRR.
+"""Retrieval evaluation on a QA set: where each retriever ranks each question's answer and gold
+passage, and from those ranks recall@k and MRR.
 
-`evaluate` gives the command line's figures at a few cut-offs; `evaluation_report` gives the
-app's evaluation view: whole recall@k curves, MRR and, per question, where each retriever
-ranked the answer, each retriever's part cached in memory."""
+One path computes every figure, so the command line and the app cannot disagree:
+`evaluate_retriever` finds the ranks (cached in memory), `RetrieverEvaluation` turns them into
+recall@k curves and MRR, and `score_columns` / `score_row` pick the figures a table shows. The
+app's evaluation view (`evaluation_report`, ui/evaluation_view.py) and the command line's table
+(`format_table`) both read those. Every figure is named for what it ranks: "answer" (the first
+passage holding a gold answer) or "gold passage" (the question's own passage), as in
+"R@5, answer" and "MRR@20, gold passage"."""
 
 from __future__ import annotations
 
@@ -20,101 +25,6 @@ from .retrieval.corpus import QAItem
 from .retrieval.indexes import choose_kind
 from .retrieval.searchers import DenseSearch
 
-
-@dataclass
-class RetrievalScores:
-    retriever: str
-    questions: int
-    recall_passage: dict[int, float]  # k -> share of questions whose gold passage is in the top k
-    recall_answer: dict[int, float]  # k -> share with some top-k passage containing a gold answer
-    mrr: float  # mean reciprocal rank of the gold passage within the top max(ks); 0 when absent
-    error: str | None = None
-
-
-def evaluate(
-    engine: RetrievalEngine,
-    qa: Sequence[QAItem],
-    retrievers: Sequence[str],
-    ks: Sequence[int] = (1, 5, 20),
-    batch: int = 64,
-) -> list[RetrievalScores]:
-    """Score each retriever on `qa` over the engine's corpus (questions run in batches)."""
-    depth = max(ks)
-    out = []
-    for name in retrievers:
-        hits_p = {k: 0 for k in ks}
-        hits_a = {k: 0 for k in ks}
-        rr = 0.0
-        error = None
-        for start in range(0, len(qa), batch):
-            chunk = qa[start : start + batch]
-            comparisons = engine.compare_batch([q.question for q in chunk], [name], k=depth)
-            for item, comparison in zip(chunk, comparisons):
-                result = comparison.results[name]
-                if result.error:
-                    error = result.error
-                    break
-                ids = [h.passage_id for h in result.hits]
-                answer_ranks = [
-                    i for i, h in enumerate(result.hits) if any(contains_answer(h.text, a) for a in item.answers)
-                ]
-                for k in ks:
-                    hits_p[k] += item.passage_id in ids[:k]
-                    hits_a[k] += bool(answer_ranks) and answer_ranks[0] < k
-                if item.passage_id in ids:
-                    rr += 1.0 / (ids.index(item.passage_id) + 1)
-            if error:
-                break
-        n = max(len(qa), 1)
-        out.append(
-            RetrievalScores(
-                name, len(qa), {k: hits_p[k] / n for k in ks}, {k: hits_a[k] / n for k in ks}, rr / n, error
-            )
-        )
-    return out
-
-
-def format_table(scores: Sequence[RetrievalScores]) -> str:
-    """A plain-text table, one row per retriever. A retriever that could not run gets a short row
-    and, below the table, its whole error on one line: the error often ends with what to do
-    (such as the `hf download ...` command), so it must not be cut."""
-    ks = sorted(scores[0].recall_passage) if scores else []
-    head = ["retriever"] + [f"R@{k} psg" for k in ks] + [f"R@{k} ans" for k in ks] + [f"MRR@{ks[-1] if ks else ''} psg"]
-    rows = [_score_cells(s, ks) for s in scores if not s.error]
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    widths[0] = max([widths[0]] + [len(s.retriever) for s in scores])
-    lines = [_table_line(head, widths)]
-    for s in scores:
-        lines.append(
-            f"{s.retriever.ljust(widths[0])}  unavailable (error below)"
-            if s.error
-            else _table_line(_score_cells(s, ks), widths)
-        )
-    failures = [f"{s.retriever}: unavailable: {one_line(s.error)}" for s in scores if s.error]
-    return "\n".join(lines + ([""] + failures if failures else []))
-
-
-def one_line(text: str) -> str:
-    """`text` with its line breaks turned into spaces (one line per failed retriever)."""
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _score_cells(s: RetrievalScores, ks: Sequence[int]) -> list[str]:
-    """The table cells of a retriever that ran: its name, recall by passage and by answer, MRR."""
-    return (
-        [s.retriever]
-        + [f"{s.recall_passage[k]:.3f}" for k in ks]
-        + [f"{s.recall_answer[k]:.3f}" for k in ks]
-        + [f"{s.mrr:.3f}"]
-    )
-
-
-def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    """Cells padded to their column widths, two spaces apart."""
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
-
-
-# -- the evaluation view: recall@k curves, MRR and per-question ranks, cached ----------------------
 MAX_EVAL_K = 20  # the curves' last k: a reader reads at most 20 passages (the answer tab's limit)
 EVAL_BATCH = 64  # questions a retriever encodes at once; also how often progress is reported
 # Cached evaluations, one per (corpus, QA set, retriever identity, depth): each holds two ranks a
@@ -177,6 +87,37 @@ def _mrr(ranks: Sequence[int | None]) -> float:
     return sum(1.0 / r for r in ranks if r is not None) / max(len(ranks), 1)
 
 
+# What a figure ranks, as every table names it: the two differ (BM25 on the bundled QA set: MRR@20
+# 0.877 by answer, 0.858 by gold passage), so an MRR or a recall without one of these is ambiguous.
+ANSWER = "answer"  # the first passage holding a gold answer (case-insensitive)
+GOLD_PASSAGE = "gold passage"  # the question's own passage
+
+
+def score_columns(ks: Sequence[int], max_k: int, by_passage: bool) -> list[str]:
+    """The names of the figures `score_row` gives, in its order: "R@k, answer" for each of `ks` and
+    "MRR@max_k, answer", then (with `by_passage`) the same by gold passage. The command line's
+    table and the app's summary are both headed with these."""
+    groups = [ANSWER, GOLD_PASSAGE] if by_passage else [ANSWER]
+    return [name for by in groups for name in [f"R@{k}, {by}" for k in ks] + [f"MRR@{max_k}, {by}"]]
+
+
+def score_row(evaluation: RetrieverEvaluation, ks: Sequence[int], by_passage: bool) -> list[float | None]:
+    """`evaluation`'s figures under `score_columns(ks, evaluation.max_k, by_passage)`; the
+    gold-passage ones are None when its QA set names no gold passages."""
+    check_cut_offs(ks, evaluation.max_k)
+    row: list[float | None] = [evaluation.recall_answer[k - 1] for k in ks] + [evaluation.mrr_answer]
+    if by_passage:
+        passage = evaluation.recall_passage
+        row += [None] * (len(ks) + 1) if passage is None else [passage[k - 1] for k in ks] + [evaluation.mrr_passage]
+    return row
+
+
+def check_cut_offs(ks: Sequence[int], max_k: int) -> None:
+    """Refuse a cut-off the ranks cannot answer (a rank past max_k was not kept)."""
+    if not ks or any(not 1 <= k <= max_k for k in ks):
+        raise InvalidInputError(f"cut-offs must be between 1 and {max_k}, got {list(ks)}")
+
+
 @dataclass(frozen=True)
 class EvaluationReport:
     """Several retrievers on one QA set over one corpus (see `evaluation_report`)."""
@@ -185,6 +126,11 @@ class EvaluationReport:
     items: tuple[QAItem, ...]
     max_k: int
     retrievers: dict[str, RetrieverEvaluation]  # in the order asked for
+
+    @property
+    def by_passage(self) -> bool:
+        """Whether the QA set names every question's gold passage (as `evaluate_retriever` decides)."""
+        return all(item.passage_id for item in self.items)
 
     def ranks(self, i: int) -> dict[str, int | None]:
         """Question i's answer rank for each retriever that ran."""
@@ -358,12 +304,50 @@ def evaluation_report(
     batch: int = EVAL_BATCH,
     timeout: float | None = None,
 ) -> EvaluationReport:
-    """recall@k curves (k = 1..max_k), MRR@max_k and per-question answer ranks for each of
-    `retrievers` on `qa` over the engine's corpus; `progress(retriever, done, total)` as each
-    goes. Each retriever's evaluation is cached (see `evaluate_retriever`); one that cannot run
-    carries its error and the others go on."""
+    """recall@k curves (k = 1..max_k), MRR@max_k (both by answer and by gold passage) and
+    per-question ranks for each of `retrievers` on `qa` over the engine's corpus;
+    `progress(retriever, done, total)` as each goes. Each retriever's evaluation is cached (see
+    `evaluate_retriever`); one that cannot run carries its error and the others go on."""
     results = {}
     for name in dict.fromkeys(retrievers):
         report = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
         results[name] = evaluate_retriever(engine, qa, name, max_k, batch=batch, progress=report, timeout=timeout)
     return EvaluationReport(engine.corpus.name, tuple(qa), check_k(max_k), results)
+
+
+# -- the command line's table ------------------------------------------------------------------------
+def format_table(report: EvaluationReport, ks: Sequence[int]) -> str:
+    """`report` as a plain-text table, one row per retriever, its figures at the cut-offs `ks` under
+    `score_columns` (the names the app's summary shows). A retriever that could not run gets a
+    short row and, below the table, its whole error on one line: the error often ends with what
+    to do (such as the `hf download ...` command), so it must not be cut."""
+    ks = sorted(set(ks))
+    check_cut_offs(ks, report.max_k)
+    head = ["retriever"] + score_columns(ks, report.max_k, report.by_passage)
+    evaluations = report.retrievers.values()
+    rows = {
+        e.retriever: [e.retriever] + ["-" if v is None else f"{v:.3f}" for v in score_row(e, ks, report.by_passage)]
+        for e in evaluations
+        if e.error is None
+    }
+    widths = [max(len(r[i]) for r in [head, *rows.values()]) for i in range(len(head))]
+    widths[0] = max([widths[0]] + [len(e.retriever) for e in evaluations])
+    lines = [_table_line(head, widths)]
+    for e in evaluations:
+        lines.append(
+            f"{e.retriever.ljust(widths[0])}  unavailable (error below)"
+            if e.error
+            else _table_line(rows[e.retriever], widths)
+        )
+    failures = [f"{e.retriever}: unavailable: {one_line(e.error)}" for e in evaluations if e.error]
+    return "\n".join(lines + ([""] + failures if failures else []))
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks turned into spaces (one line per failed retriever)."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _table_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    """Cells padded to their column widths, two spaces apart (a name holds single spaces only)."""
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()

@@ -121,6 +121,16 @@ class EngineRegistry:
             f"Your corpus {ref.name!r} is not loaded any more: {why}. Upload it again, or switch to the bundled corpus."
         )
 
+    def session_ref(self, session: str | None) -> CorpusRef:
+        """The corpus `session` uses, as the registry knows it (the bundled one if none other)."""
+        with self._lock:
+            key = self._session_key.get(session) if session is not None else None
+            engine = self._engines.get(key) if key is not None else None
+            name = self._names.get(session) if session is not None else None
+        if engine is None:
+            return self.bundled_ref
+        return CorpusRef(key, name or engine.corpus.name, len(engine.corpus))
+
     def release(self, session: str | None) -> None:
         """The session ended (or switched corpus): drop the uploads nobody else uses."""
         if session is None:

@@ -19,12 +19,12 @@ import os
 import threading
 from typing import Sequence
 
-from .engine import RetrievalEngine, failure_message
+from .engine import RetrievalEngine
+from .errors import failure_message
 from .reading.loading import load_reader
+from .status import ModelKey
 
 log = logging.getLogger(__name__)
-
-WAITING = "waiting (warm-up)"
 
 
 def warmup_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -54,9 +54,10 @@ class WarmUp:
         self.engine = engine
         self.retrievers = engine.dense_names(list(retrievers))
         self.readers = list(readers)
-        self.failures: dict[str, str] = {}  # step -> why it failed (the rest of the warm-up goes on)
-        self._pending = {f"retriever {n}" for n in self.retrievers} | {f"reader {n}" for n in self.readers}
-        self._pending |= {f"index {n}" for n in self.retrievers}
+        self.failures: dict[object, str] = {}  # step -> why it failed (the rest of the warm-up goes on)
+        # The steps: a model by its ModelKey, an index as ("index", retriever).
+        self._pending: set[object] = {ModelKey.retriever(n) for n in self.retrievers}
+        self._pending |= {ModelKey.reader(n) for n in self.readers} | {("index", n) for n in self.retrievers}
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="warm-up", daemon=True)
         self._done = threading.Event()
@@ -74,12 +75,12 @@ class WarmUp:
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
-    def pending(self) -> set[str]:
-        """The steps not started yet ("retriever dpr", "reader realm", "index dpr"...)."""
+    def pending(self) -> set[object]:
+        """The steps not started yet: ModelKeys, and ("index", name) for indexes."""
         with self._lock:
             return set(self._pending)
 
-    def _step(self, step: str, work) -> None:
+    def _step(self, step: object, work) -> None:
         with self._lock:
             self._pending.discard(step)
         try:
@@ -91,14 +92,14 @@ class WarmUp:
     def _run(self) -> None:
         try:
             for name in self.retrievers:
-                self._step(f"retriever {name}", lambda n=name: self.engine.retriever(n))
+                self._step(ModelKey.retriever(name), lambda n=name: self.engine.retriever(n))
             for name in self.readers:
                 self._step(
-                    f"reader {name}",
+                    ModelKey.reader(name),
                     lambda n=name: load_reader(n, device=self.engine.device, dtype=self.engine.dtype),
                 )
             for name in sorted(self.retrievers, key=self._cost):
-                self._step(f"index {name}", lambda n=name: self._index(n))
+                self._step(("index", name), lambda n=name: self._index(n))
         finally:
             with self._lock:
                 self._pending.clear()

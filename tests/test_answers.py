@@ -9,9 +9,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lfqa_demo import load_reader
+from lfqa_demo import load_reader, load_retriever
 from lfqa_demo.engine import RetrievalEngine
+from lfqa_demo.errors import InvalidInputError
+from lfqa_demo.models.retrievers import DEFAULT_RETRIEVERS
 from lfqa_demo.reading.answers import decode_dpr, decode_realm
+from lfqa_demo.reading.loading import load_relevance_embedder
 from lfqa_demo.retrieval.corpus import build_corpus
 
 PASSAGES = [
@@ -257,3 +260,17 @@ def test_answer_end_to_end(tmp_path):
     assert pasted.retriever is None and "realm_relevance" in pasted.timings_ms and pasted.answers["realm"].answers
     with pytest.raises(ValueError, match="empty"):
         engine.answer("  ")
+
+
+def test_realm_relevance_comes_from_the_embedder_it_is_handed():
+    question, realm, dpr = "who led the normans?", load_reader("realm", device="cpu"), load_reader("dpr", device="cpu")
+    assert load_relevance_embedder(dpr, None) is None and dpr.prior_relevance(question, PASSAGES, None, []) is None
+    # Passages the REALM embedder retrieved: its scores are the relevance, nothing to load.
+    assert load_relevance_embedder(realm, DEFAULT_RETRIEVERS["realm"]) is None
+    assert realm.prior_relevance(question, PASSAGES, DEFAULT_RETRIEVERS["realm"], [1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    embedder = load_relevance_embedder(realm, DEFAULT_RETRIEVERS["dpr"])
+    expected = embedder.encode_passages(PASSAGES) @ embedder.encode_questions([question])[0]
+    np.testing.assert_allclose(realm.prior_relevance(question, PASSAGES, None, [], embedder), expected, rtol=1e-6)
+    for wrong in (None, load_retriever("dpr", device="cpu")):
+        with pytest.raises(InvalidInputError, match="needs the .* embedder"):
+            realm.prior_relevance(question, PASSAGES, None, [], wrong)

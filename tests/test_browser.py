@@ -232,6 +232,12 @@ def test_the_evaluation_view_draws_its_plot_for_the_bundled_qa_set(app, width, h
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     assert page.locator("#eval-plot").bounding_box()["height"] > 200 and legend_inside(page, "#eval-plot")
     shot(page, width, height, theme, "evaluation")
+    if width == 1440:  # a click on a row shows that question's passages (the row sends its number only)
+        cell = page.locator("#eval-table [data-testid='cell-0-1']")  # the first row's question
+        asked = cell.inner_text().strip()
+        cell.click()
+        page.locator("#eval-question .results").wait_for(timeout=60_000)
+        assert asked[:40] in page.locator("#eval-question .corpus-note").first.inner_text()
     page.close()
 
 
@@ -295,6 +301,15 @@ def test_a_column_still_indexing_fills_in_by_itself(app, hub_cache, tmp_path_fac
         page.goto(server.url, wait_until="load")
         page.locator("#compare-question textarea").fill("who led the normans?")
         page.locator("#compare-retrievers label", has_text="RetriBERT").click()  # off: DPR, REALM, BM25 stay
+        # Every time left a pending column shows, as it changes: [[column, seconds], ...].
+        page.evaluate(
+            """() => { window.lefts = []; setInterval(() => {
+                 document.querySelectorAll('#compare-results section.col').forEach((col, i) => {
+                   const left = col.querySelector('.pending[data-left]');
+                   const last = window.lefts.filter(([c]) => c === i).pop();
+                   if (left && (!last || last[1] !== +left.dataset.left)) window.lefts.push([i, +left.dataset.left]);
+                 }); }, 100); }"""
+        )
         page.locator("#compare-button").click()
         page.wait_for_function(
             "() => document.querySelectorAll('#compare-results .pending').length > 0", timeout=60_000
@@ -312,6 +327,10 @@ def test_a_column_still_indexing_fills_in_by_itself(app, hub_cache, tmp_path_fac
             shot(page, 1440, 900, "light", "refresh-timeout")
             raise
         shot(page, 1440, 900, "light", "filled-in")
+        lefts = page.evaluate("() => window.lefts")
+        for column in {c for c, _ in lefts}:  # the time left never jumps up between two updates
+            shown = [left for c, left in lefts if c == column]
+            assert all(b <= 1.5 * a for a, b in zip(shown, shown[1:])), (column, shown)
         page.close()
     finally:
         server.stop()

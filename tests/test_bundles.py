@@ -17,6 +17,7 @@ from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.models.retrievers import DenseRetriever
 from lfqa_demo.retrieval.bundles import MANIFEST, VECTORS, BundleSource, load_bundle
 from lfqa_demo.retrieval.corpus import build_corpus, load_bundled_corpus
+from lfqa_demo.status import Origin
 
 DENSE = ("retribert", "dpr", "realm")
 QUESTION = "who led the normans?"
@@ -89,7 +90,8 @@ def test_a_fresh_engine_loads_the_bundles_without_embedding_the_corpus(bundles, 
     for name in DENSE:
         index = engine.built_index(name)
         assert index.origin == "prebuilt" and index.note is None
-        assert engine.index_states()[name] == "ready; prebuilt"
+        state = engine.index_states()[name]
+        assert state.ready and state.origin is Origin.PREBUILT and state.note is None
     built = RetrievalEngine(cache_dir=tmp_path / "other-cache").compare(QUESTION, list(DENSE), k=5)
     assert passages_embedded  # this one did embed
     for name in DENSE:
@@ -119,8 +121,9 @@ def test_a_bundle_that_does_not_fit_is_refused_with_the_reason_and_rebuilt(
     assert result.error is None and len(result.hits) == 3
     assert passages_embedded == [552]  # rebuilt here
     index = engine.built_index("dpr")
-    assert index.origin == "built" and reason in index.note and "not used" in index.note
-    assert reason in engine.index_states()["dpr"]
+    assert index.origin == "built" and reason in index.refused
+    state = engine.index_states()["dpr"]
+    assert state.origin is Origin.REBUILT and reason in state.note
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "remove", "manifest"])
@@ -139,7 +142,7 @@ def test_a_damaged_or_truncated_bundle_is_refused(bundles, tmp_path, passages_em
     engine = RetrievalEngine(cache_dir=tmp_path / "cache", bundles=str(bundles))
     assert engine.compare(QUESTION, ["realm"], k=3).results["realm"].error is None
     assert passages_embedded == [552]
-    note = engine.built_index("realm").note
+    note = engine.built_index("realm").refused
     assert ("damaged or truncated" in note) if damage != "manifest" else ("manifest.json is malformed" in note)
 
 
@@ -148,7 +151,8 @@ def test_another_dtype_is_accepted_and_said(bundles, tmp_path, passages_embedded
     engine = RetrievalEngine(cache_dir=tmp_path / "cache", bundles=str(bundles))
     engine.compare(QUESTION, ["retribert"], k=3)
     assert passages_embedded == [8]  # the sample check only
-    assert "prebuilt in bfloat16" in engine.index_states()["retribert"]
+    state = engine.index_states()["retribert"]
+    assert state.origin is Origin.PREBUILT and "prebuilt in bfloat16" in state.note
 
 
 def test_an_approximate_index_travels_with_its_faiss_file(tmp_path, passages_embedded):
@@ -186,7 +190,7 @@ def test_a_hub_bundle_repo_is_read_from_the_cache(written, hub_cache, tmp_path, 
     assert pinned.compare(QUESTION, ["realm"], k=3).results["realm"].error is None and passages_embedded == [8, 8]
     other = RetrievalEngine(cache_dir=tmp_path / "cache2", bundles=f"hub:lfqa/bundled-indexes@{'f' * 40}")
     assert other.compare(QUESTION, ["realm"], k=3).results["realm"].error is None
-    assert passages_embedded == [8, 8, 552] and "not used" in other.built_index("realm").note
+    assert passages_embedded == [8, 8, 552] and "not in the Hugging Face cache" in other.built_index("realm").refused
 
 
 def test_a_hub_bundle_repo_that_cannot_be_fetched_fails_fast_and_the_index_is_built(tmp_path, passages_embedded):
@@ -198,7 +202,7 @@ def test_a_hub_bundle_repo_that_cannot_be_fetched_fails_fast_and_the_index_is_bu
     assert time.monotonic() - started < 5
     engine = RetrievalEngine(cache_dir=tmp_path / "cache", bundles="hub:nobody/no-such-indexes")
     assert engine.compare(QUESTION, ["dpr"], k=3).results["dpr"].error is None
-    assert passages_embedded == [552] and "not used" in engine.built_index("dpr").note
+    assert passages_embedded == [552] and "HF_HUB_OFFLINE is set" in engine.built_index("dpr").refused
 
 
 def test_push_to_hub_needs_out_and_fails_fast_offline(capsys, tmp_path):

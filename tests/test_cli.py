@@ -1,11 +1,12 @@
 """`python -m lfqa_demo` index, compare and evaluate, through `main(argv)` in this process (the
-fixture checkpoints, offline). Two subprocesses: the module runs as a command, and the package
-imports from outside the repository."""
+fixture checkpoints, offline). Three subprocesses: the module runs as a command, the package
+imports from outside the repository, and `evaluate` run as a command agrees with the app."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,16 @@ import torch
 from helpers import SHARED
 
 from lfqa_demo import __main__ as cli
+from lfqa_demo.engine import RetrievalEngine
+from lfqa_demo.evaluation import (
+    MAX_EVAL_K,
+    EvaluationReport,
+    clear_evaluation_cache,
+    evaluate_retriever,
+    score_columns,
+)
+from lfqa_demo.retrieval.corpus import QASet, load_bundled_questions
+from ui import evaluation_view
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,10 +153,65 @@ def test_evaluate_prints_a_table_and_bad_input_exits_2(capsys, tmp_path):
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0] == f"705 questions, 173 passages ({shared})"
-    assert lines[1].split() == ["retriever", "R@1", "psg", "R@5", "psg", "R@1", "ans", "R@5", "ans", "MRR@5", "psg"]
-    assert lines[2].startswith("bm25") and float(lines[2].split()[2]) >= 0.93
+    assert cells(lines[1]) == [
+        "retriever",
+        "R@1, answer",
+        "R@5, answer",
+        "MRR@5, answer",
+        "R@1, gold passage",
+        "R@5, gold passage",
+        "MRR@5, gold passage",
+    ]
+    bm25 = dict(zip(cells(lines[1]), cells(lines[2])))
+    assert bm25["retriever"] == "bm25" and float(bm25["R@5, gold passage"]) >= 0.93
     status, out, err = run(capsys, "compare", "   ", "--retrievers", "bm25")
     assert status == 2 and "empty" in err
+
+
+def cells(line: str) -> list[str]:
+    """A table line's cells: columns are two or more spaces apart, and a name ("R@5, answer")
+    holds single spaces only."""
+    return re.split(r" {2,}", line.strip())
+
+
+def html_table(summary: str) -> dict[str, dict[str, str]]:
+    """The app's summary table: retriever label -> {column name: cell}."""
+    rows = re.findall(r"<tr>(.*?)</tr>", summary)
+    head = re.findall(r"<th>(.*?)</th>", rows[0])
+    return {r[0]: dict(zip(head, r)) for r in (re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in rows[1:])}
+
+
+def test_the_command_line_and_the_app_give_the_same_mrr_under_the_same_name(tmp_path):
+    """BM25 (no weights) on the bundled QA set over the bundled corpus: `python -m lfqa_demo
+    evaluate`, run as a command, and the app's path (`evaluate_retriever` called as app.py calls
+    it, the summary rendered by ui/evaluation_view.py) show every figure under the same name with
+    the same value; in particular "MRR@20, answer" and "MRR@20, gold passage", which differ."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "lfqa_demo", "evaluate", "--retrievers", "bm25", "--cache-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    cli = dict(zip(cells(lines[1]), cells(lines[2])))
+    assert cli["retriever"] == "bm25"
+
+    clear_evaluation_cache()  # computed here, not taken from an earlier test's cache
+    engine = RetrievalEngine(retrievers={"bm25": "bm25"}, cache_dir=tmp_path)
+    qa = QASet("bundled QA set", tuple(load_bundled_questions()))
+    result = evaluate_retriever(engine, qa.items, "bm25", MAX_EVAL_K, timeout=0, check=lambda: None)
+    report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, {"bm25": result})
+    app = html_table(evaluation_view.render_summary(report, qa, engine.corpus.name, len(engine.corpus)))["BM25"]
+
+    assert cli["MRR@20, answer"] == app["MRR@20, answer"] == f"{result.mrr_answer:.3f}"
+    assert cli["MRR@20, gold passage"] == app["MRR@20, gold passage"] == f"{result.mrr_passage:.3f}"
+    assert cli["MRR@20, answer"] != cli["MRR@20, gold passage"]  # so a bare "MRR" would be ambiguous
+    shared = set(cli) & set(app) - {"retriever"}
+    assert shared == set(score_columns((1, 5, 20), 20, by_passage=True))
+    assert all(cli[name] == app[name] for name in shared)
 
 
 def test_evaluate_shows_the_whole_error_of_a_retriever_that_could_not_run(capsys, tmp_path, monkeypatch):

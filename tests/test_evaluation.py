@@ -4,6 +4,7 @@ figures worked out by hand."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helpers import FAKE_REVISION
@@ -13,13 +14,14 @@ from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.errors import CorpusError, IndexNotReady, InvalidInputError
 from lfqa_demo.evaluation import (
     EvaluationReport,
-    RetrievalScores,
     RetrieverEvaluation,
     clear_evaluation_cache,
-    evaluate,
+    evaluate_retriever,
     evaluation_report,
     format_table,
     retriever_identity,
+    score_columns,
+    score_row,
 )
 from lfqa_demo.retrieval.corpus import QAItem, QASet, build_corpus, load_bundled_questions, qa_from_file
 
@@ -52,57 +54,58 @@ def engine(tmp_path) -> RetrievalEngine:
     return RetrievalEngine(corpus, retrievers={"bm25": "bm25", "dpr": "dpr"}, cache_dir=tmp_path)
 
 
-def test_recall_by_gold_passage_and_by_answer_and_mrr(engine):
-    (scores,) = evaluate(engine, QA, ["bm25"], ks=(1, 2, 20))
-    assert scores.retriever == "bm25" and scores.questions == 5 and scores.error is None
-    # gold passage ranks 1, 1, 2, 1, none
-    assert scores.recall_passage == pytest.approx({1: 3 / 5, 2: 4 / 5, 20: 4 / 5})
-    # first answer ranks 1, 1, 1, 1, none
-    assert scores.recall_answer == pytest.approx({1: 4 / 5, 2: 4 / 5, 20: 4 / 5})
-    # MRR@20 = (1 + 1 + 1/2 + 1 + 0) / 5
-    assert scores.mrr == pytest.approx(0.7)
+def test_recall_by_gold_passage_and_by_answer_and_mrr(engine, fresh_cache):
+    (bm25,) = evaluation_report(engine, QA, ["bm25"], max_k=20).retrievers.values()
+    assert bm25.retriever == "bm25" and len(bm25.answer_ranks) == 5 and bm25.error is None
+    # gold passage ranks 1, 1, 2, 1, none; first answer ranks 1, 1, 1, 1, none
+    assert score_columns((1, 2, 20), 20, by_passage=True) == [
+        "R@1, answer",
+        "R@2, answer",
+        "R@20, answer",
+        "MRR@20, answer",
+        "R@1, gold passage",
+        "R@2, gold passage",
+        "R@20, gold passage",
+        "MRR@20, gold passage",
+    ]
+    # MRR@20 by answer = (1 + 1 + 1 + 1 + 0) / 5, by gold passage = (1 + 1 + 1/2 + 1 + 0) / 5
+    assert score_row(bm25, (1, 2, 20), by_passage=True) == pytest.approx([0.8, 0.8, 0.8, 0.8, 0.6, 0.8, 0.8, 0.7])
 
 
-def test_mrr_counts_only_the_top_max_k(engine):
-    """With ks (1, 2) the gold passage at rank 2 (q3) still counts: MRR@2 = (1 + 1 + 1/2 + 1 + 0) / 5."""
-    (scores,) = evaluate(engine, QA, ["bm25"], ks=(1, 2))
-    assert scores.mrr == pytest.approx(0.7)
-    assert scores.recall_passage == pytest.approx({1: 0.6, 2: 0.8})
+def test_mrr_counts_only_the_top_max_k(engine, fresh_cache):
+    """With max_k 2 the gold passage at rank 2 (q3) still counts: MRR@2 = (1 + 1 + 1/2 + 1 + 0) / 5;
+    with max_k 1 it does not: (1 + 1 + 0 + 1 + 0) / 5."""
+    at_2 = evaluation_report(engine, QA, ["bm25"], max_k=2).retrievers["bm25"]
+    assert at_2.mrr_passage == pytest.approx(0.7) and at_2.recall_passage == pytest.approx((0.6, 0.8))
+    assert evaluation_report(engine, QA, ["bm25"], max_k=1).retrievers["bm25"].mrr_passage == pytest.approx(0.6)
 
 
-def test_batches_do_not_change_the_scores(engine):
-    whole = evaluate(engine, QA, ["bm25"], ks=(1, 2, 20))
-    assert evaluate(engine, QA, ["bm25"], ks=(1, 2, 20), batch=2) == whole
+def test_batches_do_not_change_the_ranks(engine, fresh_cache):
+    whole = evaluate_retriever(engine, QA, "bm25")
+    clear_evaluation_cache()  # else the second call is a cache hit, and batches are never tried
+    in_twos = evaluate_retriever(engine, QA, "bm25", batch=2)
+    assert in_twos is not whole
+    assert (in_twos.answer_ranks, in_twos.passage_ranks) == (whole.answer_ranks, whole.passage_ranks)
 
 
-def test_a_retriever_that_cannot_load_reports_its_whole_error(engine, tmp_path, monkeypatch):
+def test_a_retriever_that_cannot_load_reports_its_whole_error(engine, tmp_path, monkeypatch, fresh_cache):
     """DPR with an empty offline hub cache fails; BM25 still scores, and the table keeps the
     whole error, `hf download ...` included, on one line below the table."""
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
-    bm25, dpr = evaluate(engine, QA, ["bm25", "dpr"], ks=(1, 2, 20))
-    assert bm25.error is None and bm25.mrr == pytest.approx(0.7)
+    report = evaluation_report(engine, QA, ["bm25", "dpr"], max_k=20)
+    bm25, dpr = report.retrievers.values()
+    assert bm25.error is None and bm25.mrr_passage == pytest.approx(0.7)
     assert dpr.error and "hf download facebook/dpr-question_encoder-single-nq-base" in dpr.error
-    lines = format_table([bm25, dpr]).splitlines()
-    assert lines[0].split() == [
-        "retriever",
-        "R@1",
-        "psg",
-        "R@2",
-        "psg",
-        "R@20",
-        "psg",
-        "R@1",
-        "ans",
-        "R@2",
-        "ans",
-        "R@20",
-        "ans",
-        "MRR@20",
-        "psg",
-    ]
-    assert lines[1].split() == ["bm25", "0.600", "0.800", "0.800", "0.800", "0.800", "0.800", "0.700"]
+    lines = format_table(report, (1, 2, 20)).splitlines()
+    assert cells(lines[0]) == ["retriever", *score_columns((1, 2, 20), 20, by_passage=True)]
+    assert cells(lines[1]) == ["bm25", "0.800", "0.800", "0.800", "0.800", "0.600", "0.800", "0.800", "0.700"]
     assert lines[2].split() == ["dpr", "unavailable", "(error", "below)"]
     assert lines[3:] == ["", f"dpr: unavailable: {dpr.error}"]
+
+
+def cells(line: str) -> list[str]:
+    """A plain-text table line's cells: columns are two or more spaces apart, names hold single spaces."""
+    return re.split(r" {2,}", line.strip())
 
 
 def test_format_table_puts_a_long_multiline_error_on_one_line():
@@ -110,13 +113,15 @@ def test_format_table_puts_a_long_multiline_error_on_one_line():
         "The files of 'org/model' are missing.\n  To get them, run `hf download org/model config.json "
         "vocab.txt pytorch_model.bin` " + "x" * 100
     )
-    ok = RetrievalScores("bm25", 5, {1: 0.6, 20: 1.0}, {1: 0.8, 20: 0.8}, 0.74)
-    failed = RetrievalScores("a-long-retriever-name", 5, {1: 0.0, 20: 0.0}, {1: 0.0, 20: 0.0}, 0.0, error)
-    table = format_table([failed, ok])
-    lines = table.splitlines()
-    assert lines[0].startswith("retriever              R@1 psg")  # the first column fits the longest name
+    ok = RetrieverEvaluation("bm25", 20, (1, 1, 2, None, None), (1, 1, 1, None, 4))
+    failed = RetrieverEvaluation("a-long-retriever-name", 20, (), None, error=error)
+    items = tuple(QAItem(f"q{i}", f"question {i}", ("a",), f"p{i}") for i in range(5))
+    report = EvaluationReport("c", items, 20, {"a-long-retriever-name": failed, "bm25": ok})
+    lines = format_table(report, (20, 1, 1)).splitlines()  # cut-offs sorted, each once
+    assert lines[0].startswith("retriever              R@1, answer")  # the first column fits the longest name
     assert lines[1] == "a-long-retriever-name  unavailable (error below)"
-    assert lines[2].split() == ["bm25", "0.600", "1.000", "0.800", "0.800", "0.740"]
+    # answer ranks 1, 1, 2, miss, miss; gold passage ranks 1, 1, 1, miss, 4
+    assert cells(lines[2]) == ["bm25", "0.400", "0.600", "0.500", "0.600", "0.800", "0.650"]
     assert lines[4] == (
         "a-long-retriever-name: unavailable: The files of 'org/model' are missing. "
         "To get them, run `hf download org/model config.json vocab.txt pytorch_model.bin` " + "x" * 100
@@ -124,12 +129,16 @@ def test_format_table_puts_a_long_multiline_error_on_one_line():
     assert len(lines) == 5
 
 
-def test_format_table_without_failures_has_no_trailing_lines():
-    ok = RetrievalScores("bm25", 5, {1: 0.6}, {1: 0.8}, 0.6)
-    assert format_table([ok]).splitlines() == [
-        "retriever  R@1 psg  R@1 ans  MRR@1 psg",
-        "bm25       0.600    0.800    0.600",
+def test_format_table_without_gold_passages_or_failures():
+    """A QA set without gold passages has no gold-passage columns; no failure, no trailing lines."""
+    ok = RetrieverEvaluation("bm25", 1, (1, None, 1, 1, None), None)
+    items = tuple(QAItem(f"q{i}", f"question {i}", ("a",), "") for i in range(5))
+    assert format_table(EvaluationReport("c", items, 1, {"bm25": ok}), (1,)).splitlines() == [
+        "retriever  R@1, answer  MRR@1, answer",
+        "bm25       0.600        0.600",
     ]
+    with pytest.raises(InvalidInputError, match="cut-offs must be between 1 and 1, got \\[1, 2\\]"):
+        format_table(EvaluationReport("c", items, 1, {"bm25": ok}), (1, 2))
 
 
 # -- the evaluation view's backend: curves, per-question ranks, the cache, QA files ------------------
@@ -160,19 +169,17 @@ def test_report_on_the_hand_built_set_has_the_worked_out_ranks(engine, fresh_cac
     assert report.ranks(2) == {"bm25": 1} and report.items == tuple(QA)
 
 
-def test_curves_are_monotone_and_equal_evaluate_at_1_5_20(bundled_engine, bundled_qa, fresh_cache):
+def test_curves_are_monotone_on_the_bundled_set(bundled_engine, bundled_qa, fresh_cache):
     """On the bundled corpus and QA set, with BM25 and the (fixture) DPR, built in the engine."""
     report = evaluation_report(bundled_engine, bundled_qa, ["bm25", "dpr"])
-    old = {s.retriever: s for s in evaluate(bundled_engine, bundled_qa, ["bm25", "dpr"], ks=(1, 5, 20))}
-    for name, r in report.retrievers.items():
+    for r in report.retrievers.values():
         assert r.error is None and len(r.answer_ranks) == len(bundled_qa) == 168
         for curve in (r.recall_answer, r.recall_passage):
             assert len(curve) == 20 and all(0 <= a <= b <= 1 for a, b in zip(curve, curve[1:]))
-        for k in (1, 5, 20):
-            assert r.recall_answer[k - 1] == pytest.approx(old[name].recall_answer[k])
-            assert r.recall_passage[k - 1] == pytest.approx(old[name].recall_passage[k])
-        assert r.mrr_passage == pytest.approx(old[name].mrr)
-    assert report.retrievers["bm25"].recall_passage[4] == pytest.approx(0.952, abs=0.001)  # README's figure
+    bm25 = report.retrievers["bm25"]
+    assert bm25.recall_passage[4] == pytest.approx(0.952, abs=0.001)  # R@5, gold passage: README's figure
+    # docs/app.md's figures; the two MRRs differ, so a table must say which it shows
+    assert (round(bm25.mrr_answer, 3), round(bm25.mrr_passage, 3)) == (0.877, 0.858)
 
 
 def test_a_cache_hit_returns_the_same_object_without_searching(engine, fresh_cache, monkeypatch):
@@ -339,7 +346,7 @@ def test_the_evaluation_view_escapes_every_text_and_cuts_server_paths():
     assert "…/secret.py" in progress and "DPR: unavailable: cannot load" in summary.replace("&lt;", "<")
     assert "names no gold passages" in summary and "<td>0.000</td><td>1.000</td><td>1.000</td><td>0.333</td>" in summary
     table = evaluation_view.question_table(report)
-    assert list(table.columns) == ["question", "gold answer", "BM25"]
-    assert table.values.tolist() == [[f"{evil}?", f"{evil} | plain", "3"]]  # a Dataframe shows text as text
+    assert list(table.columns) == ["#", "question", "gold answer", "BM25"]
+    assert table.values.tolist() == [["1", f"{evil}?", f"{evil} | plain", "3"]]  # a Dataframe shows text as text
     curves = evaluation_view.curve_frame(report)
     assert len(curves) == 20 and set(curves["retriever"]) == {"BM25"}

@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from lfqa_demo.engine import RetrievalEngine
-from lfqa_demo.evaluation import evaluate
+from lfqa_demo.evaluation import evaluate_retriever
 from lfqa_demo.retrieval.corpus import load_bundled_questions
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -49,13 +49,15 @@ def test_the_bundled_qa_set(client):
         assert [k for k, _ in points] == list(range(1, 21))
         recalls = [r for _, r in points]
         assert all(0 <= a <= b <= 1 for a, b in zip(recalls, recalls[1:]))
-    # BM25 needs no model: the same figures computed here, with the command line's `evaluate`
-    (bm25,) = evaluate(RetrievalEngine(retrievers={"bm25": "bm25"}), load_bundled_questions(), ["bm25"])
-    assert dict(lines["BM25"])[5] == pytest.approx(bm25.recall_answer[5], abs=1e-4)
-    assert f"<td>{bm25.recall_passage[5]:.3f}</td>" in summary and f"<td>{bm25.mrr:.3f}</td>" in summary
+    # BM25 needs no model: the same figures computed here, in this process
+    bm25 = evaluate_retriever(RetrievalEngine(retrievers={"bm25": "bm25"}), load_bundled_questions(), "bm25")
+    assert dict(lines["BM25"])[5] == pytest.approx(bm25.recall_answer[4], abs=1e-4)
+    assert "<th>MRR@20, answer</th>" in summary and "<th>MRR@20, gold passage</th>" in summary
+    for figure in (bm25.recall_passage[4], bm25.mrr_answer, bm25.mrr_passage):
+        assert f"<td>{figure:.3f}</td>" in summary
     assert "QA set: <b>bundled QA set</b> · 168 questions" in summary and "Corpus: <b>bundled</b>" in summary
-    assert table["headers"] == ["question", "gold answer", "BM25", "DPR"] and len(table["data"]) == 168
-    ranks = [[21 if cell == "-" else int(cell) for cell in row[2:]] for row in table["data"]]
+    assert table["headers"] == ["#", "question", "gold answer", "BM25", "DPR"] and len(table["data"]) == 168
+    ranks = [[21 if cell == "-" else int(cell) for cell in row[3:]] for row in table["data"]]
     gaps = [max(r) - min(r) for r in ranks]
     assert gaps == sorted(gaps, reverse=True)  # the widest disagreements first
     # Asked again, the evaluation comes from the cache (the same figures, at once).
@@ -76,8 +78,8 @@ def test_an_uploaded_qa_file_is_escaped_and_scored(client, tmp_path):
     assert [r for _, r in curves(plot)["BM25"]][-1] == pytest.approx(2 / 3, abs=1e-4)
     assert "QA set: <b>my qa.csv</b> · 3 questions" in summary and "names no gold passages" in summary
     assert "<img" not in summary and len(table["data"]) == 3
-    assert table["data"][0][:3] == [f"{EVIL} kiwi?", EVIL, "-"]  # the miss: BM25 found nothing
-    assert sorted(row[2] for row in table["data"][1:]) == ["1", "1"]
+    assert table["data"][0][1:4] == [f"{EVIL} kiwi?", EVIL, "-"]  # the miss: BM25 found nothing
+    assert sorted(row[3] for row in table["data"][1:]) == ["1", "1"]
 
 
 def test_an_uploaded_corpus_needs_a_qa_file(client, tmp_path):
@@ -97,8 +99,8 @@ def test_an_uploaded_corpus_needs_a_qa_file(client, tmp_path):
     qa = tmp_path / "qa.jsonl"
     qa.write_text(json.dumps({"question": "where do dates grow", "answers": ["hot deserts"], "passage_id": "n0"}))
     plot, summary, table = client.predict(["bm25"], handle_file(str(qa)), api_name="/evaluate")
-    assert "Corpus: <b>notes.jsonl</b> · 2 passages" in summary and "R@1 (gold passage)" in summary
-    assert curves(plot)["BM25"][0] == (1, 1.0) and table["data"] == [["where do dates grow", "hot deserts", "1"]]
+    assert "Corpus: <b>notes.jsonl</b> · 2 passages" in summary and "<th>R@1, gold passage</th>" in summary
+    assert curves(plot)["BM25"][0] == (1, 1.0) and table["data"] == [["1", "where do dates grow", "hot deserts", "1"]]
     client.predict(api_name="/use_bundled_corpus")
 
 
@@ -116,7 +118,7 @@ def test_bad_qa_files_get_a_clear_message(client, server, tmp_path):
 
 def test_a_model_that_cannot_load_is_reported_and_the_others_are_scored(client):
     plot, summary, table = client.predict(["minilm", "bm25"], None, api_name="/evaluate")
-    assert set(curves(plot)) == {"BM25"} and table["headers"] == ["question", "gold answer", "BM25"]
+    assert set(curves(plot)) == {"BM25"} and table["headers"] == ["#", "question", "gold answer", "BM25"]
     assert "MiniLM: unavailable: " in summary and "hf download sentence-transformers/all-MiniLM-L6-v2" in summary
 
 

@@ -24,6 +24,7 @@ from lfqa_demo.models.retrievers import DenseRetriever
 from lfqa_demo.retrieval.bundles import load_bundle
 from lfqa_demo.retrieval.corpus import build_corpus, corpus_from_file, load_bundled_corpus
 from lfqa_demo.retrieval.indexes import build_index, make_faiss_index
+from ui.states import status_words
 
 QUESTION = "who led the normans?"
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,9 +119,10 @@ def refused(built: Path, bundles: Path, name: str = "dpr", kind: str = "auto") -
     engine = RetrievalEngine(small_corpus(built), cache_dir=built / "cache", bundles=str(bundles), index_kind=kind)
     result = engine.compare(QUESTION, [name, "bm25"], k=5).results[name]
     assert result.error is None and len(result.hits) == 5
-    state = engine.searchers[name].state()
-    assert state.startswith("ready; the prebuilt index was not used"), state
+    status = engine.searchers[name].status()
+    assert status.ready and status.note and engine.built_index(name).refused == status.note, status
     assert engine.built_index(name).origin == "cache"
+    state = status_words(status)
     assert [h.passage_id for h in result.hits] == reference_ids(built, name, kind)
     return state
 

@@ -196,17 +196,12 @@ def test_lone_surrogates_in_a_qa_file_are_evaluated(server, tmp_path):
     assert "qa.jsonl" in summary and len(table["data"]) == 1  # was: "Internal error" (the QA fingerprint)
 
 
-def test_a_lone_surrogate_in_a_clicked_row_is_answered(server):
-    done, _ = select_row(
-        server, ["question", "gold answer", "BM25"], ["who led the normans\ud800?", "Rollo\udfff", "1"]
-    )
-    assert done["success"] and "<mark class='qword'>" in done["output"]["data"][0]
-
-
-@pytest.mark.parametrize("header", [["BM25"], {"a": 1}, 7, None])
-def test_a_row_click_with_odd_headers_gets_a_message(server, header):
-    done, _ = select_row(server, ["question", "gold answer", header], ["who led the normans?", "Rollo", "1"])
-    assert not done["success"] and "click a row of the table" in done["output"]["error"]
+@pytest.mark.parametrize(
+    "row", [["who led the normans\ud800?", "Rollo\udfff", "1"], ["BM25"], {"a": 1}, 7, None, ["\ud800"]]
+)
+def test_an_odd_clicked_row_gets_a_message(server, row):
+    done, _ = select_row(server, row)  # no evaluation in this session: nothing to show, and no internal error
+    assert not done["success"] and "Evaluate first, then click a row" in done["output"]["error"]
 
 
 def test_the_timing_table_names_no_server_path(server, hub_cache):

@@ -44,7 +44,7 @@ import lfqa_demo, lfqa_demo.models.loading
 import app
 app.build_demo()
 assert not calls, calls
-assert not lfqa_demo.models.loading._loaded
+assert not lfqa_demo.models.registry._loaded
 # No weights can have been read: torch itself loads with the first model, not with the app.
 assert "torch" not in sys.modules, "torch was imported at start-up"
 print("no model loaded")
@@ -306,7 +306,8 @@ def test_reader_bad_input(name):
 
 
 def test_a_failed_load_is_not_retried_at_once(tmp_path, monkeypatch):
-    from lfqa_demo.models import loading
+    from lfqa_demo.models import loading, registry
+    from lfqa_demo.status import ModelKey, Phase
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     calls = []
@@ -316,8 +317,9 @@ def test_a_failed_load_is_not_retried_at_once(tmp_path, monkeypatch):
         with pytest.raises(CheckpointNotFoundError):
             load_retriever("realm", device="cpu")
     assert len(calls) == 1
-    assert lfqa_demo.model_states()["retriever realm"].startswith("failed: ")
-    monkeypatch.setattr(loading, "RETRY_AFTER_S", 0.0)
+    state = lfqa_demo.model_states()[ModelKey.retriever("realm")]
+    assert state.phase is Phase.FAILED and "realm" in state.note.lower()
+    monkeypatch.setattr(registry, "RETRY_AFTER_S", 0.0)
     with pytest.raises(CheckpointNotFoundError):
         load_retriever("realm", device="cpu")
     assert len(calls) == 2

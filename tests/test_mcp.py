@@ -33,6 +33,7 @@ TOOLS = {
     "build_indexes",
     "evaluate_retrievers",
     "model_status",
+    "status",
 }
 # The corpus tools: their gr.State output (the session's corpus) cannot reach the other tools.
 CORPUS_TOOLS = {"use_bundled_corpus", "upload_corpus", "load_hub_dataset"}

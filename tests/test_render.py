@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lfqa_demo.engine import AnswerReport, Comparison, Hit, RetrieverResult
 from lfqa_demo.reading.answers import Answer, ReadResult
+from lfqa_demo.status import Phase, Status
 from ui import render
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -15,7 +16,7 @@ def comparison(text: str = f"The normans {EVIL} were led by Rollo.", title: str 
     results = {
         "bm25": RetrieverResult("bm25", hits, 0.0, 1.0),
         "dpr": RetrieverResult("dpr", [], 0.0, 0.0, error=f"cannot load {EVIL} from /root/.cache/huggingface/hub"),
-        "realm": RetrieverResult("realm", [], 0.0, 0.0, pending="indexing 10/552 passages", progress=(10, 552)),
+        "realm": RetrieverResult("realm", [], 0.0, 0.0, pending=Status(Phase.INDEXING, 10, 552)),
     }
     return Comparison(f"who led the normans {EVIL}?", 5, results, [], "Rollo")
 

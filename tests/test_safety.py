@@ -12,10 +12,11 @@ import subprocess
 import pytest
 from helpers import wait_until
 
-from lfqa_demo.engine import INTERNAL_ERROR, RetrievalEngine
-from lfqa_demo.errors import CorpusUnavailableError
+from lfqa_demo.engine import RetrievalEngine
+from lfqa_demo.errors import INTERNAL_ERROR, CorpusUnavailableError
 from lfqa_demo.retrieval.corpus import Corpus, Passage, load_bundled_corpus
 from lfqa_demo.sessions import EngineRegistry
+from lfqa_demo.status import Origin, Phase
 
 
 def corpus_of(n: int, tag: str) -> Corpus:
@@ -78,17 +79,17 @@ def test_a_comparison_closed_early_stops_the_build_nobody_waits_for(tmp_path):
     assert first.results["realm"].pending and not first.results["realm"].hits
     build = engine.start_index("realm")
     live.close()  # the visitor went away
-    assert wait_until(lambda: build.finished) and build.state == "cancelled"
-    assert "cancelled" in engine.index_states()["realm"]
+    assert wait_until(lambda: build.finished) and build.state is Phase.CANCELLED
+    assert engine.index_states()["realm"].phase is Phase.CANCELLED
 
 
 def test_past_its_budget_a_comparison_hands_the_build_to_the_background(tmp_path):
     engine = RetrievalEngine(corpus_of(20_000, "budget"), cache_dir=tmp_path)
     *_, last = engine.compare_live("who led the normans?", ["dpr", "bm25"], 3, budget_s=0.2)
-    assert "goes on in the background" in last.results["dpr"].pending
+    assert last.results["dpr"].pending.background
     build = engine.start_index("dpr")
     assert build.background and not build.finished
-    assert wait_until(lambda: build.finished, 240) and build.state == "ready"
+    assert wait_until(lambda: build.finished, 240) and build.state is Phase.READY
     assert len(engine.compare("who led the normans?", ["dpr"], 3).results["dpr"].hits) == 3
 
 
@@ -110,7 +111,8 @@ def test_an_unwritable_cache_keeps_the_index_in_memory(tmp_path, monkeypatch, co
         c = engine.compare("who led the normans?", ["dpr", "bm25"], 3)
         assert [len(r.hits) for r in c.results.values()] == [3, 3]
     assert len(calls) == 1  # built once, then served from memory
-    assert engine.index_states()["dpr"].startswith("ready, in memory only (the index cache cannot be written: ")
+    state = engine.index_states()["dpr"]
+    assert state.origin is Origin.MEMORY_ONLY and state.note.startswith("the index cache cannot be written: ")
 
 
 def test_a_really_full_disk_keeps_the_index_in_memory(tmp_path):
@@ -123,10 +125,9 @@ def test_a_really_full_disk_keeps_the_index_in_memory(tmp_path):
         engine = RetrievalEngine(corpus_of(4000, "full"), cache_dir=disk)  # 4,000 vectors: over 32 KiB
         c = engine.compare("who led the normans?", ["realm", "bm25"], 3)
         assert [len(r.hits) for r in c.results.values()] == [3, 3]
-        assert (
-            engine.index_states()["realm"]
-            == "ready, in memory only (the index cache cannot be written: No space left on device)"
-        )
+        state = engine.index_states()["realm"]
+        assert state.origin is Origin.MEMORY_ONLY
+        assert state.note == "the index cache cannot be written: No space left on device"
         assert not [p for p in (disk / "indexes").iterdir() if p.name.startswith(".tmp-")]  # no half-written entry left
     finally:
         subprocess.run(["umount", str(disk)], check=False)
@@ -150,9 +151,11 @@ def test_the_app_shows_our_errors_escaped_and_hides_bugs(monkeypatch, caplog):
     import gradio as gr
 
     import app
+    from ui.tabs.compare import CompareTab
+    from ui.tabs.corpus import CorpusTab
 
     with pytest.raises(gr.Error, match="&lt;b&gt;x&lt;/b&gt;/y") as caught:
-        app.load_hub_dataset("<b>x</b>/y", "", "train", 10)
+        CorpusTab(app.service).load_hub_dataset("<b>x</b>/y", "", "train", 10)
     assert "<b>" not in caught.value.message
 
     def buggy(*args, **kwargs):
@@ -160,11 +163,15 @@ def test_the_app_shows_our_errors_escaped_and_hides_bugs(monkeypatch, caplog):
 
     monkeypatch.setattr(app.registry.bundled, "compare_live", buggy)
     with caplog.at_level(logging.ERROR), pytest.raises(gr.Error) as caught:
-        list(app.compare_retrievers("who?", 3, ["bm25"], "", app.registry.bundled_ref))
+        list(CompareTab(app.service).compare_retrievers("who?", 3, ["bm25"], "", app.registry.bundled_ref))
     assert caught.value.message.startswith("Internal error") and "secret" not in caught.value.message
     assert "secret.py" in caplog.text and "Traceback" in caplog.text
     with pytest.raises(gr.Error, match="must be a whole number"):
-        list(app.compare_retrievers("who?", json.loads("NaN"), ["bm25"], "", app.registry.bundled_ref))
+        list(
+            CompareTab(app.service).compare_retrievers(
+                "who?", json.loads("NaN"), ["bm25"], "", app.registry.bundled_ref
+            )
+        )
 
 
 def test_a_retriever_and_a_reader_failing_are_told_apart(tmp_path, monkeypatch):

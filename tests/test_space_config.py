@@ -39,17 +39,17 @@ def test_the_space_preloads_every_file_the_default_checkpoints_need():
 
 
 def test_persistent_storage_holds_the_caches(monkeypatch, tmp_path):
-    import app
+    from ui.startup import persistent_storage
 
     monkeypatch.delenv("HF_HOME", raising=False)
     monkeypatch.delenv("LFQA_CACHE", raising=False)
-    app._persistent_storage(tmp_path / "absent")
+    persistent_storage(tmp_path / "absent")
     assert "HF_HOME" not in os.environ and "LFQA_CACHE" not in os.environ
-    app._persistent_storage(tmp_path)
+    persistent_storage(tmp_path)
     assert os.environ["HF_HOME"] == str(tmp_path / ".huggingface")
     assert os.environ["LFQA_CACHE"] == str(tmp_path / "lfqa-demo")
     monkeypatch.setenv("LFQA_CACHE", "/elsewhere")
-    app._persistent_storage(tmp_path)
+    persistent_storage(tmp_path)
     assert os.environ["LFQA_CACHE"] == "/elsewhere"  # what the Space's owner set wins
 
 

@@ -14,7 +14,8 @@ from helpers import wait_until
 import lfqa_demo
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.models.retrievers import DenseRetriever
-from lfqa_demo.warmup import WAITING, WarmUp, warmup_enabled
+from lfqa_demo.status import ModelKey, Origin, Phase
+from lfqa_demo.warmup import WarmUp, warmup_enabled
 
 QUESTION = "who led the normans?"
 DENSE = ["retribert", "dpr", "realm"]
@@ -58,14 +59,16 @@ def test_the_warmup_loads_models_then_builds_cheapest_first_and_requests_share_i
     assert wait_until(lambda: len(calls) == 1, 60)  # the first index is embedding, held at the gate
     name, loaded = calls[0]
     assert name == "retribert"  # 2 layers x 128 tokens: the cheapest here, as RetriBERT is at full size
-    assert all(loaded.get(m, "").startswith("ready") for m in ("reader dpr", "reader realm", "retriever realm"))
-    assert warmup.pending() == {"index dpr", "index realm"} and not warmup.finished
+    ready = {key for key, state in loaded.items() if state.ready}
+    assert {ModelKey.reader("dpr"), ModelKey.reader("realm"), ModelKey.retriever("realm")} <= ready
+    assert warmup.pending() == {("index", "dpr"), ("index", "realm")} and not warmup.finished
 
     # BM25 answers while the index builds; the comparison shows the build in the column.
     live = engine.compare_live(QUESTION, ["retribert", "bm25"], 3, budget_s=120)
     first = next(live)
     assert len(first.results["bm25"].hits) == 3 and not first.results["retribert"].hits
-    assert "indexing 0/552" in first.results["retribert"].pending
+    pending = first.results["retribert"].pending
+    assert pending.phase is Phase.INDEXING and (pending.done, pending.total) == (0, 552)
     # A request for the index being built waits for that same build.
     assert engine.start_index("retribert") is engine.start_index("retribert")
     got: dict = {}
@@ -78,16 +81,16 @@ def test_the_warmup_loads_models_then_builds_cheapest_first_and_requests_share_i
     assert len(last.results["retribert"].hits) == 3
     assert warmup.wait(240) and warmup.failures == {}
     assert [n for n, _ in calls] == ["retribert", "dpr", "realm"]  # one build each, none repeated
-    assert all(state.startswith("ready") for state in engine.index_states().values())
+    assert all(state.ready and state.origin is Origin.BUILT for state in engine.index_states().values())
 
 
 def test_a_failing_model_does_not_stop_the_rest_of_the_warmup(tmp_path):
     engine = RetrievalEngine(cache_dir=tmp_path, retrievers={"minilm": "minilm", "dpr": "dpr", "bm25": "bm25"})
     warmup = WarmUp(engine, ["minilm", "dpr"], ["dpr"]).start()
     assert warmup.wait(240)
-    assert set(warmup.failures) == {"retriever minilm", "index minilm"}  # not in the offline cache
-    assert "hf download" in warmup.failures["retriever minilm"]
-    assert engine.index_states()["dpr"] == "ready"
+    assert set(warmup.failures) == {ModelKey.retriever("minilm"), ("index", "minilm")}  # not in the offline cache
+    assert "hf download" in warmup.failures[ModelKey.retriever("minilm")]
+    assert engine.index_states()["dpr"].ready
 
 
 # -- the real server --------------------------------------------------------------------------------
@@ -128,13 +131,20 @@ def test_the_app_warms_up_after_launch_and_serves_meanwhile(hub_cache, tmp_path)
         assert html.count("<span class='rank'>") == 3
         seen: set[str] = set()
 
-        def all_ready() -> bool:
-            status = dict(client.predict(api_name="/model_status")["data"])
-            seen.update(status.values())
-            indexes = {k: v for k, v in status.items() if " index of " in k}
-            return len(indexes) == 3 and all(v.startswith("ready") for v in indexes.values())
+        def all_ready() -> bool:  # polled as a script would: the JSON status
+            status = client.predict(api_name="/status")
+            seen.update(s["state"] for group in ("models", "indexes") for s in status[group].values())
+            indexes = status["indexes"]
+            return len(indexes) == 3 and all(v["state"] == "ready" for v in indexes.values())
 
         assert wait_until(all_ready, 240)
+        status = client.predict(api_name="/status")
+        assert set(status["indexes"]) == set(DENSE) and status["corpus"]
+        for state in status["indexes"].values():
+            assert state["origin"] == "built" and state["done"] == state["total"] == 552
+            assert set(state) >= {"state", "done", "total", "seconds_left", "note"}
+        assert status["models"]["reader dpr"]["device"] == "cpu"
+        assert status["models"]["retriever minilm"]["state"] == "not loaded"
         status = dict(client.predict(api_name="/model_status")["data"])
         for model in ("RetriBERT encoders", "DPR encoders", "REALM encoders", "DPR reader", "REALM reader"):
             assert status[model].startswith("ready on cpu")
@@ -144,6 +154,6 @@ def test_the_app_warms_up_after_launch_and_serves_meanwhile(hub_cache, tmp_path)
         assert html.count("<span class='rank'>") == 12 and "Not ready" not in html
         log = (tmp_path / "app.log").read_text()
         assert "warm-up finished" in log and "Traceback" not in log
-        assert seen & {WAITING, "loading"} or any("indexing" in s or "loading the model" in s for s in seen)
+        assert seen & {"waiting", "loading", "indexing"}  # the warm-up was seen under way
     finally:
         server.stop()

@@ -8,10 +8,12 @@ is the CPU (no CUDA here).
 
 from __future__ import annotations
 
+import ast
 import pickle
 import sys
 import threading
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +22,9 @@ import torch
 import lfqa_demo
 from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.errors import InvalidInputError
-from lfqa_demo.models import zerogpu
+from lfqa_demo.models import calls, zerogpu
 from lfqa_demo.models.devices import resolve_device, resolve_dtype
+from lfqa_demo.reading.loading import load_relevance_embedder
 from lfqa_demo.retrieval.builds import BuildCancelled
 from lfqa_demo.retrieval.corpus import build_corpus
 from lfqa_demo.retrieval.indexes import build_index
@@ -73,7 +76,7 @@ def zero_gpu(monkeypatch, events) -> StandInSpaces:
     monkeypatch.setitem(sys.modules, "spaces", spaces)
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
     monkeypatch.setattr(zerogpu, "GPU_DEVICE", "cpu")
-    monkeypatch.setattr(zerogpu, "_worker_models", {})
+    monkeypatch.setattr(calls, "_worker_models", {})
     return spaces
 
 
@@ -164,7 +167,7 @@ def test_questions_and_readers_go_through_gpu_calls(zero_gpu, monkeypatch):
     assert len(zero_gpu.durations) == 3
     assert all(d == zerogpu.CALL_OVERHEAD_S + 1 for d in zero_gpu.durations)  # a few hundred tokens each
     # REALM's passage relevance for pasted passages: the embedder's question and passages, 2 calls.
-    relevance = lfqa_demo.load_reader("realm").prior_relevance(QUESTION, passages, None, [])
+    relevance = realm_relevance(passages)
     assert len(zero_gpu.durations) == 5
 
     monkeypatch.delenv("SPACES_ZERO_GPU")
@@ -175,11 +178,15 @@ def test_questions_and_readers_go_through_gpu_calls(zero_gpu, monkeypatch):
     for name in ("start", "end", "relevance"):
         np.testing.assert_allclose(getattr(on_gpu["dpr"], name), getattr(dpr, name), rtol=1e-5, atol=1e-5)
     realm = lfqa_demo.load_reader("realm").read(QUESTION, passages)
-    np.testing.assert_allclose(
-        relevance, lfqa_demo.load_reader("realm").prior_relevance(QUESTION, passages, None, []), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(relevance, realm_relevance(passages), rtol=1e-5, atol=1e-5)
     assert [(a.text, a.passage_index) for a in on_gpu["realm"]] == [(a.text, a.passage_index) for a in realm]
     np.testing.assert_allclose([a.score for a in on_gpu["realm"]], [a.score for a in realm], rtol=1e-5, atol=1e-5)
+
+
+def realm_relevance(passages):
+    """REALM's relevance for pasted passages, its embedder handed in as the engine does."""
+    reader = lfqa_demo.load_reader("realm")
+    return reader.prior_relevance(QUESTION, passages, None, [], load_relevance_embedder(reader, None))
 
 
 def test_the_gpu_function_is_decorated_once(zero_gpu):
@@ -204,8 +211,8 @@ def test_a_worker_loads_a_model_loaded_after_its_fork(zero_gpu):
     copy = pickle.loads(pickle.dumps(origin))  # what the worker receives
     assert copy.key == origin.key and copy.build.args == origin.build.args
     lfqa_demo.clear_loaded_models()  # what the worker's copy of the registry looks like
-    rebuilt = zerogpu.resolve(copy)
-    assert rebuilt is not retriever and rebuilt.name == "dpr" and zerogpu.resolve(copy) is rebuilt
+    rebuilt = calls.find_model(copy)
+    assert rebuilt is not retriever and rebuilt.name == "dpr" and calls.find_model(copy) is rebuilt
     expected = retriever.encode_questions([QUESTION])
     np.testing.assert_allclose(rebuilt.encode_questions([QUESTION]), expected, rtol=1e-5, atol=1e-5)
 
@@ -229,3 +236,25 @@ def test_zero_gpu_set_but_spaces_missing_runs_as_before(no_zero_gpu, monkeypatch
     assert not zerogpu.active()
     assert lfqa_demo.load_retriever("dpr").encode_questions([QUESTION]).shape[0] == 1
     assert no_zero_gpu == ["spaces"]  # tried once, then remembered
+
+
+def test_every_model_call_goes_through_one_seam():
+    """calls.py alone runs models (inference mode) and so alone chooses here or ZeroGPU; the
+    modules on that path import nothing late but torch (kept out of `import lfqa_demo`), and
+    lfqa_demo.models never imports lfqa_demo.reading."""
+    package = Path(lfqa_demo.__file__).parent
+    trees = {p.relative_to(package).as_posix(): ast.parse(p.read_text(encoding="utf-8")) for p in package.rglob("*.py")}
+    assert [name for name, tree in trees.items() if "inference_mode" in ast.dump(tree)] == ["models/calls.py"]
+    for name in ("models/calls.py", "models/zerogpu.py", "models/retrievers.py", "reading/readers.py"):
+        functions = [f for f in ast.walk(trees[name]) if isinstance(f, ast.FunctionDef)]
+        late = [node for f in functions for node in ast.walk(f) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        assert all(isinstance(n, ast.Import) and [a.name for a in n.names] == ["torch"] for n in late), name
+    for name, tree in trees.items():
+        imported = []  # every module or name that models/*.py imports, in full
+        for node in ast.walk(tree) if name.startswith("models/") else ():
+            if isinstance(node, ast.Import):
+                imported += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(p for p in (("", "lfqa_demo.models", "lfqa_demo")[node.level], node.module) if p)
+                imported += [base, *(f"{base}.{a.name}" for a in node.names)]
+        assert not [i for i in imported if i.startswith("lfqa_demo.reading")], name

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from lfqa_demo.engine import Comparison, contains_answer
-from lfqa_demo.evaluation import EvaluationReport
+from lfqa_demo.evaluation import ANSWER, GOLD_PASSAGE, EvaluationReport, score_columns, score_row
 from lfqa_demo.retrieval.corpus import QASet
 from ui.render import clip, corpus_note, esc, label, public_message, render_comparison
 
@@ -40,25 +40,16 @@ def _cut_offs(max_k: int) -> list[int]:
 
 def render_summary(report: EvaluationReport, qa: QASet, corpus: str, corpus_size: int) -> str:
     """Which corpus and QA set; per retriever R@1, R@5, R@20 and MRR@20 by answer (and by gold
-    passage when the QA set names them) and the time taken; then each retriever that could not run."""
+    passage when the QA set names them), under the names the command line's table uses
+    (`score_columns`), and the time taken; then each retriever that could not run."""
     ks = _cut_offs(report.max_k)
-    by_passage = any(r.passage_ranks is not None for r in report.retrievers.values() if r.error is None)
-    head = ["retriever"] + [f"R@{k}" for k in ks] + [f"MRR@{report.max_k}"]
-    if by_passage:
-        head += [f"R@{k} (gold passage)" for k in ks] + [f"MRR@{report.max_k} (gold passage)"]
-    head.append("seconds")
+    by_passage = report.by_passage
+    head = ["retriever"] + score_columns(ks, report.max_k, by_passage) + ["seconds"]
     rows = []
     for name, r in report.retrievers.items():
         if r.error is not None:
             continue
-        cells = [f"{r.recall_answer[k - 1]:.3f}" for k in ks] + [f"{r.mrr_answer:.3f}"]
-        if by_passage:
-            passage = r.recall_passage
-            if passage is None:
-                cells += ["-"] * (len(ks) + 1)
-            else:
-                cells += [f"{passage[k - 1]:.3f}" for k in ks] + [f"{r.mrr_passage:.3f}"]
-        cells.append(f"{r.seconds:.1f}")
+        cells = ["-" if v is None else f"{v:.3f}" for v in score_row(r, ks, by_passage)] + [f"{r.seconds:.1f}"]
         rows.append(_th(label(name)) + "".join(_td(c) for c in cells))
     table = (
         f"<table class='eval-scores'><tr>{''.join(_th(h) for h in head)}</tr>"
@@ -74,13 +65,13 @@ def render_summary(report: EvaluationReport, qa: QASet, corpus: str, corpus_size
     )
     return (
         _heading(corpus, corpus_size, qa)
-        + "<div class='note'>Found = a passage in the top k contains a gold answer (case-insensitive); "
+        + f"<div class='note'>{ANSWER}: a passage in the top k contains a gold answer (case-insensitive); "
         + (
-            "by gold passage = the question's own passage is in the top k. "
+            f"{GOLD_PASSAGE}: the question's own passage is in the top k. "
             if by_passage
             else "this QA set names no gold passages. "
         )
-        + f"MRR counts ranks up to {report.max_k}.</div>"
+        + f"MRR@{report.max_k} counts ranks up to {report.max_k} (a miss counts 0).</div>"
         + table
         + errors
     )
@@ -112,17 +103,18 @@ def render_progress(states: Mapping[str, str], corpus: str, corpus_size: int, qa
 
 def question_table(report: EvaluationReport) -> pd.DataFrame:
     """One row per question, the most telling disagreements first (see
-    `EvaluationReport.disagreement_order`): the question, its gold answers, and per retriever
+    `EvaluationReport.disagreement_order`): its number in the QA set (what a click on the row
+    sends back), the question, its gold answers, and per retriever
     that ran the rank of the first passage holding an answer ("-": not in the top k)."""
     names = [n for n, r in report.retrievers.items() if r.error is None]
     rows = []
     for i in report.disagreement_order():
         item, ranks = report.items[i], report.ranks(i)
         rows.append(
-            [item.question, ANSWER_SEPARATOR.join(item.answers)]
+            [str(i + 1), item.question, ANSWER_SEPARATOR.join(item.answers)]
             + [MISSED if ranks[n] is None else str(ranks[n]) for n in names]
         )
-    return pd.DataFrame(rows, columns=["question", "gold answer"] + [label(n) for n in names])
+    return pd.DataFrame(rows, columns=["#", "question", "gold answer"] + [label(n) for n in names])
 
 
 def mark_gold(comparison: Comparison, answers: Sequence[str]) -> Comparison:

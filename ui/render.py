@@ -4,7 +4,6 @@ a corpus or a model goes through `html.escape`, so a passage holding `<script>` 
 
 from __future__ import annotations
 
-import html
 import re
 import uuid
 from typing import Sequence
@@ -14,38 +13,11 @@ import numpy as np
 from lfqa_demo.engine import AnswerReport, Comparison
 from lfqa_demo.models.families import READER_FAMILIES
 from lfqa_demo.retrieval.bm25 import bm25_terms
+from lfqa_demo.status import Status
+from ui.states import status_words
+from ui.text import esc, label, public_message  # noqa: F401 (the page's modules take them from here)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
-LABELS = {
-    "retribert": "RetriBERT",
-    "dpr": "DPR",
-    "realm": "REALM",
-    "bm25": "BM25",
-    "minilm": "MiniLM",
-    "sentence": "Sentence",
-}
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, name)
-
-
-def esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-# An absolute path of two or more parts, not inside a URL or a repo id ("org/name").
-_SERVER_PATH = re.compile(r"(?<![\w.:/~-])(?:/[\w.@+~-]+)+/([\w.@+~-]+)")
-
-
-def public_message(message: str) -> str:
-    """A message fit to show a web visitor: server paths cut to their last part ("…/hub")."""
-    return _SERVER_PATH.sub(lambda m: "…/" + m.group(1), message)
-
-
-def waiting_note(what: str, ahead: int) -> str:
-    """What a visitor in a line for heavy work reads while others go first (plain text)."""
-    return f"Waiting for the server: {ahead} {what}{'s' if ahead != 1 else ''} before yours…"
 
 
 def corpus_note(name: str, size: int) -> str:
@@ -170,13 +142,15 @@ def render_agreement(c: Comparison) -> str:
     )
 
 
-def render_pending(text: str, progress: tuple[int, int] | None = None) -> str:
-    """A column still waiting for its index: what it waits for, with a progress bar while it embeds."""
-    bar = ""
-    if progress is not None:
-        done, total = progress
-        bar = f"<progress value='{done}' max='{max(total, 1)}'></progress>"
-    return f"<div class='pending'>Not ready yet: {esc(text)}{bar}</div>"
+def render_pending(status: Status) -> str:
+    """A column still waiting for its index: where it stands, with a progress bar while it embeds
+    (data-left: the seconds left shown, for tests that check the figure never jumps)."""
+    bar, left = "", ""
+    if status.done is not None and status.total:
+        bar = f"<progress value='{status.done}' max='{max(status.total, 1)}'></progress>"
+    if status.seconds_left is not None:
+        left = f" data-left='{status.seconds_left:.1f}'"
+    return f"<div class='pending'{left}>Not ready yet: {esc(status_words(status))}{bar}</div>"
 
 
 def _bar_widths(scores: Sequence[float]) -> list[float]:
@@ -208,7 +182,7 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
             )
             continue
         if result.pending:
-            cols.append(f"<section class='col'>{head}{render_pending(result.pending, result.progress)}</section>")
+            cols.append(f"<section class='col'>{head}{render_pending(result.pending)}</section>")
             continue
         cards = []
         for h, width in zip(result.hits, _bar_widths([h.score for h in result.hits])):
@@ -265,10 +239,15 @@ def timing_rows(c: Comparison) -> list[list]:
             round(r.encode_ms, 2),
             round(r.search_ms, 2),
             len(r.hits),
-            public_message(r.error or r.pending or "ok"),
+            public_message(r.error) if r.error else status_words(r.pending) if r.pending else "ok",
         ]
         for n, r in c.results.items()
     ]
+
+
+def answer_timings(report: AnswerReport) -> str:
+    """The time of each stage of an answer, in one line: "retrieve encode 12 ms · read dpr 840 ms"."""
+    return " · ".join(f"{name.replace('_', ' ')} {ms:.0f} ms" for name, ms in report.timings_ms.items())
 
 
 def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHOWN_CHARS) -> str:

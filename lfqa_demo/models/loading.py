@@ -1,25 +1,23 @@
-"""`load_retriever`, and the model registry every loader shares: resolve checkpoints, build
-modules, cache them (`load_reader` lives beside the readers, in reading/loading.py: the models
-never import the readers).
+"""`load_retriever`, and what every loader shares: resolve checkpoints, build modules (the
+loaded models are kept in registry.py; `load_reader` lives beside the readers, in
+reading/loading.py: the models never import the readers).
 
-Nothing here runs at import time. Each (spec, device, dtype) is loaded once per process,
-even when several threads ask for it at the same moment; a failed load caches nothing.
+Nothing here runs at import time.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import threading
-import time
 from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
 
-from ..errors import CheckpointError, CheckpointNotFoundError, InvalidInputError, InvalidTypeError
+from ..errors import CheckpointError, InvalidInputError, InvalidTypeError
+from ..status import ModelKey
 from .families import READER_FAMILIES, RETRIEVER_FAMILIES
 from .hub import CheckpointFiles, resolve_checkpoint
+from .registry import _once
 from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
-from .zerogpu import ModelOrigin
 
 if TYPE_CHECKING:  # torch and the model code load with the first model, not with the package
     import torch
@@ -39,69 +37,6 @@ DEFAULT_CHECKPOINTS = {
 }
 _MODEL_FILES = ("config.json", "vocab.txt")
 _OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
-
-_loaded: dict[tuple, object] = {}
-_key_locks: dict[tuple, threading.Lock] = {}
-_guard = threading.Lock()
-_states: dict[str, str] = {}  # model label -> "loading", "ready on cpu, float32" or "failed: why"
-_failures: dict[tuple, tuple[float, Exception]] = {}  # key -> (when, not-found error): not retried for RETRY_AFTER_S
-RETRY_AFTER_S = 60.0  # an app asking every request must not wait on an unreachable hub each time
-
-
-def _once(key: tuple, label: str, build: Callable[[], T]) -> T:
-    """build() at most once per key across threads; later calls get the same object.
-    Files not found (cache and hub) are remembered for RETRY_AFTER_S and the error raised
-    again at once meanwhile; other failures are retried on the next call.
-    `label` names the model in `model_states()`. `build` must pickle: it becomes the model's
-    `origin`, which a ZeroGPU worker uses to find or load the model (see zerogpu.py)."""
-    with _guard:
-        if key in _loaded:
-            return _loaded[key]  # type: ignore[return-value]
-        lock = _key_locks.setdefault(key, threading.Lock())
-    with lock:
-        with _guard:
-            if key in _loaded:
-                return _loaded[key]  # type: ignore[return-value]
-            failed = _failures.get(key)
-            if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
-                raise failed[1]
-            _states[label] = "loading"
-        try:
-            value = build()
-        except Exception as exc:
-            with _guard:
-                _states[label] = f"failed: {exc}"
-                if isinstance(exc, CheckpointNotFoundError):  # the slow case: the hub was asked
-                    _failures[key] = (time.monotonic(), exc)
-            raise
-        value.origin = ModelOrigin(key, build)
-        device, dtype = getattr(value, "device", "?"), str(getattr(value, "dtype", "?")).removeprefix("torch.")
-        with _guard:
-            _loaded[key] = value
-            _states[label] = f"ready on {device}, {dtype}"
-        return value
-
-
-def model_states() -> dict[str, str]:
-    """What happened to each model asked for so far: "loading", "ready on DEVICE, DTYPE" or
-    "failed: REASON". Models never asked for are absent (not loaded)."""
-    with _guard:
-        return dict(_states)
-
-
-def cached_model(key: tuple) -> object | None:
-    """The model loaded under `key`, or None; never waits. It takes no lock because a ZeroGPU
-    worker calls it: forked while another thread held a lock, it would wait forever, and a
-    dict lookup is atomic anyway."""
-    return _loaded.get(key)
-
-
-def clear_loaded_models() -> None:
-    """Forget every loaded model and its state (tests; freeing memory)."""
-    with _guard:
-        _loaded.clear()
-        _states.clear()
-        _failures.clear()
 
 
 def _build(
@@ -165,7 +100,7 @@ def load_retriever(
     # Partials of module functions with the device as text: they pickle (spaces patches torch.device).
     return _once(
         ("retriever", display, spec, str(dev), dt),
-        f"retriever {display}",
+        ModelKey.retriever(display),
         functools.partial(_load_retriever, display, spec, str(dev), dt),
     )
 

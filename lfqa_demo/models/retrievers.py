@@ -22,13 +22,15 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..inputs import check_passages, check_texts
-from . import zerogpu
+from . import calls
 from .families import RETRIEVER_FAMILIES
 from .hub import CheckpointFiles
 from .tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch is imported on first use, so that importing the package stays fast
     import torch
+
+    from .zerogpu import ModelOrigin
 
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
@@ -77,7 +79,7 @@ DEFAULT_RETRIEVERS = {
 class DenseRetriever:
     """A loaded dense retriever: `encode_questions` and `encode_passages` give float32 [n, dim] arrays."""
 
-    origin: zerogpu.ModelOrigin | None = None  # set by load_retriever: how a ZeroGPU worker finds it
+    origin: ModelOrigin | None = None  # set by load_retriever: how a ZeroGPU worker finds it
 
     def __init__(
         self,
@@ -187,45 +189,16 @@ class DenseRetriever:
         batch_tokens: int,
         progress: Progress | None,
     ) -> np.ndarray:
-        """Embed token rows with the `side` ("question" or "passage") head, batch by batch."""
-        import torch
-
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        """Embed token rows with the `side` ("question" or "passage") head, in the calls the
+        seam groups the batches into (calls.py); `progress` runs between calls, here in the
+        calling thread, so raising from it stops the work."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)  # (n, dim)
         batches = length_batches([len(ids) for ids, _ in rows], batch_size, batch_tokens)
-        if self.device.type == "cpu" and zerogpu.active():
-            return self._encode_on_zerogpu(rows, tokenizer, side, batches, out, progress)
-        head = self.question_head if side == "question" else self.passage_head
-        embed: EmbedFn = head.embed_questions if side == "question" else head.embed_passages
         done = 0
-        for idx in batches:
-            batch = tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx])
-            tensors = [
-                torch.from_numpy(a).to(self.device)
-                for a in (batch.input_ids, batch.attention_mask, batch.token_type_ids)
-            ]
-            with torch.inference_mode():
-                out[idx] = embed(*tensors).float().cpu().numpy()
-            done += len(idx)
-            if progress is not None:
-                progress(done, len(rows))
-        return out
-
-    def _encode_on_zerogpu(
-        self,
-        rows: list[tuple[list[int], list[int]]],
-        tokenizer: WordPieceTokenizer,
-        side: str,
-        batches: list[list[int]],
-        out: np.ndarray,
-        progress: Progress | None,
-    ) -> np.ndarray:
-        """`_encode` in GPU calls of about zerogpu.PASSAGES_PER_CALL rows each: `progress` runs
-        between calls, here in the calling thread, so raising from it stops the work."""
-        done = 0
-        for call in zerogpu.split_calls(batches):
+        for call in calls.call_groups(self, batches):
             padded = [tokenizer.pad([rows[i][0] for i in idx], [rows[i][1] for i in idx]) for idx in call]
-            arrays = [(b.input_ids, b.attention_mask, b.token_type_ids) for b in padded]
-            vectors = zerogpu.run(self, f"{side}_head", f"embed_{side}s", arrays)
+            arrays = [(b.input_ids, b.attention_mask, b.token_type_ids) for b in padded]  # (B, L) each
+            vectors = calls.forward(self, f"{side}_head", f"embed_{side}s", arrays)  # (B, dim) each
             for idx, v in zip(call, vectors):
                 out[idx] = v
             done += sum(len(idx) for idx in call)

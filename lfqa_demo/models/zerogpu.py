@@ -30,13 +30,15 @@ https://huggingface.co/spaces/zero-gpu-explorers/README):
 
 The design here. Under ZeroGPU (`active()`) models load on the CPU (`devices.resolve_device`)
 and every model call goes through one `spaces.GPU` function, `_run_on_gpu`, decorated once
-(`setup()`, which app.py calls at import). Its arguments are picklable: where the model is
-(`ModelOrigin`: its cache key and how to load it again) and padded numpy batches. Inside, the
-model is found in the worker (forked with it, or loaded there from the local checkpoint when
-it was loaded after the fork), moved to the GPU, run, and the outputs come back as float32
-numpy. Each call's duration comes from its padded tokens (`seconds_for`). Passage encoding
-goes in calls of about `PASSAGES_PER_CALL` passages, so an index build's progress callback
-(and cancellation, the callback raising) runs between calls in the main process.
+(`setup()`, which app.py calls at import). What a call runs is decided in calls.py, the one
+seam every forward pass goes through: `run(fn, tokens, *args)` here only borrows the GPU for
+`fn(*args)`, for a duration sized from `tokens`, the call's padded word pieces (`seconds_for`).
+Its arguments are picklable: where the model is (`ModelOrigin`: its registry key and how to
+load it again) and padded numpy batches; the worker finds the model (forked with it, or loaded
+there from the local checkpoint when it was loaded after the fork), moves it to the GPU, runs
+it, and the outputs come back as float32 numpy. Passage encoding goes in calls of about
+`PASSAGES_PER_CALL` passages (`split_calls`), so an index build's progress callback (and
+cancellation, the callback raising) runs between calls in the main process.
 
 GPU calls from index-build threads carry no Gradio request, so ZeroGPU charges them to the
 Space, not to a visitor. Without ZeroGPU nothing here runs and `spaces` is never imported.
@@ -51,9 +53,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
-
-import numpy as np
+from typing import Any, Callable, Sequence, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,13 @@ _TRUE = ("1", "t", "true")  # spaces.config.boolean: what makes `spaces.GPU` do 
 _import_failed = False
 _decorated: dict[int, Callable] = {}  # id(spaces module) -> the decorated _run_on_gpu
 _decorate_lock = threading.Lock()
-_worker_models: dict[tuple, object] = {}  # in a worker: models loaded there, by cache key
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ModelOrigin:
     """Where a loaded model comes from, in a form that pickles into a ZeroGPU worker: the key
-    it is cached under (`loading._loaded`) and a picklable callable that loads it again."""
+    it is cached under (registry.py) and a picklable callable that loads it again."""
 
     key: tuple
     build: Callable[[], Any]
@@ -143,18 +143,11 @@ def split_calls(batches: Sequence[Sequence[int]], per_call: int | None = None) -
     return calls
 
 
-Batch = tuple[np.ndarray, ...]  # the model's input arrays, ids first
-Output = np.ndarray | tuple[np.ndarray, ...]
-
-
-def run(owner: Any, part: str, method: str | None, batches: Sequence[Batch]) -> list[Output]:
-    """One GPU call: `getattr(owner, part)` (a module), or its `method`, applied to each batch
-    of numpy inputs on the GPU; the outputs come back as float32 numpy, one per batch.
-    `owner` is a loaded retriever or reader; with an `origin` it is found again in the worker,
-    without one its module is sent by value."""
-    origin = getattr(owner, "origin", None)
-    target = (origin, part) if origin is not None else getattr(owner, part)
-    return _gpu_function()(target, method, list(batches))
+def run(fn: Callable[..., T], tokens: int, *args: Any) -> T:
+    """`fn(*args)` in one GPU call, asking for the duration of `tokens` padded word pieces. It
+    runs in a ZeroGPU worker: `fn` must be a module-level function (it pickles by name), and
+    `args` and the result cross pickled, so the result must hold no CUDA tensor."""
+    return _gpu_function()(fn, tokens, *args)
 
 
 def _gpu_function() -> Callable:
@@ -168,45 +161,11 @@ def _gpu_function() -> Callable:
     return fn
 
 
-def _duration(target: object, method: str | None, batches: list[Batch]) -> int:
+def _duration(fn: Callable, tokens: int, *args: Any) -> int:
     """spaces calls this with `_run_on_gpu`'s arguments, before asking for a GPU."""
-    return seconds_for(sum(int(batch[0].size) for batch in batches))
+    return seconds_for(tokens)
 
 
-def _run_on_gpu(target: object, method: str | None, batches: list[Batch]) -> list[Output]:
-    """Runs in the ZeroGPU worker: the model onto the GPU (a no-op once it is there), each batch
-    through it, CPU numpy back (a CUDA tensor cannot leave the worker)."""
-    import torch
-
-    module = _module(target).to(GPU_DEVICE)
-    call = getattr(module, method) if method else module
-    outputs: list[Output] = []
-    with torch.inference_mode():
-        for batch in batches:
-            result = call(*(torch.from_numpy(a).to(GPU_DEVICE) for a in batch))
-            if isinstance(result, tuple):
-                outputs.append(tuple(t.float().cpu().numpy() for t in result))
-            else:
-                outputs.append(result.float().cpu().numpy())
-    return outputs
-
-
-def _module(target: object) -> Any:
-    if not isinstance(target, tuple):
-        return target  # a module sent by value
-    origin, part = target
-    return getattr(resolve(origin), part)
-
-
-def resolve(origin: ModelOrigin) -> object:
-    """The model `origin` names, in this process: the loaded one (in a worker, the copy forked
-    with the main process), else one loaded here earlier, else loaded now from its checkpoint
-    (it was loaded in the main process after this worker was forked)."""
-    from .loading import cached_model
-
-    model = cached_model(origin.key)
-    if model is None:
-        model = _worker_models.get(origin.key)
-    if model is None:
-        model = _worker_models[origin.key] = origin.build()
-    return model
+def _run_on_gpu(fn: Callable[..., T], tokens: int, *args: Any) -> T:
+    """Runs in the ZeroGPU worker, where CUDA is real (see calls._forward_on_gpu)."""
+    return fn(*args)

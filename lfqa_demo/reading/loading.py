@@ -1,4 +1,5 @@
-"""`load_reader`: the "dpr" and "realm" readers, loaded once through the models' shared registry.
+"""`load_reader`: the "dpr" and "realm" readers, loaded once through the models' shared registry;
+`load_relevance_embedder`: the retriever a reader adds the scores of (REALM's embedder).
 
 It lives here, beside the readers, so that `lfqa_demo.models` never imports `lfqa_demo.reading`.
 """
@@ -11,11 +12,15 @@ from typing import TYPE_CHECKING
 from ..errors import InvalidInputError
 from ..models.families import READER_FAMILIES
 from ..models.hub import resolve_checkpoint
-from ..models.loading import _MODEL_FILES, _OPTIONAL_FILES, _build, _once, _tokenizer
+from ..models.loading import _MODEL_FILES, _OPTIONAL_FILES, _build, _tokenizer, load_retriever
+from ..models.registry import _once
+from ..status import ModelKey
 from .readers import READER_CLASSES, DPRReader, RealmReader
 
 if TYPE_CHECKING:
     import torch
+
+    from ..models.retrievers import DenseRetriever, RetrieverSpec
 
 
 def load_reader(
@@ -36,9 +41,22 @@ def load_reader(
     source = checkpoint or READER_FAMILIES[name].checkpoint
     return _once(
         ("reader", name, source, max_length, str(dev), dt),
-        f"reader {name}",
+        ModelKey.reader(name),
         functools.partial(_load_reader, name, source, str(dev), dt, max_length),
     )
+
+
+def load_relevance_embedder(
+    reader: DPRReader | RealmReader, retrieved_by: RetrieverSpec | None
+) -> DenseRetriever | None:
+    """The retriever `reader.prior_relevance` needs handed in, loaded (once) on the reader's device
+    and dtype: REALM's embedder, for passages that embedder did not retrieve. None when the reader
+    needs none (DPR) or the retrieval scores are already its scores. Raises
+    CheckpointNotFoundError when the embedder cannot load."""
+    spec = reader.relevance_embedder
+    if spec is None or spec == retrieved_by:
+        return None
+    return load_retriever(spec, device=reader.device, dtype=reader.dtype)
 
 
 def _load_reader(

@@ -20,10 +20,9 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..inputs import check_passages, check_text
-from ..models import zerogpu
+from ..models import calls
 from ..models.hub import CheckpointFiles
-from ..models.loading import load_retriever
-from ..models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from ..models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
 from ..models.tokenization import WordPieceTokenizer
 from .answers import DEFAULT_MAX_ANSWER_TOKENS, Answer, ReadResult, decode_dpr, decode_realm, row_candidates
 
@@ -32,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported on first use, so that importing the packa
 
     from ..models.families import ReaderFamily
     from ..models.heads import DPRReaderModel, RealmReaderModel
+    from ..models.zerogpu import ModelOrigin
 
 DEFAULT_MAX_QUESTION_LENGTH = 64
 WINDOW_OVERLAP = 128  # word pieces shared by consecutive windows of a long passage (as HF's doc_stride)
@@ -94,7 +94,10 @@ def _windows(n: int, room: int, overlap: int | None) -> list[tuple[int, int]]:
 
 
 class _Reader:
-    origin: zerogpu.ModelOrigin | None = None  # set by load_reader: how a ZeroGPU worker finds it
+    origin: ModelOrigin | None = None  # set by load_reader: how a ZeroGPU worker finds it
+    # The retriever whose passage scores this reader adds to its span scores (REALM's embedder),
+    # or None: the caller loads it and hands it to `prior_relevance` (reading.loading.load_relevance_embedder).
+    relevance_embedder: RetrieverSpec | None = None
 
     def __init__(
         self,
@@ -177,23 +180,16 @@ class _Reader:
         passages: Sequence[dict],
         retrieved_by: RetrieverSpec | None,
         retrieval_scores: Sequence[float],
+        embedder: DenseRetriever | None = None,
     ) -> list[float] | None:
         """Passage relevance this reader adds to its span scores, or None: DPR scores passages itself."""
         return None
 
     def _forward(self, inputs: ReaderInputs, *extra: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """The model over the padded rows (plus `extra` index arrays): its float32 output(s) as
-        numpy. On ZeroGPU this is one GPU call, sized from the rows' padded tokens."""
-        arrays = (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids, *extra)
-        if self.device.type == "cpu" and zerogpu.active():
-            return zerogpu.run(self, "model", None, [arrays])[0]
-        import torch
-
-        with torch.inference_mode():
-            out = self.model(*(torch.from_numpy(a).to(self.device) for a in arrays))
-        if isinstance(out, tuple):
-            return tuple(t.float().cpu().numpy() for t in out)
-        return out.float().cpu().numpy()
+        numpy, through the one model-call seam (calls.forward: here, or one ZeroGPU call)."""
+        arrays = (inputs.input_ids, inputs.attention_mask, inputs.token_type_ids, *extra)  # (n, L) each
+        return calls.forward(self, "model", None, [arrays])[0]
 
 
 class DPRReader(_Reader):
@@ -242,6 +238,7 @@ class RealmReader(_Reader):
     """The REALM open-QA reader (`google/realm-orqa-nq-reader`): a logit per candidate span."""
 
     model: RealmReaderModel
+    relevance_embedder = DEFAULT_RETRIEVERS["realm"]  # REALM was trained with this retriever's scores
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -253,16 +250,20 @@ class RealmReader(_Reader):
         passages: Sequence[dict],
         retrieved_by: RetrieverSpec | None,
         retrieval_scores: Sequence[float],
+        embedder: DenseRetriever | None = None,
     ) -> list[float]:
         """REALM adds the retriever score to each span logit, as it was trained: the REALM embedder's
         dot products, from the retrieval when that embedder retrieved these passages, else computed
-        for them. Raises CheckpointNotFoundError when the embedder cannot load."""
-        embedder_spec = DEFAULT_RETRIEVERS["realm"]
-        if retrieved_by == embedder_spec:
+        for them with `embedder`, which the caller loads (`load_relevance_embedder`) and hands in."""
+        if retrieved_by == self.relevance_embedder:
             return list(retrieval_scores)
-        embedder = load_retriever(embedder_spec, device=self.device, dtype=self.dtype)
-        q = embedder.encode_questions([question])[0]
-        return (embedder.encode_passages(passages) @ q).tolist()
+        if embedder is None or embedder.spec != self.relevance_embedder:
+            raise InvalidInputError(
+                f"REALM's passage relevance needs the {self.relevance_embedder.question} embedder for passages "
+                f"it did not retrieve, not {embedder!r}"
+            )
+        q = embedder.encode_questions([question])[0]  # (dim,)
+        return (embedder.encode_passages(passages) @ q).tolist()  # (n, dim) @ (dim,) -> (n,)
 
     def candidates(self, inputs: ReaderInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, start, end) of every span of width 1..max_span_width inside a row's text,

@@ -16,26 +16,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from enum import Enum
 from typing import Callable
 
-from ..errors import LfqaError
+from ..errors import LfqaError, failure_message
+from ..status import Origin, Phase, Status
 
 log = logging.getLogger(__name__)
 
 BUILD_SLOTS = threading.BoundedSemaphore(1)  # builds that embed at once; the others queue
 
 
-class BuildPhase(str, Enum):
-    """Where a build stands: loading -> queued -> building -> ready | failed | cancelled.
-    (A str mixin: a phase equals its value, so callers and JSON see plain words.)"""
-
-    LOADING = "loading"
-    QUEUED = "queued"
-    BUILDING = "building"
-    READY = "ready"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+# The time left may rise (a slow batch) but by at most RISE_FACTOR per RISE_WINDOW_S: a page looking
+# every 1-2 s sees it change smoothly, never jump from "20 s" to "3 min".
+RISE_FACTOR = 1.5
+RISE_WINDOW_S = 10.0
+SMOOTHING = 0.3  # how far each look moves the shown time left towards the latest rate's estimate
 
 
 class BuildCancelled(LfqaError):
@@ -63,11 +58,11 @@ class IndexBuild:
         self.label = label
         self.total = total
         self.done = 0
-        self.state = BuildPhase.LOADING
+        self.state = Phase.LOADING
         self.result: object | None = None
         self.error: BaseException | None = None
         self.background = False  # True once a request handed it over to finish on its own
-        self.note: str | None = None  # what the work wants said alongside its state (a refused bundle)
+        self.refused: str | None = None  # why a prebuilt index was not used (it is built here instead)
         self.embedding = False  # True from the first progress report on (the model has loaded by then)
         self._run = run
         self._prepare = prepare
@@ -76,6 +71,7 @@ class IndexBuild:
         self._finished = threading.Event()
         self._lock = threading.Lock()
         self._started_at: float | None = None
+        self._shown_left: tuple[float, float] | None = None  # (seconds left shown, when): see seconds_left
         self._thread = threading.Thread(target=self._work, name=f"index-build {label}", daemon=True)
 
     def start(self) -> "IndexBuild":
@@ -94,20 +90,20 @@ class IndexBuild:
         try:
             result = self._prepare() if self._prepare is not None else None
             if result is None:
-                self.state = BuildPhase.QUEUED
+                self.state = Phase.QUEUED
                 with BUILD_SLOTS:
                     if self._cancel.is_set():
                         raise BuildCancelled(f"the {self.label} index build was cancelled")
-                    self.state, self._started_at = BuildPhase.BUILDING, time.monotonic()
+                    self.state, self._started_at = Phase.INDEXING, time.monotonic()
                     result = self._run(self._progress)
-            self.result, self.state = result, BuildPhase.READY
+            self.result, self.state = result, Phase.READY
         except BuildCancelled as exc:
-            self.error, self.state = exc, BuildPhase.CANCELLED
+            self.error, self.state = exc, Phase.CANCELLED
         except LfqaError as exc:
-            self.error, self.state = exc, BuildPhase.FAILED
+            self.error, self.state = exc, Phase.FAILED
         except Exception as exc:  # a bug, or the disk: log it whole, report it short
             log.exception("index build %s failed", self.label)
-            self.error, self.state = exc, BuildPhase.FAILED
+            self.error, self.state = exc, Phase.FAILED
         finally:
             self._finished.set()
 
@@ -149,34 +145,34 @@ class IndexBuild:
         self._cancel.set()
 
     def seconds_left(self) -> float | None:
-        """Time left at the rate so far; None until a first batch is done."""
-        if self.state != BuildPhase.BUILDING or not self.done or self._started_at is None:
+        """Time left at the rate so far, smoothed: each look moves the last figure (counted down
+        since) part of the way towards the rate's estimate, and a rise is capped at RISE_FACTOR
+        per RISE_WINDOW_S. None until a first batch is done."""
+        if self.state != Phase.INDEXING or not self.done or self._started_at is None:
             return None
-        elapsed = time.monotonic() - self._started_at
-        return elapsed / self.done * max(self.total - self.done, 0)
+        now = time.monotonic()
+        estimate = (now - self._started_at) / self.done * max(self.total - self.done, 0)
+        with self._lock:
+            if self._shown_left is None:
+                left = estimate
+            else:
+                shown, at = self._shown_left
+                counted_down = max(shown - (now - at), 0.0)
+                left = counted_down + SMOOTHING * (estimate - counted_down)
+                left = min(left, shown * RISE_FACTOR ** ((now - at) / RISE_WINDOW_S))
+            self._shown_left = (left, now)
+        return left
 
-    def describe(self) -> str:
-        """Where the build stands, in words: "indexing 120/552, about 40 s left"."""
-        note = f" ({self.note})" if self.note else ""
-        if self.state == BuildPhase.LOADING:
-            return "loading the model" + note
-        if self.state == BuildPhase.QUEUED:
-            return "queued behind another index build" + note
-        if self.state == BuildPhase.BUILDING:
+    def status(self) -> Status:
+        """Where the build stands, as data (ui/ words it)."""
+        if self.state == Phase.INDEXING and not self.embedding:
+            phase = Phase.LOADING  # the passage encoder loads inside the slot, before the first batch
+        else:
+            phase = self.state
+        if phase in (Phase.FAILED, Phase.CANCELLED):
+            return Status(phase, note=failure_message(self.error, logged=True), background=self.background)
+        origin = Origin.REBUILT if self.refused else None
+        if phase == Phase.INDEXING:
             left = self.seconds_left()
-            eta = f", about {format_seconds(left)} left" if left is not None else ""
-            if not self.embedding:
-                return "loading the model" + note
-            return f"indexing {self.done:,}/{self.total:,} passages{eta}" + note
-        if self.state == BuildPhase.READY:
-            return "ready" + note
-        return f"{self.state.value}: {self.error}"
-
-
-def format_seconds(seconds: float) -> str:
-    """12 s, 3 min, 1.5 h."""
-    if seconds < 90:
-        return f"{max(seconds, 1):.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+            return Status(phase, self.done, self.total, left, self.refused, origin, background=self.background)
+        return Status(phase, note=self.refused, origin=origin, background=self.background)

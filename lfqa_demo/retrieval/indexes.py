@@ -79,6 +79,7 @@ class DenseIndex:
     persist_error: str | None = None  # why it could not be written to the cache (kept in memory then)
     origin: str = "built"  # "built" (embedded here), "cache" (this machine's index cache) or "prebuilt" (a bundle)
     note: str | None = None  # anything a status line should add ("prebuilt in float32 ...")
+    refused: str | None = None  # why a prebuilt bundle was not used, when it was built instead
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

@@ -22,8 +22,9 @@ from ..errors import IndexNotReady, LfqaError
 from ..models.families import BM25_SCORE, RETRIEVER_FAMILIES
 from ..models.loading import load_retriever
 from ..models.retrievers import DenseRetriever, RetrieverSpec
+from ..status import Origin, Phase, Status
 from .bm25 import BM25Index
-from .builds import BuildPhase, IndexBuild
+from .builds import IndexBuild
 from .bundles import BundleSource, load_bundle
 from .corpus import Corpus
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index, choose_kind
@@ -125,7 +126,7 @@ class DenseSearch:
         """The running or finished build; a new one if none, or the last failed or was cancelled."""
         with self._lock:
             build = self._build
-            if build is not None and not (build.finished and build.state != BuildPhase.READY):
+            if build is not None and not (build.finished and build.state != Phase.READY):
                 return build
 
             def prepare() -> DenseIndex | None:
@@ -146,7 +147,7 @@ class DenseSearch:
                     progress=progress,
                     approximate_above=s.approximate_above,
                 )
-                index.note = index.note or build.note  # a refused bundle stays visible once the index is ready
+                index.refused = build.refused  # a refused bundle stays visible once the index is ready
                 return index
 
             build = IndexBuild(self.name, run, len(self.corpus), prepare)
@@ -163,11 +164,11 @@ class DenseSearch:
             )
         except LfqaError as exc:  # refused, damaged, or the hub repo unavailable: build it here instead
             log.warning("%s: not using the prebuilt index: %s", self.name, exc)
-            build.note = f"the prebuilt index was not used: {exc}"
+            build.refused = str(exc)
             return None
         except Exception as exc:  # a check that broke on operator input (a bug): the retriever still works
             log.exception("%s: the prebuilt index could not be checked", self.name)
-            build.note = f"the prebuilt index was not used: it could not be checked ({type(exc).__name__})"
+            build.refused = f"it could not be checked ({type(exc).__name__})"
             return None
 
     def built(self) -> DenseIndex | None:
@@ -176,7 +177,7 @@ class DenseSearch:
             if self._ready is not None:
                 return self._ready
             build = self._build
-        return build.result if build is not None and build.state == BuildPhase.READY else None
+        return build.result if build is not None and build.state == Phase.READY else None
 
     def set_index(self, index: DenseIndex) -> None:
         with self._lock:
@@ -197,7 +198,7 @@ class DenseSearch:
                     progress(build.done, build.total)
                 if deadline is not None and time.monotonic() >= deadline:
                     build.keep_in_background()
-                    raise IndexNotReady(f"{build.describe()}; it goes on in the background, try again shortly")
+                    raise IndexNotReady(self.label, build.status())
             index = build.outcome()
             if progress is not None:
                 progress(build.total, build.total)
@@ -211,16 +212,14 @@ class DenseSearch:
             build = self._build
         return self._ready is None and build is not None and not build.finished
 
-    def state(self) -> str | None:
-        """Where the index stands, for a status panel; None if nothing was asked of it yet."""
+    def status(self) -> Status | None:
+        """Where the index stands; None if nothing was asked of it yet."""
         index = self.built()
         if index is not None:
-            state = f"ready, in memory only ({index.persist_error})" if index.persist_error else "ready"
-            extra = ["prebuilt" if index.origin == "prebuilt" else "", index.note or ""]
-            return state + "".join(f"; {e}" for e in extra if e)
+            return index_status(index)
         with self._lock:
             build = self._build
-        return build.describe() if build is not None else None
+        return build.status() if build is not None else None
 
     def close(self) -> None:
         """Stop the build if it is still running (the engine is being dropped)."""
@@ -236,3 +235,18 @@ class DenseSearch:
         encoded = time.perf_counter()
         scores, ids = index.search(vectors, k)
         return Ranking(scores, ids, encoded - started, time.perf_counter() - encoded)
+
+
+def index_status(index: DenseIndex) -> Status:
+    """A ready index's status: where it came from, and what to know about it (a bundle refused
+    before it was rebuilt, a cache that could not be written, a prebuilt index in another dtype)."""
+    if index.origin == "prebuilt":
+        origin = Origin.PREBUILT
+    elif index.persist_error:
+        origin = Origin.MEMORY_ONLY
+    elif index.refused:
+        origin = Origin.REBUILT if index.origin == "built" else Origin.CACHED
+    else:
+        origin = Origin.CACHED if index.origin == "cache" else Origin.BUILT
+    notes = [n for n in (index.persist_error, index.refused, index.note) if n]
+    return Status(Phase.READY, len(index), len(index), note="; ".join(notes) or None, origin=origin)

@@ -1,0 +1,485 @@
+"""The app's verbs as one typed service: compare, answer, embed, evaluate, build indexes, change
+corpus, status.
+
+The page (`ui/`) and scripts call these; each checks its raw input once, here, into a request
+value (`CompareRequest`...), and passes typed values down. Long verbs are generators that yield
+typed progress (`Loading`, `Waiting`, `IndexWait`, `EvaluationProgress`) and end with their
+result; nothing here makes a sentence for the page or HTML: `ui/` words every value.
+Heavy work (embeddings, index builds, evaluations) goes through the service's work lines
+(lfqa_demo/admission.py): a visitor's place is taken here and left when the generator ends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from .admission import Visitor, WorkLine
+from .embedding import EmbeddingReport, embed_texts
+from .engine import AnswerReport, Comparison, RetrievalEngine
+from .errors import InvalidInputError, LfqaError
+from .evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
+from .inputs import chosen, display_name, form_text, whole_number
+from .models.registry import model_states
+from .retrieval.corpus import (
+    QAItem,
+    QASet,
+    corpus_from_file,
+    corpus_from_hub,
+    load_bundled_questions,
+    passages_from_text,
+    qa_from_file,
+)
+from .retrieval.indexes import DenseIndex
+from .sessions import CorpusRef, EngineRegistry
+from .status import NOT_LOADED, WAITING, ModelKey, Status
+
+RETRIEVERS = ("retribert", "dpr", "realm", "bm25", "minilm")  # what a visitor may compare, in order
+READERS = ("dpr", "realm")
+MAX_QUESTION_CHARS = 2000
+MAX_PASTED_CHARS = 50_000
+MAX_EMBED_TEXTS = 10  # questions, and passages, per embedding: bounds the work of one request
+MAX_HUB_PASSAGES = 20_000
+MAX_COMPARE_K = 50
+MAX_READ_K = 20
+KEPT_EVALUATIONS = 64  # sessions whose last evaluation is kept for its row clicks (least recent dropped)
+# How long one request waits for dense indexes before builds go on in the background: long
+# enough for a small upload on a 2-core CPU, short enough that nobody stares at a spinner.
+REQUEST_BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", "60"))
+
+
+# -- requests: raw input, checked once ---------------------------------------------------------------
+@dataclass(frozen=True)
+class CompareRequest:
+    question: str
+    k: int
+    retrievers: tuple[str, ...]
+    gold: str | None = None
+
+    @classmethod
+    def check(cls, question: object, k: object, retrievers: object, gold: object = None) -> "CompareRequest":
+        return cls(
+            form_text(question, "question", MAX_QUESTION_CHARS, required=True),
+            whole_number(k, "k", 1, MAX_COMPARE_K),
+            chosen(retrievers, RETRIEVERS, "retrievers"),
+            form_text(gold, "gold answer", MAX_QUESTION_CHARS) or None,
+        )
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    question: str
+    retriever: str
+    readers: tuple[str, ...]
+    k: int
+    passages: tuple[dict, ...] | None = None  # pasted passages to read instead of retrieved ones
+
+    @classmethod
+    def check(cls, question: object, retriever: object, readers: object, k: object, pasted: object = None):
+        pasted_text = form_text(pasted, "pasted text", MAX_PASTED_CHARS)
+        return cls(
+            form_text(question, "question", MAX_QUESTION_CHARS, required=True),
+            chosen(retriever, RETRIEVERS, "retrievers")[0],
+            chosen(readers, READERS, "readers"),
+            whole_number(k, "number of passages to read", 1, MAX_READ_K),
+            tuple(passages_from_text(pasted_text)) if pasted_text else None,
+        )
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    questions: tuple[str, ...]
+    passages: tuple[dict, ...]
+    models: tuple[str, ...]
+    map_model: str | None
+
+    @classmethod
+    def check(cls, questions: object, passages: object, models: object, map_model: object, dense: Sequence[str]):
+        """`dense`: the dense retrievers a visitor may embed with."""
+        text = form_text(questions, "questions", MAX_EMBED_TEXTS * (MAX_QUESTION_CHARS + 1))
+        lines = tuple(q.strip() for q in text.splitlines() if q.strip())
+        if not lines:
+            raise InvalidInputError("Type at least one question (one per line).")
+        if len(lines) > MAX_EMBED_TEXTS:
+            raise InvalidInputError(f"Embed at most {MAX_EMBED_TEXTS} questions at a time; there are {len(lines)}.")
+        if any(len(q) > MAX_QUESTION_CHARS for q in lines):
+            raise InvalidInputError(f"A question is longer than {MAX_QUESTION_CHARS:,} characters.")
+        pasted = passages_from_text(form_text(passages, "passages", MAX_PASTED_CHARS))
+        if len(pasted) > MAX_EMBED_TEXTS:
+            raise InvalidInputError(
+                f"Embed at most {MAX_EMBED_TEXTS} passages at a time; the text makes {len(pasted)}."
+            )
+        picked = chosen(models, dense, "models")
+        shown = (chosen(map_model, dense, "map model", at_least_one=False) or (None,))[0]
+        return cls(lines, tuple(pasted), picked, shown)
+
+
+# -- progress: what a long verb yields before its result ----------------------------------------------
+@dataclass(frozen=True)
+class Loading:
+    """A model is loading (its first use in this process)."""
+
+    model: ModelKey
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """This visitor's heavy work waits in line: `ahead` places go first."""
+
+    work: str  # the line's name: "evaluation", "index build", "embedding"
+    ahead: int
+
+
+@dataclass(frozen=True)
+class IndexWait:
+    """Dense indexes this request needs, not all ready: where each stands."""
+
+    states: dict[str, Status]
+
+
+@dataclass(frozen=True)
+class IndexView:
+    """One dense index of a corpus: where it stands, and what it is once ready."""
+
+    retriever: str
+    status: Status
+    kind: str | None = None  # "flat", "hnsw"...
+    vectors: int = 0
+    dim: int = 0
+    nbytes: int = 0
+    build_seconds: float = 0.0
+
+    @classmethod
+    def of(cls, name: str, status: Status, index: DenseIndex | None) -> "IndexView":
+        if index is None:
+            return cls(name, status)
+        return cls(name, status, index.kind, len(index), index.dim, index.nbytes, index.build_seconds)
+
+
+@dataclass(frozen=True)
+class Answered:
+    """An answer request's result: the report, the corpus read, and the retriever's index status
+    when it is worth a word (rebuilt after a refused bundle, kept in memory only)."""
+
+    report: AnswerReport
+    corpus: str
+    corpus_size: int
+    index: Status | None = None
+
+
+class Step(str, Enum):
+    """Where one retriever of an evaluation stands."""
+
+    WAITING = "waiting"
+    LOADING = "loading"
+    LOADED = "loaded"
+    INDEXING = "indexing"  # its index is not ready: `index` says where it stands
+    EVALUATING = "evaluating"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EvaluationProgress:
+    steps: dict[str, Step]
+    indexes: dict[str, Status] = field(default_factory=dict)
+    waiting: Waiting | None = None  # the evaluation itself waits in line
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """Every model's and index's state, for the status panel and the JSON endpoint."""
+
+    models: dict[ModelKey, Status]
+    indexes: dict[str, Status]
+    corpus: str
+    error: str | None = None  # why the session's corpus cannot be shown (dropped)
+
+    def as_json(self) -> dict:
+        return {
+            "corpus": self.corpus,
+            "models": {str(key): status.as_json() for key, status in self.models.items()},
+            "indexes": {name: status.as_json() for name, status in self.indexes.items()},
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Lines:
+    """The service's work lines, one per kind of heavy work."""
+
+    evaluations: WorkLine
+    index_builds: WorkLine
+    embeddings: WorkLine
+
+    def all(self) -> tuple[WorkLine, ...]:
+        return (self.evaluations, self.index_builds, self.embeddings)
+
+
+def default_lines(evaluation_budget_s: float | None = None) -> Lines:
+    """One evaluation at a time (3 waiting, 1 per address, stopped after LFQA_EVALUATION_BUDGET_S);
+    4 index-build requests (8 waiting, 3 per address); 2 embeddings (10 waiting, 3 per address)."""
+    budget = evaluation_budget_s or float(os.environ.get("LFQA_EVALUATION_BUDGET_S", "600"))
+    return Lines(
+        WorkLine("evaluation", running=1, waiting=3, per_address=1, budget_s=budget),
+        WorkLine("index build", running=4, waiting=8, per_address=3),
+        WorkLine("embedding", running=2, waiting=10, per_address=3),
+    )
+
+
+class Service:
+    """The verbs over one registry of engines (one engine per corpus)."""
+
+    def __init__(
+        self,
+        registry: EngineRegistry,
+        *,
+        lines: Lines | None = None,
+        budget_s: float = REQUEST_BUDGET_S,
+        upload_dir: Callable[[], Path] | None = None,
+        warmup=None,
+    ):
+        """`upload_dir` says where files uploaded through the page are: only those may become a
+        corpus or a QA set. `warmup` (lfqa_demo.warmup.WarmUp), if any, adds its plan to status."""
+        self.registry = registry
+        self.lines = lines or default_lines()
+        self.budget_s = budget_s
+        self._upload_dir = upload_dir
+        self.warmup = warmup
+        self.bundled_qa = QASet("bundled QA set", tuple(load_bundled_questions()))
+        self.dense = tuple(n for n in RETRIEVERS if n in registry.bundled.dense_names())
+        # Each session's last evaluation, for its row clicks (a row sends its question's number only).
+        self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport]] = OrderedDict()
+        self._evaluations_lock = threading.Lock()
+
+    # -- corpora ---------------------------------------------------------------------------------
+    def ref(self, held: object, session: str | None) -> CorpusRef:
+        """The session's corpus; CorpusUnavailableError if its upload was lost when the server
+        restarted (its state then fell back to the bundled corpus, which it did not choose)."""
+        if isinstance(held, CorpusRef) and held.key != self.registry.bundled_ref.key:
+            return held
+        self.registry.check_not_lost(session)
+        return self.registry.bundled_ref
+
+    def engine(self, ref: CorpusRef) -> RetrievalEngine:
+        return self.registry.engine(ref)
+
+    def use_bundled(self, session: str | None) -> CorpusRef:
+        self.registry.release(session)
+        return self.registry.bundled_ref
+
+    def upload_corpus(self, file: object, title_column: object, text_column: object, session: str | None) -> CorpusRef:
+        """A file uploaded through the page ({"path", "orig_name"}) as the session's corpus."""
+        path, name = self._uploaded(file, "a corpus")
+        corpus = corpus_from_file(
+            path,
+            title_column=form_text(title_column, "title column", 200) or None,
+            text_column=form_text(text_column, "text column", 200) or None,
+            name=name,
+        )
+        return self.registry.register(corpus, session, corpus.name)
+
+    def load_hub_dataset(
+        self, dataset: object, config: object, split: object, max_passages: object, session: str | None
+    ) -> CorpusRef:
+        corpus = corpus_from_hub(
+            form_text(dataset, "dataset id", 200, required=True),
+            form_text(config, "config", 64) or None,
+            form_text(split, "split", 64) or "train",
+            max_passages=whole_number(max_passages, "maximum number of passages", 1, MAX_HUB_PASSAGES),
+        )
+        return self.registry.register(corpus, session)
+
+    def release(self, session: str | None) -> None:
+        """The visitor left: stop their heavy work; drop their upload if nobody else uses it."""
+        for line in self.lines.all():
+            line.cancel_session(session)
+        with self._evaluations_lock:
+            self._evaluations.pop(session, None)
+        self.registry.release(session)
+
+    def _uploaded(self, file: object, what: str) -> tuple[str, str]:
+        """The path and shown name of a file uploaded through the page. Gradio already refuses
+        paths outside its upload folder; the check here keeps that true whatever version runs."""
+        path = file.get("path") if isinstance(file, dict) else None
+        if not path or not isinstance(path, str):
+            raise InvalidInputError("Choose a file to upload first.")
+        folder = self._upload_dir() if self._upload_dir is not None else None
+        if folder is None or not Path(path).resolve().is_relative_to(folder.resolve()) or not Path(path).is_file():
+            raise InvalidInputError(f"Only files uploaded through this page can be used as {what}.")
+        return path, display_name(file.get("orig_name")) or Path(path).name
+
+    # -- comparing ----------------------------------------------------------------------------------
+    def compare(self, ref: CorpusRef, request: CompareRequest, budget_s: float | None = None) -> Iterator[Comparison]:
+        """The comparison, column by column as indexes become ready (see RetrievalEngine.compare_live);
+        `budget_s` 0 asks once without waiting (a page refreshing its pending columns)."""
+        budget = self.budget_s if budget_s is None else budget_s
+        engine = self.engine(ref)
+        yield from engine.compare_live(request.question, request.retrievers, request.k, request.gold, budget_s=budget)
+
+    def building(self, ref: CorpusRef, names: Sequence[str]) -> list[str]:
+        """The retrievers among `names` whose index is being built now (never starts one)."""
+        return self.engine(ref).building_indexes(list(names))
+
+    # -- answering ----------------------------------------------------------------------------------
+    def answer(
+        self, ref: CorpusRef, request: AnswerRequest, budget_s: float | None = None
+    ) -> Iterator[Loading | IndexWait | Answered | None]:
+        """Retrieve passages (or take the pasted ones) and read answers out of them. Yields
+        `IndexWait` while the retriever's index builds (at most `budget_s`, default the request
+        budget: then None, and the build goes on), `Loading` for each reader loading, then `Answered`."""
+        engine = self.engine(ref)
+        name = request.retriever
+        budget = self.budget_s if budget_s is None else budget_s
+        if request.passages is None and name in engine.dense_names():
+            for states in engine.wait_for_indexes([name], budget_s=budget):
+                if not states[name].ready:
+                    yield IndexWait(states)
+            if engine.built_index(name) is None:
+                yield None  # still building (it goes on), or failed: the last IndexWait says which
+                return
+        for key in engine.load_models(readers=request.readers):
+            yield Loading(key)
+        report = engine.answer(request.question, name, request.readers, request.k, passages=request.passages, timeout=0)
+        index = engine.index_states().get(name) if request.passages is None else None
+        if request.passages is not None:
+            yield Answered(report, "", len(request.passages))
+        else:
+            yield Answered(report, ref.name, ref.size, index)
+
+    # -- embedding ----------------------------------------------------------------------------------
+    def embed(
+        self, ref: CorpusRef, request: EmbedRequest, visitor: Visitor
+    ) -> Iterator[Waiting | Loading | EmbeddingReport]:
+        engine = self.engine(ref)
+        with (yield from self._take_place(self.lines.embeddings, visitor)):
+            for key in engine.load_models(retrievers=request.models):
+                yield Loading(key)
+            yield embed_texts(engine, list(request.questions), list(request.passages), list(request.models))
+
+    # -- indexes ------------------------------------------------------------------------------------
+    def build_indexes(self, ref: CorpusRef, names: object, visitor: Visitor) -> Iterator[Waiting | list[IndexView]]:
+        """Build (or read) the dense indexes named, yielding where each stands; past the budget
+        they go on in the background."""
+        picked = chosen(names, self.dense, "indexes")
+        engine = self.engine(ref)
+        with (yield from self._take_place(self.lines.index_builds, visitor)):
+            for states in engine.wait_for_indexes(picked, budget_s=self.budget_s):
+                yield [IndexView.of(n, states[n], engine.built_index(n)) for n in picked]
+
+    # -- evaluating ---------------------------------------------------------------------------------
+    def qa_set(self, file: object, ref: CorpusRef) -> QASet:
+        """The QA set to evaluate on: the uploaded QA file, else the bundled one (only over the
+        bundled corpus: its gold answers and passages are there)."""
+        if file is None or file == "":
+            if ref.key != self.registry.bundled_ref.key:
+                raise InvalidInputError(
+                    f"The corpus in use, {ref.name!r}, has no QA set: upload a QA file (.jsonl, .json or .csv with "
+                    "a question column and an answer column) to evaluate on it, or use the bundled corpus (Corpus tab)."
+                )
+            return self.bundled_qa
+        path, name = self._uploaded(file, "a QA set")
+        return qa_from_file(path, name=name)
+
+    def evaluate(
+        self, ref: CorpusRef, names: object, qa: QASet, visitor: Visitor
+    ) -> Iterator[EvaluationProgress | EvaluationReport]:
+        """Recall@k (k = 1 to MAX_EVAL_K) and MRR of each retriever on `qa`, with progress. One at
+        a time per visitor in the evaluations' line; stopped when its budget runs out or its page
+        is closed."""
+        picked = chosen(names, RETRIEVERS, "retrievers")
+        engine = self.engine(ref)
+        steps = dict.fromkeys(picked, Step.WAITING)
+        indexes: dict[str, Status] = {}
+        place = self.lines.evaluations.join(visitor)
+        try:
+            while not place.wait(1.0):
+                place.check()  # the page was closed while it waited
+                yield EvaluationProgress(dict(steps), waiting=Waiting(place.line.what, place.ahead))
+            loading = None
+            for key in engine.load_models(retrievers=picked):
+                if loading:
+                    steps[loading] = Step.LOADED
+                loading = key.name
+                steps[loading] = Step.LOADING
+                yield EvaluationProgress(dict(steps))
+            if loading:
+                steps[loading] = Step.LOADED
+            if engine.dense_names(list(picked)):  # within the request's budget, then in the background
+                for states in engine.wait_for_indexes(picked, budget_s=self.budget_s):
+                    indexes = states
+                    steps |= {n: Step.INDEXING for n, s in states.items() if not s.ready}
+                    yield EvaluationProgress(dict(steps), dict(indexes))
+            results = {}
+            for name in picked:
+                place.check()
+                steps[name] = Step.EVALUATING
+                yield EvaluationProgress(dict(steps), dict(indexes))
+                results[name] = evaluate_retriever(engine, qa.items, name, MAX_EVAL_K, timeout=0, check=place.check)
+                steps[name] = Step.DONE if results[name].error is None else Step.FAILED
+        finally:
+            place.leave()
+        report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
+        if visitor.session is not None:
+            with self._evaluations_lock:
+                self._evaluations[visitor.session] = (ref, report)
+                self._evaluations.move_to_end(visitor.session)
+                while len(self._evaluations) > KEPT_EVALUATIONS:
+                    self._evaluations.popitem(last=False)
+        yield report
+
+    def evaluated_question(self, session: str | None, number: object) -> tuple[CorpusRef, QAItem, Comparison]:
+        """Question `number` (1-based, as the evaluation's table numbers them) of the last
+        evaluation `session` made: its corpus, the item, and each evaluated retriever's passages
+        for it, deep enough to show every retriever's first passage with an answer (at least 5)."""
+        with self._evaluations_lock:
+            kept = self._evaluations.get(session) if session is not None else None
+        if kept is None:
+            raise InvalidInputError("Evaluate first, then click a row of the table.")
+        ref, report = kept
+        i = whole_number(number, "question number", 1, len(report.items)) - 1
+        item = report.items[i]
+        names = list(report.retrievers)
+        ranks = [r for r in report.ranks(i).values() if r is not None]
+        k = min(MAX_EVAL_K, max([5, *ranks]))
+        return ref, item, self.engine(ref).compare(item.question, names, k, timeout=0)
+
+    # -- status -------------------------------------------------------------------------------------
+    def status(self, held: object = None, session: str | None = None) -> ServiceStatus:
+        """Each model's state (waiting for the warm-up, not loaded, loading, ready, failed) and each
+        index of the session's corpus (`held`: the corpus its page holds; None: the one the
+        registry knows for `session`)."""
+        loaded = model_states()
+        plan = self.warmup.pending() if self.warmup is not None and self.warmup.started else set()
+        keys = [ModelKey.retriever(n) for n in self.dense] + [ModelKey.reader(n) for n in READERS]
+        models = {key: loaded.get(key) or (WAITING if key in plan else NOT_LOADED) for key in keys}
+        models |= {key: state for key, state in loaded.items() if key not in models}
+        try:
+            ref = self.ref(held, session) if held is not None else self.registry.session_ref(session)
+            engine = self.engine(ref)
+        except LfqaError as exc:
+            return ServiceStatus(models, {}, "", str(exc))
+        indexes = engine.index_states()
+        if self.warmup is not None and engine is self.warmup.engine:  # its plan, for the indexes not reached
+            indexes |= {n: WAITING for n in self.warmup.retrievers if n not in indexes and ("index", n) in plan}
+        return ServiceStatus(models, indexes, ref.name)
+
+    # -- lines --------------------------------------------------------------------------------------
+    @staticmethod
+    def _take_place(line: WorkLine, visitor: Visitor):
+        """Join `line` (ServerBusyError at once if the visitor has a place already, or it is full),
+        yielding `Waiting` while others go first; returns the place, running."""
+        place = line.join(visitor)
+        try:
+            while not place.wait(1.0):
+                place.check()  # the page was closed while it waited
+                yield Waiting(line.what, place.ahead)
+        except BaseException:
+            place.leave()
+            raise
+        return place

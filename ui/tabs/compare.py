@@ -1,0 +1,196 @@
+"""The "Retrieval comparison" tab: one question, each retriever's top k side by side.
+
+A column whose index is still building when the request ends fills in by itself: the page asks
+again (without waiting) every REFRESH_EVERY_S until no column is pending.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from lfqa_demo.errors import InvalidInputError, LfqaError
+from lfqa_demo.inputs import chosen, form_text, whole_number
+from lfqa_demo.service import MAX_COMPARE_K, MAX_QUESTION_CHARS, RETRIEVERS, CompareRequest, Service
+from lfqa_demo.sessions import CorpusRef
+from ui import render
+from ui.assets import script
+from ui.boundary import session, user_errors
+from ui.tabs.choices import COMPARE_CHOICES, example_items
+
+REFRESH_EVERY_S = 2.0  # how often a page with pending columns asks again (each ask is short)
+AGREEMENT_COLUMNS = ["retriever", "other", "overlap@k", "rank-biased overlap"]
+TIMING_COLUMNS = ["retriever", "encode ms", "search ms", "passages", "status"]
+DEFAULT_RETRIEVERS = ["retribert", "dpr", "realm", "bm25"]
+EXAMPLES = example_items("factoid") + example_items("eli5", 3)
+
+
+class CompareTab:
+    """The tab's components and handlers (each handler calls one service verb)."""
+
+    def __init__(self, service: Service):
+        self.service = service
+
+    # -- handlers -------------------------------------------------------------------------------------
+    def _outputs(self, c, ref: CorpusRef):
+        agreement = pd.DataFrame(
+            render.agreement_rows(c), columns=["retriever", "other", f"overlap@{c.k}", "rank-biased overlap"]
+        )
+        timings = pd.DataFrame(render.timing_rows(c), columns=TIMING_COLUMNS)
+        return render.corpus_note(ref.name, ref.size) + render.render_comparison(c), agreement, timings
+
+    @user_errors
+    def compare_retrievers(
+        self, question, k, retrievers, gold_answer, corpus_ref: CorpusRef, request: gr.Request = None
+    ):
+        """Rank the corpus with each chosen retriever, side by side: the columns that are ready at
+        once, each other one as soon as its index is (within the request budget; builds then go on)."""
+        asked = CompareRequest.check(question, k, retrievers, gold_answer)
+        ref = self.service.ref(corpus_ref, session(request))
+        for c in self.service.compare(ref, asked):
+            yield self._outputs(c, ref)
+
+    def watch(self, question, k, retrievers, gold, corpus_ref, request: gr.Request = None):
+        """After a comparison: if some column's index is still being built, the request to repeat
+        and the refresh timer switched on; else nothing to do."""
+        try:
+            asked = CompareRequest.check(question, k, retrievers, gold)
+            building = self.service.building(self.service.ref(corpus_ref, session(request)), asked.retrievers)
+        except LfqaError:
+            building = []
+        if not building:
+            return None, gr.Timer(active=False)
+        return asked, gr.Timer(active=True)
+
+    @user_errors
+    def refresh(self, shown, question, k, retrievers, gold, corpus_ref: CorpusRef, request: gr.Request = None):
+        """The comparison in `shown` again, without waiting for any index: the columns that became
+        ready fill in, the others show their progress; the timer stops once none is pending, or
+        once the form asks for another comparison (its own results must never be overwritten)."""
+        try:
+            current = CompareRequest.check(question, k, retrievers, gold)
+        except LfqaError:
+            current = None
+        if not isinstance(shown, CompareRequest) or current != shown:
+            return gr.skip(), gr.skip(), gr.skip(), None, gr.Timer(active=False)
+        ref = self.service.ref(corpus_ref, session(request))
+        c = None
+        for c in self.service.compare(ref, shown, budget_s=0):
+            pass
+        pending = any(r.pending for r in c.results.values())
+        return (*self._outputs(c, ref), shown if pending else None, gr.Timer(active=pending))
+
+    def fill_example(self, index: object):
+        """The example question clicked (by its position) and its gold answer."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(EXAMPLES):
+            return gr.skip(), gr.skip()
+        item = EXAMPLES[index]
+        return item.question, item.answers[0]
+
+    def corpus_line(self, ref: object) -> str:
+        ref = self.service.ref(ref, None)
+        return f"Corpus: **{render.esc(ref.name)}** · {ref.size:,} passages (choose another in the *Corpus* tab)"
+
+    def restore(self, request: gr.Request):
+        """The comparison a link names (?q=&k=&r=&gold=): each value checked by the rule typed input
+        passes; a value that does not pass leaves its field as it is."""
+        params = request.query_params if request is not None else {}
+
+        def checked(check, default):
+            try:
+                return check()
+            except (InvalidInputError, TypeError, ValueError):
+                return default
+
+        question = checked(lambda: form_text(params.get("q"), "question", MAX_QUESTION_CHARS, required=True), "")
+        k = checked(lambda: whole_number(params.get("k", "5"), "k", 1, MAX_COMPARE_K), 5)
+        names = [r for r in params.get("r", "").split(",") if r]
+        retrievers = checked(lambda: list(chosen(names, RETRIEVERS, "retrievers")), None)
+        gold = checked(lambda: form_text(params.get("gold"), "gold answer", MAX_QUESTION_CHARS), "")
+        return question or gr.skip(), k, retrievers or gr.skip(), gold if question else gr.skip()
+
+    def compare_if_asked(self, question, k, retrievers, gold, corpus_ref, request: gr.Request = None):
+        """`compare` when the page opened with a question in its link; else nothing."""
+        if isinstance(question, str) and question.strip():
+            yield from self.compare_retrievers(question, k, retrievers, gold, corpus_ref, request)
+
+    # -- layout ---------------------------------------------------------------------------------------
+    def build(self, corpus_ref: gr.State) -> None:
+        with gr.Tab("Retrieval comparison", id="compare"):
+            corpus_line = gr.Markdown(self.corpus_line(self.service.registry.bundled_ref), elem_classes="corpus-note")
+            with gr.Row():
+                self.question = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
+                self.k = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k")
+            with gr.Row():
+                self.retrievers = gr.CheckboxGroup(
+                    COMPARE_CHOICES, value=DEFAULT_RETRIEVERS, label="Retrievers", elem_id="compare-retrievers"
+                )
+                self.gold = gr.Textbox(
+                    label="Gold answer (optional: marks the passages that contain it)", elem_id="compare-gold"
+                )
+                button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+            # Questions of the bundled QA set: a click fills the question and its gold answer.
+            examples = gr.Dataset(
+                components=[self.question],
+                samples=[[q.question] for q in EXAMPLES],
+                label="Example questions (a click also fills in the gold answer)",
+                type="index",
+                elem_id="compare-examples",
+            )
+            results = gr.HTML(elem_id="compare-results")
+            with gr.Accordion("Tables: agreement and time per retriever", open=False):
+                agreement = gr.Dataframe(
+                    pd.DataFrame(columns=AGREEMENT_COLUMNS),
+                    label="Agreement between retrievers (1 = same ranking)",
+                    interactive=False,
+                )
+                timings = gr.Dataframe(
+                    pd.DataFrame(columns=TIMING_COLUMNS), label="Time per retriever", interactive=False
+                )
+            self.inputs = [self.question, self.k, self.retrievers, self.gold]
+            self.outputs = [results, agreement, timings]
+            # The request to repeat while columns are pending (server-side state), and its timer.
+            self.shown = gr.State(None)
+            self.timer = gr.Timer(REFRESH_EVERY_S, active=False)
+            gr.on(
+                [button.click, self.question.submit],  # the button, or Enter in the question box
+                self.compare_retrievers,
+                [*self.inputs, corpus_ref],
+                self.outputs,
+                api_name="compare",
+                preprocess=False,
+            ).success(self.watch, [*self.inputs, corpus_ref], [self.shown, self.timer], **_QUIET)
+            self.timer.tick(
+                self.refresh,
+                [self.shown, *self.inputs, corpus_ref],
+                [*self.outputs, self.shown, self.timer],
+                api_visibility="private",
+                show_progress="hidden",
+                concurrency_id="status",
+                concurrency_limit=4,
+            )
+            gr.on([button.click, self.question.submit], None, self.inputs, None, js=script("remember_comparison"))
+            self.question.change(None, self.question, None, js=script("mark_stale"))
+            examples.click(
+                self.fill_example,
+                examples,
+                [self.question, self.gold],
+                api_visibility="private",
+                show_progress="hidden",
+            )
+            corpus_ref.change(
+                self.corpus_line, corpus_ref, corpus_line, api_visibility="private", show_progress="hidden"
+            )
+
+    def wire_link(self, load: gr.events.Dependency, corpus_ref: gr.State) -> None:
+        """After the page's load event set the form from the link: compare, then watch."""
+        load.then(
+            self.compare_if_asked,
+            [*self.inputs, corpus_ref],
+            self.outputs,
+            api_visibility="private",
+            preprocess=False,
+        ).success(self.watch, [*self.inputs, corpus_ref], [self.shown, self.timer], **_QUIET)
+
+
+_QUIET = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}

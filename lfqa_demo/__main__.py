@@ -7,11 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from .engine import IndexResult, RetrievalEngine
+from .engine import RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluation_report, format_table
 from .models.devices import resolve_device, resolve_dtype
 from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .results import IndexResult
 from .retrieval.bundles import push_bundles, write_bundle
 from .retrieval.corpus import (
     BUNDLED_DIR,

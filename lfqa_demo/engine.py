@@ -1,145 +1,37 @@
-"""The retrieval engine: one corpus, several retrievers, side-by-side comparison.
+"""The retrieval engine: one corpus, several retrievers (BM25 and dense, one interface), their
+indexes, and the verbs over them: compare (comparison.py) and answer (answering.py).
 
-`RetrievalEngine` is what the UI holds; `lfqa_demo.compare()` calls a default engine over the
-bundled corpus. Dense retrievers and their indexes load lazily on first use; a retriever that
-cannot load (say, offline with nothing cached) reports its error in its column and the
-others go on.
+`RetrievalEngine` is the backend's public API: each verb checks its input once here and hands
+typed values on. Dense retrievers and their indexes load lazily on first use; a retriever that
+cannot load (say, offline with nothing cached) reports its error in its column and the others
+go on. The app keeps one engine per corpus in `lfqa_demo.sessions.EngineRegistry`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
 import time
-from dataclasses import dataclass, field
-from itertools import combinations
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
-import numpy as np
-
-from .errors import InvalidInputError, InvalidTypeError, LfqaError, failure_message
-from .inputs import check_passages, check_text, check_texts
+from . import answering, comparison
+from .errors import InvalidInputError, failure_message
+from .inputs import check_passages, check_question, check_text, check_texts
 from .models.registry import model_states
 from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
-from .reading.answers import ReadResult
-from .reading.loading import load_reader, load_relevance_embedder
-from .retrieval.bm25 import BM25Index
+from .reading.loading import load_reader
+from .results import AnswerReport, Comparison, IndexResult, check_k
 from .retrieval.builds import IndexBuild
-from .retrieval.corpus import Corpus, Passage, load_bundled_corpus
+from .retrieval.corpus import Corpus, load_bundled_corpus
 from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
-from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Ranking, Searcher
-from .status import ModelKey, Phase, Status
+from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Searcher
+from .status import ModelKey, Status
 
 DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
-MAX_K = 100
-RBO_P = 0.9  # rank-biased overlap persistence: the top 10 carry ~86% of the weight
 # How long a web request waits for dense indexes before it returns what is ready and lets the
 # builds go on in the background: long enough for a small upload on a 2-core CPU, short
-# enough that nobody stares at a spinner (see "Limits" in the README).
+# enough that nobody stares at a spinner (see docs/safety.md).
 REQUEST_BUDGET_S = 60.0
-# Characters of each passage the readers read in one request: bounds their work (a passage is
-# read in overlapping windows of ~350 word pieces) whatever a visitor uploads or pastes.
-MAX_READ_CHARS = 2000
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Hit:
-    rank: int  # 1-based
-    passage_id: str
-    title: str
-    text: str
-    score: float
-    contains_answer: bool | None = None  # None when no gold answer was given
-
-
-@dataclass
-class RetrieverResult:
-    retriever: str
-    hits: list[Hit]
-    encode_ms: float
-    search_ms: float
-    error: str | None = None  # why the retriever could not run; hits are then empty
-    pending: Status | None = None  # where its index build stands while it is not ready yet
-    score_kind: str = ""  # what its scores mean ("dot product of ...", "BM25 score ...")
-
-
-@dataclass
-class IndexResult:
-    """One dense index that `build_indexes` was asked for: the index, or why there is none."""
-
-    retriever: str
-    index: DenseIndex | None
-    error: str | None = None
-
-
-@dataclass
-class Agreement:
-    a: str
-    b: str
-    overlap: float  # |top-k(a) ∩ top-k(b)| / k
-    rbo: float  # rank-biased overlap (extrapolated), 1 for identical rankings
-
-
-@dataclass
-class Comparison:
-    question: str
-    k: int
-    results: dict[str, RetrieverResult]
-    agreement: list[Agreement] = field(default_factory=list)
-    gold_answer: str | None = None
-
-    def found_by(self) -> dict[str, list[str]]:
-        """passage id -> the retrievers that returned it (to mark passages found by several)."""
-        found: dict[str, list[str]] = {}
-        for name, result in self.results.items():
-            for hit in result.hits:
-                found.setdefault(hit.passage_id, []).append(name)
-        return found
-
-
-def overlap_at_k(a: Sequence[str], b: Sequence[str], k: int) -> float:
-    if k <= 0:
-        return 0.0
-    return len(set(a[:k]) & set(b[:k])) / k
-
-
-def rank_biased_overlap(a: Sequence[str], b: Sequence[str], p: float = RBO_P) -> float:
-    """Extrapolated RBO of two rankings of equal depth (Webber, Moffat and Zobel, 2010, eq. 32)."""
-    depth = min(len(a), len(b))
-    if depth == 0:
-        return 0.0
-    seen_a: set[str] = set()
-    seen_b: set[str] = set()
-    common = 0
-    total = 0.0
-    for d in range(1, depth + 1):
-        x, y = a[d - 1], b[d - 1]
-        if x == y:
-            common += 1
-        else:
-            common += (x in seen_b) + (y in seen_a)
-        seen_a.add(x)
-        seen_b.add(y)
-        total += (common / d) * p**d
-    return float((common / depth) * p**depth + (1 - p) / p * total)
-
-
-def contains_answer(text: str, answer: str) -> bool:
-    """Case- and whitespace-insensitive substring test."""
-    norm = lambda s: " ".join(s.casefold().split())  # noqa: E731
-    return bool(answer.strip()) and norm(answer) in norm(text)
-
-
-def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidTypeError(f"k must be an integer, not {type(k).__name__}")
-    if not 1 <= k <= MAX_K:
-        raise InvalidInputError(f"k must be between 1 and {MAX_K}, got {k}")
-    return int(k)
 
 
 def make_searcher(
@@ -306,57 +198,12 @@ class RetrievalEngine:
         """`compare` for many questions at once (each retriever encodes them in one batch);
         timings are per question (the batch's time divided evenly). A dense index not ready
         within `timeout` seconds (None: wait) gives its column an error saying where it stands."""
-        questions = check_texts(questions, "questions")
-        for i, q in enumerate(questions):
-            if not q.strip():
-                raise InvalidInputError(f"questions[{i}] is empty; type a question")
-        k = check_k(k)
-        names = self._names(retrievers)
+        questions = [check_question(q, f"questions[{i}]") for i, q in enumerate(check_texts(questions, "questions"))]
         gold = list(gold_answers) if gold_answers is not None else [None] * len(questions)
         if len(gold) != len(questions):
             raise InvalidInputError("gold_answers must have one entry per question")
-        corpus = self.corpus
-        per_name: dict[str, RetrieverResult | Ranking] = {}
-        for name in names:
-            try:
-                per_name[name] = self.searchers[name].search(questions, k, timeout)
-            except Exception as exc:  # one retriever failing never takes the other columns down
-                per_name[name] = RetrieverResult(name, [], 0.0, 0.0, error=failure_message(exc))
-        comparisons = []
-        n = max(len(questions), 1)
-        for row, question in enumerate(questions):
-            results = {}
-            for name in names:
-                got = per_name[name]
-                if isinstance(got, RetrieverResult):
-                    results[name] = got
-                    continue
-                scores, ids, enc_s, search_s = got.scores, got.ids, got.encode_seconds, got.search_seconds
-                hits = [
-                    Hit(
-                        rank + 1,
-                        corpus[j].id,
-                        corpus[j].title,
-                        corpus[j].text,
-                        float(s),
-                        None if not gold[row] else contains_answer(corpus[j].text, gold[row]),
-                    )
-                    for rank, (s, j) in enumerate(zip(scores[row], ids[row]))
-                    if 0 <= j < len(corpus)  # -1: fewer hits; past the end: a hostile prebuilt faiss index
-                ]
-                results[name] = RetrieverResult(
-                    name, hits, 1000 * enc_s / n, 1000 * search_s / n, score_kind=self.searchers[name].score_kind
-                )
-            comparisons.append(Comparison(question, k, results, self._agreement(results, k), gold[row] or None))
-        return comparisons
-
-    def _names(self, retrievers: Sequence[str] | None) -> list[str]:
-        names = list(retrievers) if retrievers is not None else [n for n in DEFAULT_COMPARE if n in self.searchers]
-        if not names:
-            raise InvalidInputError("choose at least one retriever")
-        for name in names:
-            self._searcher(name)
-        return names
+        gold = [None if g is None else check_text(g, f"gold_answers[{i}]") for i, g in enumerate(gold)]
+        return comparison.rank(self, questions, self._names(retrievers), check_k(k), gold, timeout)
 
     def compare(
         self,
@@ -368,10 +215,9 @@ class RetrievalEngine:
     ) -> Comparison:
         """Rank the corpus for `question` with each retriever (default: RetriBERT, DPR, REALM, BM25):
         hits, encode and search times, pairwise agreement, and which hits contain `gold_answer`."""
-        question = check_text(question, "question")
-        if gold_answer is not None:
-            check_text(gold_answer, "gold_answer")
-        return self.compare_batch([question], retrievers, k, [gold_answer], timeout)[0]
+        question = check_question(question)
+        gold = None if gold_answer is None else check_text(gold_answer, "gold_answer")
+        return comparison.rank(self, [question], self._names(retrievers), check_k(k), [gold], timeout)[0]
 
     def compare_live(
         self,
@@ -383,33 +229,20 @@ class RetrievalEngine:
     ) -> Iterator[Comparison]:
         """`compare`, step by step, for a page: first every retriever whose index is ready (BM25 at
         once), then again each time another index is ready; a column still indexing carries its
-        progress in `pending`. After `budget_s` seconds the builds still running are left to finish
-        in the background and the last comparison says so. Closing the generator early (the
-        visitor left) stops the builds that no other request is waiting for."""
-        question = check_text(question, "question")
-        names = self._names(retrievers)
-        check_k(k)
-        done: list[str] | None = None
-        for builds, _ in self._watch(names, budget_s):
-            failed = {n: b for n, b in builds.items() if b.finished and b.state != Phase.READY}
-            pending = {n: b for n, b in builds.items() if not b.finished}
-            ready = [n for n in names if n not in pending and n not in failed]
-            if ready != done:  # search again only when another column became ready
-                done = ready
-                base = (
-                    self.compare(question, ready, k, gold_answer)
-                    if ready
-                    else Comparison(question, k, {}, [], gold_answer)
-                )
-            results = {}
-            for n in names:
-                if n in failed:
-                    results[n] = RetrieverResult(n, [], 0.0, 0.0, error=failure_message(failed[n].error))
-                elif n in pending:
-                    results[n] = RetrieverResult(n, [], 0.0, 0.0, pending=pending[n].status())
-                else:
-                    results[n] = base.results[n]
-            yield Comparison(question, base.k, results, base.agreement, base.gold_answer)
+        status in `pending`. After `budget_s` seconds the builds still running are left to finish
+        in the background. Closing the generator early (the visitor left) stops the builds that
+        no other request is waiting for."""
+        question = check_question(question)
+        gold = None if gold_answer is None else check_text(gold_answer, "gold_answer")
+        return comparison.live(self, question, self._names(retrievers), check_k(k), gold, budget_s)
+
+    def _names(self, retrievers: Sequence[str] | None) -> list[str]:
+        names = list(retrievers) if retrievers is not None else [n for n in DEFAULT_COMPARE if n in self.searchers]
+        if not names:
+            raise InvalidInputError("choose at least one retriever")
+        for name in names:
+            self._searcher(name)
+        return names
 
     def wait_for_indexes(
         self, names: Sequence[str] | None = None, budget_s: float = REQUEST_BUDGET_S
@@ -419,13 +252,13 @@ class RetrievalEngine:
         status says so). Closing the generator early stops the builds that no other request is
         waiting for."""
         dense = self.dense_names(self._names(names))
-        for _, _ in self._watch(dense, budget_s):
+        for _ in self.watch_builds(dense, budget_s):
             yield {n: self._dense(n).status() for n in dense}
 
-    def _watch(self, names: list[str], budget_s: float) -> Iterator[tuple[dict[str, IndexBuild], bool]]:
+    def watch_builds(self, names: list[str], budget_s: float) -> Iterator[tuple[dict[str, IndexBuild], bool]]:
         """Start the dense builds `names` need and yield (builds, over) about once a second and at
         each finished build, until none is running or `budget_s` passed (over=True: the builds
-        left are handed to the background). This request counts as waiting on each build."""
+        left are handed to the background). The caller counts as waiting on each build."""
         builds = {n: self.start_index(n) for n in self.dense_names(names) if self.built_index(n) is None}
         for build in builds.values():
             build.join_waiters()
@@ -452,138 +285,37 @@ class RetrievalEngine:
         readers: Sequence[str] = ("dpr", "realm"),
         k: int = 10,
         top_k: int = 5,
-        passages: Sequence[dict] | None = None,
+        passages: Sequence[Mapping] | None = None,
         max_answer_tokens: int | None = None,
         reader_checkpoints: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> AnswerReport:
-        """Retrieve `k` passages with `retriever` (or read the given `passages`; when there are more
-        than `k`, the `k` that BM25 ranks highest), then read them
-        with each reader. A reader that adds passage relevance to its span scores (REALM) gets it
-        from its own `prior_relevance`."""
-        question = check_text(question, "question")
-        if not question.strip():
-            raise InvalidInputError("the question is empty; type a question")
+        """Retrieve `k` passages with `retriever` (or read the given `passages`, {"title", "text"}
+        each; when there are more than `k`, the `k` that BM25 ranks highest), then read them with
+        each reader. A reader that adds passage relevance to its span scores (REALM) gets it."""
+        question = check_question(question)
         k = check_k(k)
-        timings: dict[str, float] = {}
-        errors: dict[str, str] = {}
-        notes: list[str] = []
+        given = None
         if passages is None:
-            comparison = self.compare(question, [retriever], k, timeout=timeout)
-            result = comparison.results[retriever]
-            if result.error:
-                errors[f"{retriever} retriever"] = result.error
-            hits = result.hits
-            timings["retrieve_encode"], timings["retrieve_search"] = result.encode_ms, result.search_ms
+            self._names([retriever])
         else:
             pairs = check_passages(passages)
-            hits = [
-                Hit(i + 1, str(p.get("id", f"pasted-{i + 1}")), t, x, 0.0)
-                for i, (p, (t, x)) in enumerate(zip(passages, pairs))
-            ]
-            retriever = None
-            notes.append(
-                f"Read the given passages ({len(pairs)}), not retrieved ones: the retriever choice applies to "
-                "retrieved passages only."
-            )
-            if len(hits) > k:  # k bounds the reading work for pasted text too
-                hits = _top_k_by_bm25(question, hits, k)
-                notes.append(f"Read the {k} of {len(pairs)} given passages that BM25 ranks highest for the question.")
-        if any(len(h.text) > MAX_READ_CHARS for h in hits):
-            notes.append(f"Passages longer than {MAX_READ_CHARS:,} characters were read up to that point.")
-        to_read = [{"title": h.title, "text": h.text[:MAX_READ_CHARS]} for h in hits]  # a prefix: offsets stay valid
-        answers: dict[str, ReadResult] = {}
-        searcher = self.searchers.get(retriever) if retriever is not None else None
-        retrieved_by = searcher.spec if isinstance(searcher, DenseSearch) else None
-        for name in readers:
-            try:
-                reader = load_reader(
-                    name, device=self.device, dtype=self.dtype, checkpoint=(reader_checkpoints or {}).get(name)
-                )
-                relevance = None
-                if to_read:
-                    started = time.perf_counter()
-                    try:
-                        embedder = load_relevance_embedder(reader, retrieved_by)  # REALM's, unless it retrieved these
-                        scores = [h.score for h in hits]
-                        relevance = reader.prior_relevance(question, to_read, retrieved_by, scores, embedder)
-                    except LfqaError as exc:
-                        errors[f"{name} relevance"] = f"read without relevance scores: {exc}"
-                    if relevance is not None:
-                        timings[f"{name}_relevance"] = 1000 * (time.perf_counter() - started)
-                started = time.perf_counter()
-                answers[name] = reader.read(question, to_read, top_k, max_answer_tokens, relevance)
-                timings[f"read_{name}"] = 1000 * (time.perf_counter() - started)
-            except Exception as exc:  # one reader failing never takes the other down
-                errors[f"{name} reader"] = failure_message(exc)
-        return AnswerReport(question, retriever, hits, answers, errors, timings, notes)
-
-    @staticmethod
-    def _agreement(results: dict[str, RetrieverResult], k: int) -> list[Agreement]:
-        ok = [r for r in results.values() if r.error is None]
-        out = []
-        for a, b in combinations(ok, 2):
-            ids_a, ids_b = [h.passage_id for h in a.hits], [h.passage_id for h in b.hits]
-            depth = min(k, len(ids_a), len(ids_b))
-            out.append(
-                Agreement(
-                    a.retriever, b.retriever, overlap_at_k(ids_a, ids_b, depth), rank_biased_overlap(ids_a, ids_b)
-                )
-            )
-        return out
-
-
-@dataclass
-class AnswerReport:
-    """What `RetrievalEngine.answer` found: the passages read, each reader's answers (or why
-    it could not run), and the time of each stage in ms."""
-
-    question: str
-    retriever: str | None  # None when the passages were given
-    passages: list[Hit]
-    answers: dict[str, ReadResult]
-    errors: dict[str, str]  # keyed by role: "dpr retriever", "dpr reader", "realm relevance"
-    timings_ms: dict[str, float]
-    notes: list[str] = field(default_factory=list)  # what was done that the caller did not ask for
-
-
-def _top_k_by_bm25(question: str, hits: list[Hit], k: int) -> list[Hit]:
-    """The `k` hits BM25 ranks highest for `question` (their original order among equals), re-ranked."""
-    index = BM25Index(Corpus("given passages", [Passage(h.passage_id, h.title, h.text) for h in hits]))
-    scores = index.scores(question)  # [len(hits)]
-    order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))[:k]
-    return [Hit(rank + 1, hits[i].passage_id, hits[i].title, hits[i].text, 0.0) for rank, i in enumerate(order)]
+            given = [(str(p.get("id", f"pasted-{i + 1}")), t, x) for i, (p, (t, x)) in enumerate(zip(passages, pairs))]
+        return answering.answer(
+            self,
+            question,
+            retriever,
+            list(readers),
+            k,
+            top_k,
+            given,
+            max_answer_tokens,
+            reader_checkpoints or {},
+            timeout,
+        )
 
 
 def default_bundles() -> str | None:
     """Where prebuilt indexes of the bundled corpus come from: $LFQA_INDEXES (a directory or
     "hub:org/name"), else None (build them)."""
     return os.environ.get("LFQA_INDEXES", "").strip() or None
-
-
-_default_engine: RetrievalEngine | None = None
-_default_lock = threading.Lock()
-
-
-def default_engine() -> RetrievalEngine:
-    """The process-wide engine over the bundled corpus (created on first use)."""
-    global _default_engine
-    with _default_lock:
-        if _default_engine is None:
-            _default_engine = RetrievalEngine(bundles=default_bundles())
-        return _default_engine
-
-
-def compare(*args, **kwargs) -> Comparison:
-    """`RetrievalEngine.compare` on the default engine (bundled corpus); same arguments."""
-    return default_engine().compare(*args, **kwargs)
-
-
-def answer(*args, **kwargs) -> AnswerReport:
-    """`RetrievalEngine.answer` on the default engine (bundled corpus); same arguments."""
-    return default_engine().answer(*args, **kwargs)
-
-
-def compare_batch(*args, **kwargs) -> list[Comparison]:
-    """`RetrievalEngine.compare_batch` on the default engine (bundled corpus); same arguments."""
-    return default_engine().compare_batch(*args, **kwargs)

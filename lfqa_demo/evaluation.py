@@ -19,8 +19,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .engine import RetrievalEngine, check_k, contains_answer, failure_message
-from .errors import InvalidInputError
+from .engine import RetrievalEngine
+from .errors import InvalidInputError, failure_message
+from .results import check_k, contains_answer
 from .retrieval.corpus import QAItem
 from .retrieval.indexes import choose_kind
 from .retrieval.searchers import DenseSearch

@@ -115,3 +115,11 @@ def display_name(name: object) -> str:
     if not isinstance(name, str):
         return ""
     return "".join(ch for ch in clean_text(name) if unicodedata.category(ch) not in ("Cc", "Cf"))[:200]
+
+
+def check_question(value: object, arg: str = "question") -> str:
+    """A question: a string with more than white space in it."""
+    value = check_text(value, arg)
+    if not value.strip():
+        raise InvalidInputError(f"{arg} is empty; type a question")
+    return value

@@ -21,11 +21,12 @@ from typing import Callable, Iterator, Sequence
 
 from .admission import Visitor, WorkLine
 from .embedding import EmbeddingReport, embed_texts
-from .engine import AnswerReport, Comparison, RetrievalEngine
+from .engine import RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from .inputs import chosen, display_name, form_text, whole_number
 from .models.registry import model_states
+from .results import AnswerReport, Comparison
 from .retrieval.corpus import (
     QAItem,
     QASet,

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from lfqa_demo import RetrieverSpec
-from lfqa_demo.engine import RetrievalEngine, overlap_at_k, rank_biased_overlap
+from lfqa_demo.engine import RetrievalEngine
 from lfqa_demo.errors import CorpusError
+from lfqa_demo.results import overlap_at_k, rank_biased_overlap
 from lfqa_demo.retrieval.corpus import build_corpus, corpus_from_file, load_bundled_corpus
 
 

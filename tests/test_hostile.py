@@ -585,6 +585,8 @@ def test_a_refused_bundle_does_not_kill_the_answer_tab(dpr_bundle, hub_cache, tm
         html, _ = client_of(app).predict("who led the normans?", "dpr", ["dpr"], 3, "", api_name="/answer")
         assert "Read the 3 passages" in html or "<mark class='answer'>" in html, html[:500]
         assert "class='pending'" not in html
+        assert html.count("the prebuilt index was not used") == 1  # the refusal, said once
+        assert "max_question_length" in html
         assert "max_question_length" in (tmp_path / "app.log").read_text()  # the refusal, logged once
     finally:
         app.stop()

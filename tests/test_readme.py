@@ -21,5 +21,9 @@ def test_the_gradio_client_example_runs_against_the_real_app(hub_cache, tmp_path
         names: dict = {}
         exec(compile(code, "README.md (gradio_client example)", "exec"), names)
         assert "QA set: <b>bundled QA set</b>" in names["summary_html"]
+        dpr = names["status"]["indexes"]["dpr"]  # the uploaded corpus's index, built by /build_indexes
+        assert (
+            dpr["state"] == "ready" and dpr["done"] == dpr["total"] == 15 and names["status"]["corpus"] == "notes.jsonl"
+        )
     finally:
         server.stop()

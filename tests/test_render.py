@@ -3,8 +3,8 @@ server paths are cut, long texts are clipped, and answers stay highlighted at th
 
 from __future__ import annotations
 
-from lfqa_demo.engine import AnswerReport, Comparison, Hit, RetrieverResult
 from lfqa_demo.reading.answers import Answer, ReadResult
+from lfqa_demo.results import AnswerReport, Comparison, Hit, RetrieverResult
 from lfqa_demo.status import Phase, Status
 from ui import render
 
@@ -45,14 +45,16 @@ def test_answers_escape_and_highlight_at_offsets_even_deep_in_a_long_passage():
         "bm25",
         [Hit(1, "p", EVIL, text, 1.0)],
         {"dpr": ReadResult([answer])},
-        {"dpr retriever": "boom /srv/x/y.py"},
-        {},
-        ["a note <b>"],
+        retriever_error="boom /srv/x/y.py",
+        relevance_errors={"realm": "a note <b>"},
+        given=None,
+        clipped_at=2000,
     )
     html = render.render_answers(report)
     assert "<mark class='answer'>Rollo</mark>" in html and "<img" not in html
-    assert "a note &lt;b&gt;" in html and "a note <b>" not in html
-    assert "DPR retriever: boom …/y.py" in html and len(html) < 20_000
+    assert "REALM relevance: read without relevance scores: a note &lt;b&gt;" in html and "a note <b>" not in html
+    assert "Passages longer than 2,000 characters were read up to that point." in html
+    assert "BM25 retriever: boom …/y.py" in html and len(html) < 20_000
 
 
 def test_public_message_cuts_paths_but_not_urls_or_repo_ids():

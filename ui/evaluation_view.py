@@ -9,8 +9,8 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from lfqa_demo.engine import Comparison, contains_answer
 from lfqa_demo.evaluation import ANSWER, GOLD_PASSAGE, EvaluationReport, score_columns, score_row
+from lfqa_demo.results import Comparison, contains_answer
 from lfqa_demo.retrieval.corpus import QASet
 from ui.render import clip, corpus_note, esc, label, public_message, render_comparison
 

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lfqa_demo.engine import AnswerReport, Comparison
 from lfqa_demo.models.families import READER_FAMILIES
+from lfqa_demo.results import AnswerReport, Comparison
 from lfqa_demo.retrieval.bm25 import bm25_terms
 from lfqa_demo.status import Status
 from ui.states import status_words
@@ -150,7 +150,8 @@ def render_pending(status: Status) -> str:
         bar = f"<progress value='{status.done}' max='{max(status.total, 1)}'></progress>"
     if status.seconds_left is not None:
         left = f" data-left='{status.seconds_left:.1f}'"
-    return f"<div class='pending'{left}>Not ready yet: {esc(status_words(status))}{bar}</div>"
+    by_itself = " (this column fills in by itself)" if status.background else ""
+    return f"<div class='pending'{left}>Not ready yet: {esc(status_words(status))}{by_itself}{bar}</div>"
 
 
 def _bar_widths(scores: Sequence[float]) -> list[float]:
@@ -322,21 +323,40 @@ def _best_answers(report: AnswerReport) -> str:
     return f"<div class='best-answers'>{cards}</div>{agree}"
 
 
+def answer_notes(report: AnswerReport) -> list[str]:
+    """What was done that the asker did not ask for, in words."""
+    notes = []
+    if report.given is not None:
+        notes.append(
+            f"Read the given passages ({report.given}), not retrieved ones: the retriever choice applies to "
+            "retrieved passages only."
+        )
+        if report.given > len(report.passages):
+            notes.append(
+                f"Read the {len(report.passages)} of {report.given} given passages that BM25 ranks highest for "
+                "the question."
+            )
+    if report.clipped_at is not None:
+        notes.append(f"Passages longer than {report.clipped_at:,} characters were read up to that point.")
+    return notes
+
+
 def render_answers(report: AnswerReport) -> str:
     """Each reader's best answer first; then per reader all its answers (beyond the first
     collapsed) with what each number means, highlighted at their exact offsets; then the
     passages that were read."""
-    blocks = [f"<div class='note'>{esc(note)}</div>" for note in report.notes]
-    for role, error in report.errors.items():  # a retriever or relevance failure: before the readers
-        if not role.endswith(" reader"):
-            name, what = role.split(" ", 1)
-            blocks.append(f"<div class='error'>{esc(label(name))} {esc(what)}: {esc(public_message(error))}</div>")
+    blocks = [f"<div class='note'>{esc(note)}</div>" for note in answer_notes(report)]
+    errors = []  # a retriever or relevance failure: before the readers
+    if report.retriever_error:
+        errors.append((f"{label(report.retriever or '')} retriever", report.retriever_error))
+    for name, error in report.relevance_errors.items():
+        errors.append((f"{label(name)} relevance", f"read without relevance scores: {error}"))
+    blocks += [f"<div class='error'>{esc(who)}: {esc(public_message(error))}</div>" for who, error in errors]
     blocks.append(_best_answers(report))
-    readers = [*report.answers, *[r.removesuffix(" reader") for r in report.errors if r.endswith(" reader")]]
-    for name in dict.fromkeys(readers):
+    for name in dict.fromkeys([*report.answers, *report.reader_errors]):
         title = f"<h3>{esc(label(name))} reader</h3>"
         if name not in report.answers:
-            error = report.errors[f"{name} reader"]
+            error = report.reader_errors[name]
             blocks.append(
                 f"<div class='reader'>{title}<div class='error'>Unavailable: {esc(public_message(error))}</div></div>"
             )

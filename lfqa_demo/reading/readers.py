@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..inputs import check_passages, check_text
+from ..inputs import check_passages, check_question, check_text
 from ..models import calls
 from ..models.hub import CheckpointFiles
 from ..models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
@@ -336,9 +336,7 @@ class RealmReader(_Reader):
 
 def _readable(question: object, passages: object, top_k: object) -> tuple[list[int], str | None]:
     """Indices of passages worth reading, or the reason there is nothing to read."""
-    question = check_text(question, "question")
-    if not question.strip():
-        raise InvalidInputError("the question is empty; type a question")
+    check_question(question)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise InvalidInputError(f"top_k must be a positive integer, not {top_k!r}")
     pairs = check_passages(passages)

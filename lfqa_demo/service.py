@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from . import answering, comparison
 from .admission import Visitor, WorkLine
 from .embedding import EmbeddingReport, embed_texts
 from .engine import RetrievalEngine
@@ -88,7 +89,9 @@ class AnswerRequest:
             chosen(retriever, RETRIEVERS, "retrievers")[0],
             chosen(readers, READERS, "readers"),
             whole_number(k, "number of passages to read", 1, MAX_READ_K),
-            tuple(passages_from_text(pasted_text)) if pasted_text else None,
+            tuple({"id": f"pasted-{i + 1}", **p} for i, p in enumerate(passages_from_text(pasted_text)))
+            if pasted_text
+            else None,
         )
 
 
@@ -320,8 +323,9 @@ class Service:
         """The comparison, column by column as indexes become ready (see RetrievalEngine.compare_live);
         `budget_s` 0 asks once without waiting (a page refreshing its pending columns)."""
         budget = self.budget_s if budget_s is None else budget_s
-        engine = self.engine(ref)
-        yield from engine.compare_live(request.question, request.retrievers, request.k, request.gold, budget_s=budget)
+        # The request was checked once, here: the engine's own checks are for its script callers.
+        names = list(request.retrievers)
+        yield from comparison.live(self.engine(ref), request.question, names, request.k, request.gold, budget)
 
     def building(self, ref: CorpusRef, names: Sequence[str]) -> list[str]:
         """The retrievers among `names` whose index is being built now (never starts one)."""
@@ -346,7 +350,8 @@ class Service:
                 return
         for key in engine.load_models(readers=request.readers):
             yield Loading(key)
-        report = engine.answer(request.question, name, request.readers, request.k, passages=request.passages, timeout=0)
+        given = None if request.passages is None else [(p["id"], p["title"], p["text"]) for p in request.passages]
+        report = answering.answer(engine, request.question, name, request.readers, request.k, 5, given, None, {}, 0)
         index = engine.index_states().get(name) if request.passages is None else None
         if request.passages is not None:
             yield Answered(report, "", len(request.passages))

@@ -161,7 +161,9 @@ def test_the_app_shows_our_errors_escaped_and_hides_bugs(monkeypatch, caplog):
     def buggy(*args, **kwargs):
         raise KeyError("/srv/app/secret.py")
 
-    monkeypatch.setattr(app.registry.bundled, "compare_live", buggy)
+    import lfqa_demo.comparison
+
+    monkeypatch.setattr(lfqa_demo.comparison, "live", buggy)
     with caplog.at_level(logging.ERROR), pytest.raises(gr.Error) as caught:
         list(CompareTab(app.service).compare_retrievers("who?", 3, ["bm25"], "", app.registry.bundled_ref))
     assert caught.value.message.startswith("Internal error") and "secret" not in caught.value.message

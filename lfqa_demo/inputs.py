@@ -83,6 +83,10 @@ def whole_number(value: object, what: str, low: int, high: int) -> int:
             value = float(value.strip())
         except ValueError:
             raise InvalidInputError(f"The {what} must be a whole number from {low} to {high}.") from None
+    if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+        # Before any float(): a JSON integer of 400 digits overflows it.
+        shown = f"; it was {value}" if abs(value) < 10**6 else ""
+        raise InvalidInputError(f"The {what} must be from {low} to {high}{shown}.")
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))

@@ -27,7 +27,7 @@ from .errors import InvalidInputError, LfqaError
 from .evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from .inputs import chosen, display_name, form_text, whole_number
 from .models.registry import model_states
-from .results import AnswerReport, Comparison
+from .results import AnswerReport, Comparison, RetrieverResult, agreement
 from .retrieval.corpus import (
     QAItem,
     QASet,
@@ -39,7 +39,7 @@ from .retrieval.corpus import (
 )
 from .retrieval.indexes import DenseIndex
 from .sessions import CorpusRef, EngineRegistry
-from .status import NOT_LOADED, WAITING, ModelKey, Status
+from .status import NOT_LOADED, WAITING, ModelKey, Phase, Status
 
 RETRIEVERS = ("retribert", "dpr", "realm", "bm25", "minilm")  # what a visitor may compare, in order
 READERS = ("dpr", "realm")
@@ -49,7 +49,11 @@ MAX_EMBED_TEXTS = 10  # questions, and passages, per embedding: bounds the work 
 MAX_HUB_PASSAGES = 20_000
 MAX_COMPARE_K = 50
 MAX_READ_K = 20
-KEPT_EVALUATIONS = 64  # sessions whose last evaluation is kept for its row clicks (least recent dropped)
+# Each session's last evaluation is kept for its row clicks, least recently made dropped first: at
+# most KEPT_EVALUATIONS of them, and at most KEPT_EVALUATION_CHARS of questions and answers in all
+# (an uploaded QA file can hold ~18 MB of them; the bundled QA set's are shared and not counted).
+KEPT_EVALUATIONS = 64
+KEPT_EVALUATION_CHARS = 20_000_000
 # How long one request waits for dense indexes before builds go on in the background: long
 # enough for a small upload on a 2-core CPU, short enough that nobody stares at a spinner.
 REQUEST_BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", "60"))
@@ -258,7 +262,7 @@ class Service:
         self.bundled_qa = QASet("bundled QA set", tuple(load_bundled_questions()))
         self.dense = tuple(n for n in RETRIEVERS if n in registry.bundled.dense_names())
         # Each session's last evaluation, for its row clicks (a row sends its question's number only).
-        self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport]] = OrderedDict()
+        self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport, int]] = OrderedDict()
         self._evaluations_lock = threading.Lock()
 
     # -- corpora ---------------------------------------------------------------------------------
@@ -326,6 +330,33 @@ class Service:
         # The request was checked once, here: the engine's own checks are for its script callers.
         names = list(request.retrievers)
         yield from comparison.live(self.engine(ref), request.question, names, request.k, request.gold, budget)
+
+    def refresh(self, ref: CorpusRef, request: CompareRequest, previous: Comparison | None) -> Comparison:
+        """The comparison again for a page whose columns wait for their indexes: never waits, never
+        starts or restarts a build. A column whose index became ready is searched (one that was
+        ready in `previous` is kept as it was), a failed one says why, the others their status."""
+        engine = self.engine(ref)
+        states = engine.index_states()
+        dense = set(engine.dense_names(list(request.retrievers)))
+        ready, results = [], {}
+        for name in request.retrievers:
+            state = states.get(name)
+            if name not in dense or (state is not None and state.ready):
+                ready.append(name)
+            elif state is not None and state.phase in (Phase.FAILED, Phase.CANCELLED):
+                results[name] = RetrieverResult(name, [], 0.0, 0.0, error=state.note or state.phase.value)
+            else:
+                results[name] = RetrieverResult(name, [], 0.0, 0.0, pending=state or NOT_LOADED)
+        kept = previous.results if previous is not None else {}
+        if any(n not in kept or kept[n].pending or kept[n].error for n in ready):
+            kept = comparison.rank(engine, [request.question], ready, request.k, [request.gold], 0)[0].results
+        results |= {n: kept[n] for n in ready}
+        ordered = {n: results[n] for n in request.retrievers}
+        return Comparison(request.question, request.k, ordered, agreement(ordered, request.k), request.gold)
+
+    def index_status(self, ref: CorpusRef, name: str) -> Status | None:
+        """Where the index of `name` over the corpus stands; None if nothing asked for it yet."""
+        return self.engine(ref).index_states().get(name)
 
     def building(self, ref: CorpusRef, names: Sequence[str]) -> list[str]:
         """The retrievers among `names` whose index is being built now (never starts one)."""
@@ -432,12 +463,18 @@ class Service:
             place.leave()
         report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
         if visitor.session is not None:
-            with self._evaluations_lock:
-                self._evaluations[visitor.session] = (ref, report)
-                self._evaluations.move_to_end(visitor.session)
-                while len(self._evaluations) > KEPT_EVALUATIONS:
-                    self._evaluations.popitem(last=False)
+            self._keep_evaluation(visitor.session, ref, report, 0 if qa is self.bundled_qa else _chars(qa))
         yield report
+
+    def _keep_evaluation(self, session: str, ref: CorpusRef, report: EvaluationReport, chars: int) -> None:
+        with self._evaluations_lock:
+            self._evaluations.pop(session, None)
+            if chars <= KEPT_EVALUATION_CHARS:
+                self._evaluations[session] = (ref, report, chars)
+            while len(self._evaluations) > KEPT_EVALUATIONS or (
+                sum(kept[2] for kept in self._evaluations.values()) > KEPT_EVALUATION_CHARS
+            ):
+                self._evaluations.popitem(last=False)
 
     def evaluated_question(self, session: str | None, number: object) -> tuple[CorpusRef, QAItem, Comparison]:
         """Question `number` (1-based, as the evaluation's table numbers them) of the last
@@ -446,8 +483,10 @@ class Service:
         with self._evaluations_lock:
             kept = self._evaluations.get(session) if session is not None else None
         if kept is None:
-            raise InvalidInputError("Evaluate first, then click a row of the table.")
-        ref, report = kept
+            raise InvalidInputError(
+                "This page's evaluation is not kept on the server (any more): press Evaluate, then click a row."
+            )
+        ref, report, _ = kept
         i = whole_number(number, "question number", 1, len(report.items)) - 1
         item = report.items[i]
         names = list(report.retrievers)
@@ -489,3 +528,8 @@ class Service:
             place.leave()
             raise
         return place
+
+
+def _chars(qa: QASet) -> int:
+    """The characters of a QA set's questions and answers: what keeping its evaluation costs."""
+    return sum(len(item.question) + sum(len(a) for a in item.answers) for item in qa.items)

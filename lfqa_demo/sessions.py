@@ -122,14 +122,18 @@ class EngineRegistry:
         )
 
     def session_ref(self, session: str | None) -> CorpusRef:
-        """The corpus `session` uses, as the registry knows it (the bundled one if none other)."""
+        """The corpus `session` uses, as the registry knows it (the bundled one if it chose no
+        other); CorpusUnavailableError if its upload was dropped or lost in a restart."""
         with self._lock:
             key = self._session_key.get(session) if session is not None else None
             engine = self._engines.get(key) if key is not None else None
             name = self._names.get(session) if session is not None else None
-        if engine is None:
+        if key is None:
+            self.check_not_lost(session)
             return self.bundled_ref
-        return CorpusRef(key, name or engine.corpus.name, len(engine.corpus))
+        ref = CorpusRef(key, name or "your upload", len(engine.corpus) if engine is not None else 0)
+        self.engine(ref)  # raises, saying why, if it was dropped
+        return ref
 
     def release(self, session: str | None) -> None:
         """The session ended (or switched corpus): drop the uploads nobody else uses."""

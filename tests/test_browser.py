@@ -335,3 +335,27 @@ def test_a_column_still_indexing_fills_in_by_itself(app, hub_cache, tmp_path_fac
         page.close()
     finally:
         server.stop()
+
+
+def test_an_answer_waiting_for_its_index_comes_by_itself(app, hub_cache, tmp_path_factory):
+    """The Answer tab, past the request budget, said where the index stood and stayed so; now the
+    page watches the index (a cheap request every 2 s that never reads) and, once it is ready,
+    asks for the answer in the ordinary way."""
+    _, browser = app
+    server = AppServer(hub_cache, tmp_path_factory.mktemp("answer-refresh"), {"LFQA_REQUEST_BUDGET_S": "0.5"})
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(f"{server.url}?tab=answer", wait_until="load")
+        page.locator("#answer-question textarea").fill("who led the normans?")
+        page.locator("#answer-retriever input").click()
+        page.get_by_role("option", name="REALM").click()
+        page.locator("#answer-button").click()
+        page.get_by_text("REALM index of this corpus").first.wait_for(timeout=60_000)
+        shot(page, 1440, 900, "light", "answer-pending")
+        page.locator("#answer-results h3").first.wait_for(timeout=180_000)  # no second click
+        assert page.locator("#answer-results h3").all_inner_texts() == ["DPR reader", "REALM reader"]
+        assert "index of this corpus" not in page.locator("#answer-results").inner_text()
+        shot(page, 1440, 900, "light", "answer-filled-in")
+        page.close()
+    finally:
+        server.stop()

@@ -395,6 +395,12 @@ def test_odd_numbers_and_empty_choices_read_well(server):
     assert message == "The k must be from 1 to 50."
     kind, message = raw_call(server, "build_indexes", '{"data": [[]]}')
     assert message == "Choose at least one of the indexes."
+    huge = "1" * 400  # a JSON integer too large for a float: was "Internal error" and a traceback
+    kind, message = raw_call(server, "compare", f'{{"data": ["who?", {huge}, ["bm25"], ""]}}')
+    assert message == "The k must be from 1 to 50."
+    kind, message = raw_call(server, "answer", f'{{"data": ["who?", "bm25", ["dpr"], -{huge}, ""]}}')
+    assert message == "The number of passages to read must be from 1 to 20."
+    assert "OverflowError" not in Path(server.log.name).read_text()
 
 
 # -- found by attacking the showcase and evaluation views (a third round) ---------------------------
@@ -441,7 +447,7 @@ def test_a_clicked_evaluation_row_sends_a_number_not_a_table(server):
     ]:
         done, seconds = select_row(server, row, state)
         assert not done["success"] and seconds < 5, done
-        assert "Evaluate first, then click a row of the table." in done["output"]["error"]
+        assert "press Evaluate, then click a row." in done["output"]["error"]
     assert server.alive()
 
 
@@ -456,11 +462,11 @@ def test_a_row_number_outside_the_evaluation_is_refused():
     items = tuple(load_bundled_questions()[:3])
     bm25 = evaluate_retriever(service.registry.bundled, items, "bm25", 20)
     report = EvaluationReport("bundled", items, 20, {"bm25": bm25})
-    service._evaluations["s1"] = (service.registry.bundled_ref, report)
+    service._evaluations["s1"] = (service.registry.bundled_ref, report, 0)
     for number in ("9" * 5000, 0, 4, -1, 1.5, None, "NaN", [1]):
         with pytest.raises(InvalidInputError, match="question number"):
             service.evaluated_question("s1", number)
-    with pytest.raises(InvalidInputError, match="Evaluate first"):
+    with pytest.raises(InvalidInputError, match="press Evaluate"):
         service.evaluated_question("another session", 1)
     ref, item, comparison = service.evaluated_question("s1", "2")
     assert item == report.items[1] and comparison.question == item.question

@@ -201,7 +201,7 @@ def test_lone_surrogates_in_a_qa_file_are_evaluated(server, tmp_path):
 )
 def test_an_odd_clicked_row_gets_a_message(server, row):
     done, _ = select_row(server, row)  # no evaluation in this session: nothing to show, and no internal error
-    assert not done["success"] and "Evaluate first, then click a row" in done["output"]["error"]
+    assert not done["success"] and "press Evaluate, then click a row" in done["output"]["error"]
 
 
 def test_the_timing_table_names_no_server_path(server, hub_cache):

@@ -45,6 +45,25 @@ def test_the_time_left_never_rises_by_half_between_two_looks(monkeypatch):
     assert shown[-1] < shown[0]  # it still counts down to the end
 
 
+def test_the_time_left_does_not_depend_on_how_often_anyone_looks(monkeypatch):
+    """It moved towards the rate's estimate a step per look: a page looking every 3 s saw 402 s
+    where one looking every 0.1 s saw 238 s, and one client polling changed what every page saw."""
+    clock = Clock()
+    monkeypatch.setattr(builds.time, "monotonic", clock)
+    shown = {}
+    for every in (0.1, 1.0, 3.0):
+        build = IndexBuild("dpr", lambda progress: None, 10_000)
+        build.state, build.embedding, build._started_at = Phase.INDEXING, True, clock.now
+        start, t = clock.now, 0.0
+        while t < 30.0:  # slow for 10 s, then ten times faster
+            t = round(t + every, 6)
+            clock.now = start + t
+            build.done = int(t * 5 if t <= 10 else 50 + (t - 10) * 50)
+            build.seconds_left()
+        shown[every] = build.seconds_left()
+    assert max(shown.values()) <= 1.25 * min(shown.values()), shown
+
+
 def test_a_build_reports_its_phase_as_data():
     build = IndexBuild("dpr", lambda progress: None, 552)
     assert build.status() == Status(Phase.LOADING)

@@ -29,6 +29,18 @@ def shown(message: str) -> gr.Error:
     return gr.Error(html.escape(public_message(message), quote=False), print_exception=False)
 
 
+INTERNAL = "Internal error: something went wrong on the server (it is logged). Try again, or try other input."
+
+
+def message_for(exc: Exception, where: str) -> str:
+    """What a visitor reads about `exc` (plain text): our own errors' message, with no server path;
+    for any other exception (a bug) "internal error", and its traceback goes to the log."""
+    if isinstance(exc, LfqaError):
+        return public_message(str(exc))
+    log.error("internal error in %s", where, exc_info=exc)
+    return INTERNAL
+
+
 def user_errors(fn):
     """Turn the project's own errors into a message in the page; any other exception is a bug:
     its traceback goes to the log and the visitor sees "internal error"."""
@@ -36,13 +48,7 @@ def user_errors(fn):
     def convert(exc: Exception) -> gr.Error:
         if isinstance(exc, gr.Error):
             return exc
-        if isinstance(exc, LfqaError):
-            return shown(str(exc))
-        log.exception("internal error in %s", fn.__name__)
-        return gr.Error(
-            "Internal error: something went wrong on the server (it is logged). Try again, or try other input.",
-            print_exception=False,
-        )
+        return gr.Error(html.escape(message_for(exc, fn.__name__), quote=False), print_exception=False)
 
     if inspect.isgeneratorfunction(fn):
 

@@ -14,6 +14,7 @@ background, or when its engine is dropped (a session ended, an upload was evicte
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable
@@ -30,7 +31,7 @@ BUILD_SLOTS = threading.BoundedSemaphore(1)  # builds that embed at once; the ot
 # every 1-2 s sees it change smoothly, never jump from "20 s" to "3 min".
 RISE_FACTOR = 1.5
 RISE_WINDOW_S = 10.0
-SMOOTHING = 0.3  # how far each look moves the shown time left towards the latest rate's estimate
+SMOOTHING_S = 5.0  # the shown time left moves towards the rate's estimate with this time constant
 
 
 class BuildCancelled(LfqaError):
@@ -145,9 +146,10 @@ class IndexBuild:
         self._cancel.set()
 
     def seconds_left(self) -> float | None:
-        """Time left at the rate so far, smoothed: each look moves the last figure (counted down
-        since) part of the way towards the rate's estimate, and a rise is capped at RISE_FACTOR
-        per RISE_WINDOW_S. None until a first batch is done."""
+        """Time left at the rate so far, smoothed: the last figure, counted down since, moves towards
+        the rate's estimate by 1 - exp(-elapsed / SMOOTHING_S) (by the time passed, not by how often
+        anyone looks), and a rise is capped at RISE_FACTOR per RISE_WINDOW_S. None until a first
+        batch is done."""
         if self.state != Phase.INDEXING or not self.done or self._started_at is None:
             return None
         now = time.monotonic()
@@ -158,7 +160,7 @@ class IndexBuild:
             else:
                 shown, at = self._shown_left
                 counted_down = max(shown - (now - at), 0.0)
-                left = counted_down + SMOOTHING * (estimate - counted_down)
+                left = counted_down + (1 - math.exp(-(now - at) / SMOOTHING_S)) * (estimate - counted_down)
                 left = min(left, shown * RISE_FACTOR ** ((now - at) / RISE_WINDOW_S))
             self._shown_left = (left, now)
         return left

@@ -5,17 +5,27 @@ itself: the page asks again (without waiting) every REFRESH_EVERY_S until the in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from lfqa_demo.errors import LfqaError
 from lfqa_demo.service import Answered, AnswerRequest, IndexWait, Loading, Service
 from lfqa_demo.sessions import CorpusRef
-from lfqa_demo.status import Origin
+from lfqa_demo.status import NOT_LOADED, Origin, Status
 from ui import render
-from ui.boundary import session, user_errors
+from ui.boundary import message_for, session, user_errors
 from ui.states import loading_words, status_words
 from ui.tabs.choices import COMPARE_CHOICES, READER_CHOICES, example_items
 from ui.tabs.compare import REFRESH_EVERY_S
+
+
+@dataclass(frozen=True)
+class Watched:
+    """An answer waiting for its retriever's index (kept in the session's state on the server)."""
+
+    request: AnswerRequest
+    corpus: str  # the corpus's key: once the session uses another, the watch stops
 
 
 class AnswerTab:
@@ -26,13 +36,17 @@ class AnswerTab:
         """(answers HTML, timings line) for each step of the service's answer."""
         for step in self.service.answer(ref, asked, budget_s):
             if isinstance(step, IndexWait):
-                state = status_words(step.states[asked.retriever])
-                message = f"The {render.label(asked.retriever)} index of this corpus: {state}"
+                message = self._waiting_words(asked.retriever, step.states[asked.retriever])
                 yield f"<div class='pending'>{render.esc(message)}</div>", ""
             elif isinstance(step, Loading):
                 yield f"<div class='pending'>{render.esc(loading_words(step))}</div>", ""
             elif isinstance(step, Answered):
                 yield self._answered(step), render.answer_timings(step.report)
+
+    @staticmethod
+    def _waiting_words(retriever: str, state: Status) -> str:
+        words = f"The {render.label(retriever)} index of this corpus: {status_words(state)}"
+        return words + (" (the answer comes by itself once it is ready)" if state.background else "")
 
     @staticmethod
     def _answered(done: Answered) -> str:
@@ -53,29 +67,42 @@ class AnswerTab:
         yield from self._steps(self.service.ref(corpus_ref, session(request)), asked)
 
     def watch(self, question, retriever, readers, k, pasted, corpus_ref, request: gr.Request = None):
-        """After an answer: if its index is still being built, the request to repeat and the timer."""
+        """After an answer: if its index is still being built, what the timer is to watch, and the
+        timer switched on; else nothing to do."""
         try:
             asked = AnswerRequest.check(question, retriever, readers, k, pasted)
             ref = self.service.ref(corpus_ref, session(request))
             building = asked.passages is None and self.service.building(ref, [asked.retriever])
         except LfqaError:
             building = False
-        return (asked, gr.Timer(active=True)) if building else (None, gr.Timer(active=False))
+        return (Watched(asked, ref.key), gr.Timer(active=True)) if building else (None, gr.Timer(active=False))
 
-    @user_errors
-    def refresh(self, shown, question, retriever, readers, k, pasted, corpus_ref, request: gr.Request = None):
-        """The answer in `shown` again without waiting: the index's progress, or the answers once it
-        is ready; the timer stops then, or once the form asks for something else."""
+    def refresh(self, watched, question, retriever, readers, k, pasted, corpus_ref, ready, request: gr.Request = None):
+        """Where the watched answer's index stands, without waiting and without reading: while it
+        builds, its progress; once it is ready, `ready` goes up by one, which asks for the answer
+        in the ordinary way (the readers never run in the timer's lane). The timer stops then,
+        when the form or the session's corpus changes, or with a message when it cannot go on."""
+        stop = (gr.skip(), gr.skip(), None, gr.Timer(active=False), gr.skip())
         try:
             current = AnswerRequest.check(question, retriever, readers, k, pasted)
         except LfqaError:
             current = None
-        if not isinstance(shown, AnswerRequest) or current != shown:
-            return gr.skip(), gr.skip(), None, gr.Timer(active=False)
-        ref = self.service.ref(corpus_ref, session(request))
-        html, timings = ([(gr.skip(), gr.skip())] + list(self._steps(ref, shown, budget_s=0)))[-1]
-        pending = bool(self.service.building(ref, [shown.retriever]))
-        return html, timings, shown if pending else None, gr.Timer(active=pending)
+        if not isinstance(watched, Watched) or current != watched.request:
+            return stop
+        name = watched.request.retriever
+        try:
+            ref = self.service.ref(corpus_ref, session(request))
+            if ref.key != watched.corpus:
+                return stop
+            state = self.service.index_status(ref, name)
+        except Exception as exc:  # said in the page once, and the timer stops (a toast would repeat)
+            return f"<div class='error'>{render.esc(message_for(exc, 'refresh'))}</div>", "", None, *stop[3:]
+        if state is not None and state.ready:
+            return gr.skip(), gr.skip(), None, gr.Timer(active=False), (ready or 0) + 1
+        message = f"<div class='pending'>{render.esc(self._waiting_words(name, state or NOT_LOADED))}</div>"
+        if state is not None and state.over:  # failed or cancelled: nothing more will come
+            return message, "", None, gr.Timer(active=False), gr.skip()
+        return message, "", watched, gr.skip(), gr.skip()
 
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Answer extraction", id="answer"):
@@ -83,7 +110,7 @@ class AnswerTab:
                 question = gr.Textbox(label="Question", scale=4, elem_id="answer-question")
                 k = gr.Slider(1, 20, value=5, step=1, label="Passages to read")
             with gr.Row():
-                retriever = gr.Dropdown(COMPARE_CHOICES, value="bm25", label="Retriever")
+                retriever = gr.Dropdown(COMPARE_CHOICES, value="bm25", label="Retriever", elem_id="answer-retriever")
                 readers = gr.CheckboxGroup(READER_CHOICES, value=["dpr", "realm"], label="Readers")
                 button = gr.Button("Answer", variant="primary", elem_id="answer-button")
             pasted = gr.Textbox(
@@ -93,17 +120,18 @@ class AnswerTab:
             timings = gr.Markdown()
             answers = gr.HTML(elem_id="answer-results")
             inputs = [question, retriever, readers, k, pasted, corpus_ref]
-            shown = gr.State(None)
+            watched = gr.State(None)  # the answer waiting for its index (server-side)
+            ready = gr.State(0)  # goes up when that index is ready: the answer is then asked for
             timer = gr.Timer(REFRESH_EVERY_S, active=False)
             quiet = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}
             button.click(self.extract_answers, inputs, [answers, timings], api_name="answer", preprocess=False).success(
-                self.watch, inputs, [shown, timer], **quiet
+                self.watch, inputs, [watched, timer], **quiet
             )
             timer.tick(
                 self.refresh,
-                [shown, *inputs],
-                [answers, timings, shown, timer],
-                concurrency_id="status",
-                concurrency_limit=4,
+                [watched, *inputs, ready],
+                [answers, timings, watched, timer, ready],
+                concurrency_id="refresh",  # the comparison's refresh lane: cheap, never reads
                 **quiet,
             )
+            ready.change(self.extract_answers, inputs, [answers, timings], api_visibility="private", preprocess=False)

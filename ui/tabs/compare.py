@@ -6,16 +6,20 @@ again (without waiting) every REFRESH_EVERY_S until no column is pending.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, replace
+
 import gradio as gr
 import pandas as pd
 
 from lfqa_demo.errors import InvalidInputError, LfqaError
 from lfqa_demo.inputs import chosen, form_text, whole_number
+from lfqa_demo.results import Comparison
 from lfqa_demo.service import MAX_COMPARE_K, MAX_QUESTION_CHARS, RETRIEVERS, CompareRequest, Service
 from lfqa_demo.sessions import CorpusRef
 from ui import render
 from ui.assets import script
-from ui.boundary import session, user_errors
+from ui.boundary import message_for, session, user_errors
 from ui.tabs.choices import COMPARE_CHOICES, example_items
 
 REFRESH_EVERY_S = 2.0  # how often a page with pending columns asks again (each ask is short)
@@ -23,6 +27,17 @@ AGREEMENT_COLUMNS = ["retriever", "other", "overlap@k", "rank-biased overlap"]
 TIMING_COLUMNS = ["retriever", "encode ms", "search ms", "passages", "status"]
 DEFAULT_RETRIEVERS = ["retribert", "dpr", "realm", "bm25"]
 EXAMPLES = example_items("factoid") + example_items("eli5", 3)
+
+
+@dataclass(frozen=True)
+class Watched:
+    """A comparison whose columns wait for their indexes: what the refresh timer asks again (kept
+    in the session's state on the server, never sent by the browser)."""
+
+    request: CompareRequest
+    corpus: str  # the corpus's key: once the session uses another, the refresh stops
+    shown: Comparison | None = None  # the last one shown: its ready columns are kept, not searched again
+    at: float = 0.0  # when it was last asked
 
 
 class CompareTab:
@@ -51,34 +66,44 @@ class CompareTab:
             yield self._outputs(c, ref)
 
     def watch(self, question, k, retrievers, gold, corpus_ref, request: gr.Request = None):
-        """After a comparison: if some column's index is still being built, the request to repeat
-        and the refresh timer switched on; else nothing to do."""
+        """After a comparison: if some column's index is still being built, what the refresh timer
+        is to ask again, and the timer switched on; else nothing to do."""
         try:
             asked = CompareRequest.check(question, k, retrievers, gold)
-            building = self.service.building(self.service.ref(corpus_ref, session(request)), asked.retrievers)
+            ref = self.service.ref(corpus_ref, session(request))
+            building = self.service.building(ref, asked.retrievers)
         except LfqaError:
             building = []
         if not building:
             return None, gr.Timer(active=False)
-        return asked, gr.Timer(active=True)
+        return Watched(asked, ref.key), gr.Timer(active=True)
 
-    @user_errors
-    def refresh(self, shown, question, k, retrievers, gold, corpus_ref: CorpusRef, request: gr.Request = None):
-        """The comparison in `shown` again, without waiting for any index: the columns that became
-        ready fill in, the others show their progress; the timer stops once none is pending, or
-        once the form asks for another comparison (its own results must never be overwritten)."""
+    def refresh(self, watched, question, k, retrievers, gold, corpus_ref: CorpusRef, request: gr.Request = None):
+        """The comparison being watched again: never waits, never starts a build (service.refresh);
+        the columns that became ready fill in, the others show their progress. The timer stops once
+        none is pending, when the form asks for another comparison or the session uses another
+        corpus (their results must never be overwritten), or with a message when it cannot go on."""
+        stop = (gr.skip(), gr.skip(), gr.skip(), None, gr.Timer(active=False))
         try:
             current = CompareRequest.check(question, k, retrievers, gold)
         except LfqaError:
             current = None
-        if not isinstance(shown, CompareRequest) or current != shown:
-            return gr.skip(), gr.skip(), gr.skip(), None, gr.Timer(active=False)
-        ref = self.service.ref(corpus_ref, session(request))
-        c = None
-        for c in self.service.compare(ref, shown, budget_s=0):
-            pass
+        if not isinstance(watched, Watched) or current != watched.request:
+            return stop
+        now = time.monotonic()
+        if now - watched.at < REFRESH_EVERY_S / 2:  # ticks sent faster than the timer's are dropped
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        try:
+            ref = self.service.ref(corpus_ref, session(request))
+            if ref.key != watched.corpus:
+                return stop
+            c = self.service.refresh(ref, watched.request, watched.shown)
+        except Exception as exc:  # said in the page once, and the timer stops (a toast would repeat)
+            message = f"<div class='error'>{render.esc(message_for(exc, 'refresh'))}</div>"
+            return message, gr.skip(), gr.skip(), None, gr.Timer(active=False)
         pending = any(r.pending for r in c.results.values())
-        return (*self._outputs(c, ref), shown if pending else None, gr.Timer(active=pending))
+        kept = replace(watched, shown=c, at=now) if pending else None
+        return (*self._outputs(c, ref), kept, gr.Timer(active=pending))
 
     def fill_example(self, index: object):
         """The example question clicked (by its position) and its gold answer."""
@@ -166,8 +191,8 @@ class CompareTab:
                 [*self.outputs, self.shown, self.timer],
                 api_visibility="private",
                 show_progress="hidden",
-                concurrency_id="status",
-                concurrency_limit=4,
+                concurrency_id="refresh",  # a lane of its own: the status panel's must stay free
+                concurrency_limit=2,
             )
             gr.on([button.click, self.question.submit], None, self.inputs, None, js=script("remember_comparison"))
             self.question.change(None, self.question, None, js=script("mark_stale"))

@@ -1,8 +1,8 @@
 """The "Evaluation" tab: recall@k curves and MRR of the chosen retrievers on a QA set, and per
 question where each found a gold answer; a click on a row shows that question's passages.
 
-The evaluation's report stays on the server (a gr.State): a row click sends only the row's
-question number, never the table back to be parsed again."""
+The evaluation's report stays on the server (the session's last one, kept by the service): a
+row click sends only the row's question number, never the table back to be parsed again."""
 
 from __future__ import annotations
 

@@ -50,10 +50,10 @@ MAX_HUB_PASSAGES = 20_000
 MAX_COMPARE_K = 50
 MAX_READ_K = 20
 # Each session's last evaluation is kept for its row clicks, least recently made dropped first: at
-# most KEPT_EVALUATIONS of them, and at most KEPT_EVALUATION_CHARS of questions and answers in all
-# (an uploaded QA file can hold ~18 MB of them; the bundled QA set's are shared and not counted).
+# most KEPT_EVALUATIONS of them, and at most KEPT_EVALUATION_BYTES of QA text in all (UTF-8, ids
+# included: an uploaded QA file can hold ~18 MB; the bundled QA set's are shared and not counted).
 KEPT_EVALUATIONS = 64
-KEPT_EVALUATION_CHARS = 20_000_000
+KEPT_EVALUATION_BYTES = 20_000_000
 # How long one request waits for dense indexes before builds go on in the background: long
 # enough for a small upload on a 2-core CPU, short enough that nobody stares at a spinner.
 REQUEST_BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", "60"))
@@ -345,8 +345,10 @@ class Service:
                 ready.append(name)
             elif state is not None and state.phase in (Phase.FAILED, Phase.CANCELLED):
                 results[name] = RetrieverResult(name, [], 0.0, 0.0, error=state.note or state.phase.value)
+            elif state is None:  # never asked for (a refresh never starts a build): nothing will come
+                results[name] = RetrieverResult(name, [], 0.0, 0.0, error="its index was not started: press Compare")
             else:
-                results[name] = RetrieverResult(name, [], 0.0, 0.0, pending=state or NOT_LOADED)
+                results[name] = RetrieverResult(name, [], 0.0, 0.0, pending=state)
         kept = previous.results if previous is not None else {}
         if any(n not in kept or kept[n].pending or kept[n].error for n in ready):
             kept = comparison.rank(engine, [request.question], ready, request.k, [request.gold], 0)[0].results
@@ -463,16 +465,16 @@ class Service:
             place.leave()
         report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
         if visitor.session is not None:
-            self._keep_evaluation(visitor.session, ref, report, 0 if qa is self.bundled_qa else _chars(qa))
+            self._keep_evaluation(visitor.session, ref, report, 0 if qa is self.bundled_qa else _size(qa))
         yield report
 
-    def _keep_evaluation(self, session: str, ref: CorpusRef, report: EvaluationReport, chars: int) -> None:
+    def _keep_evaluation(self, session: str, ref: CorpusRef, report: EvaluationReport, size: int) -> None:
         with self._evaluations_lock:
             self._evaluations.pop(session, None)
-            if chars <= KEPT_EVALUATION_CHARS:
-                self._evaluations[session] = (ref, report, chars)
+            if size <= KEPT_EVALUATION_BYTES:
+                self._evaluations[session] = (ref, report, size)
             while len(self._evaluations) > KEPT_EVALUATIONS or (
-                sum(kept[2] for kept in self._evaluations.values()) > KEPT_EVALUATION_CHARS
+                sum(kept[2] for kept in self._evaluations.values()) > KEPT_EVALUATION_BYTES
             ):
                 self._evaluations.popitem(last=False)
 
@@ -530,6 +532,8 @@ class Service:
         return place
 
 
-def _chars(qa: QASet) -> int:
-    """The characters of a QA set's questions and answers: what keeping its evaluation costs."""
-    return sum(len(item.question) + sum(len(a) for a in item.answers) for item in qa.items)
+def _size(qa: QASet) -> int:
+    """The UTF-8 bytes of a QA set's text (ids, questions, answers): about what keeping its
+    evaluation costs (CPython keeps a string of astral characters at 4 bytes a character)."""
+    texts = (t for item in qa.items for t in (item.id, item.question, item.passage_id, *item.answers))
+    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)

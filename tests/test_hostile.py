@@ -433,6 +433,28 @@ def select_row(server: AppServer, row: list, state: object = None) -> tuple[dict
     raise AssertionError("no answer")
 
 
+def test_a_forged_refresh_tick_gets_no_traceback(server):
+    """The comparison's refresh tick was the one handler left to Gradio's own preprocessing: a k
+    of "5", "nan", a list or 10**400 there wrote a 27-line traceback to the log each time."""
+    log = Path(server.log.name)
+    before = len(log.read_text())  # the module's server: earlier tests leave Gradio's own tracebacks
+    config = httpx.get(f"{server.url}config", timeout=30).json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "refresh")
+    for k in ('"5"', '"nan"', "[1]", "{}", "1" * 400):
+        session = os.urandom(6).hex()
+        body = f'{{"data": [null, "who?", {k}, ["bm25"], "", null], "fn_index": {fn}, "session_hash": "{session}"}}'
+        joined = httpx.post(
+            f"{server.url}gradio_api/queue/join", content=body, headers={"content-type": "application/json"}, timeout=30
+        )
+        assert joined.status_code == 200
+        with httpx.stream(
+            "GET", f"{server.url}gradio_api/queue/data", params={"session_hash": session}, timeout=60
+        ) as s:
+            done = next(json.loads(x[5:]) for x in s.iter_lines() if x.startswith("data:") and "process_completed" in x)
+        assert done["success"], done  # no watch in this session: the tick stops the timer, quietly
+    assert "Traceback" not in log.read_text()[before:]
+
+
 def test_a_clicked_evaluation_row_sends_a_number_not_a_table(server):
     """The row a click sent used to be parsed back into a question, its answers and its retriever
     columns (540 KB of answers: 23 s of CPU; the same column 20,000 times: a search each). Now the

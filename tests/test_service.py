@@ -80,7 +80,7 @@ def test_kept_evaluations_are_bounded_in_number_and_size(tmp_path, monkeypatch):
     """A 17.5 MB QA file's evaluation was kept whole for each of 64 sessions (about 1.2 GB)."""
     import lfqa_demo.service as service_module
 
-    monkeypatch.setattr(service_module, "KEPT_EVALUATION_CHARS", 100)
+    monkeypatch.setattr(service_module, "KEPT_EVALUATION_BYTES", 100)
     monkeypatch.setattr(service_module, "KEPT_EVALUATIONS", 3)
     service = service_of(tmp_path)
     ref = service.registry.bundled_ref
@@ -94,3 +94,22 @@ def test_kept_evaluations_are_bounded_in_number_and_size(tmp_path, monkeypatch):
     assert list(service._evaluations) == ["d", "e", "f"]
     service.release("e")
     assert list(service._evaluations) == ["d", "f"]
+
+
+def test_a_refresh_ends_for_an_index_never_started_and_re_arming_does_not_speed_it_up(tmp_path):
+    """A crafted watch naming an index nobody started kept its timer on for ever; and calling the
+    private watch again reset the 1 s throttle, so the refresh lane could rank without pause."""
+    from types import SimpleNamespace
+
+    service = service_of(tmp_path)
+    ref = service.registry.bundled_ref
+    asked = CompareRequest.check("who led the normans?", 3, ["realm", "bm25"])
+    c = service.refresh(ref, asked, None)
+    assert not c.results["realm"].pending and "not started" in c.results["realm"].error
+    assert service.engine(ref).index_states() == {}  # and it started nothing
+    tab = CompareTab(service)
+    page = SimpleNamespace(session_hash="page-1")
+    form = ("who led the normans?", 3, ["bm25"], "")
+    first = tab.refresh(Watched(CompareRequest.check(*form), ref.key), *form, ref, page)
+    again = tab.refresh(Watched(CompareRequest.check(*form), ref.key), *form, ref, page)  # re-armed at once
+    assert "who led the normans" in first[0] and again[0] == again[3] == {"__type__": "update"}

@@ -124,9 +124,11 @@ class AnswerTab:
             ready = gr.State(0)  # goes up when that index is ready: the answer is then asked for
             timer = gr.Timer(REFRESH_EVERY_S, active=False)
             quiet = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}
-            button.click(self.extract_answers, inputs, [answers, timings], api_name="answer", preprocess=False).success(
-                self.watch, inputs, [watched, timer], **quiet
-            )
+            # One lane for answers, however they are asked for (the button, or an index that became ready).
+            lane = {"concurrency_id": "answer", "concurrency_limit": 2}
+            button.click(
+                self.extract_answers, inputs, [answers, timings], api_name="answer", preprocess=False, **lane
+            ).success(self.watch, inputs, [watched, timer], **quiet)
             timer.tick(
                 self.refresh,
                 [watched, *inputs, ready],
@@ -134,4 +136,6 @@ class AnswerTab:
                 concurrency_id="refresh",  # the comparison's refresh lane: cheap, never reads
                 **quiet,
             )
-            ready.change(self.extract_answers, inputs, [answers, timings], api_visibility="private", preprocess=False)
+            ready.change(
+                self.extract_answers, inputs, [answers, timings], api_visibility="private", preprocess=False, **lane
+            )

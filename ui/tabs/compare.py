@@ -6,7 +6,9 @@ again (without waiting) every REFRESH_EVERY_S until no column is pending.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import gradio as gr
@@ -23,6 +25,7 @@ from ui.boundary import message_for, session, user_errors
 from ui.tabs.choices import COMPARE_CHOICES, example_items
 
 REFRESH_EVERY_S = 2.0  # how often a page with pending columns asks again (each ask is short)
+MAX_TICKING_SESSIONS = 4096  # sessions whose last refresh is remembered (the least recent forgotten)
 AGREEMENT_COLUMNS = ["retriever", "other", "overlap@k", "rank-biased overlap"]
 TIMING_COLUMNS = ["retriever", "encode ms", "search ms", "passages", "status"]
 DEFAULT_RETRIEVERS = ["retribert", "dpr", "realm", "bm25"]
@@ -45,6 +48,20 @@ class CompareTab:
 
     def __init__(self, service: Service):
         self.service = service
+        self._ticks: OrderedDict[str, float] = OrderedDict()  # session -> its last refresh
+        self._ticks_lock = threading.Lock()
+
+    def _last_tick(self, who: str | None, now: float) -> float:
+        """When `who` last asked for a refresh (0 if never), and now counts as its last: re-arming
+        the watch, or many pages in one session, never makes ticks come faster than the timer's."""
+        if who is None:
+            return 0.0
+        with self._ticks_lock:
+            last = self._ticks.pop(who, 0.0)
+            self._ticks[who] = now if now - last >= REFRESH_EVERY_S / 2 else last
+            while len(self._ticks) > MAX_TICKING_SESSIONS:
+                self._ticks.popitem(last=False)
+        return last
 
     # -- handlers -------------------------------------------------------------------------------------
     def _outputs(self, c, ref: CorpusRef):
@@ -76,7 +93,7 @@ class CompareTab:
             building = []
         if not building:
             return None, gr.Timer(active=False)
-        return Watched(asked, ref.key), gr.Timer(active=True)
+        return Watched(asked, ref.key, at=time.monotonic()), gr.Timer(active=True)
 
     def refresh(self, watched, question, k, retrievers, gold, corpus_ref: CorpusRef, request: gr.Request = None):
         """The comparison being watched again: never waits, never starts a build (service.refresh);
@@ -91,8 +108,8 @@ class CompareTab:
         if not isinstance(watched, Watched) or current != watched.request:
             return stop
         now = time.monotonic()
-        if now - watched.at < REFRESH_EVERY_S / 2:  # ticks sent faster than the timer's are dropped
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if now - max(watched.at, self._last_tick(session(request), now)) < REFRESH_EVERY_S / 2:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()  # faster than the timer: dropped
         try:
             ref = self.service.ref(corpus_ref, session(request))
             if ref.key != watched.corpus:
@@ -190,6 +207,7 @@ class CompareTab:
                 [self.shown, *self.inputs, corpus_ref],
                 [*self.outputs, self.shown, self.timer],
                 api_visibility="private",
+                preprocess=False,  # the values are checked by CompareRequest.check, as everywhere
                 show_progress="hidden",
                 concurrency_id="refresh",  # a lane of its own: the status panel's must stay free
                 concurrency_limit=2,

@@ -130,8 +130,10 @@ class _Reader:
         With `overlap` None a passage longer than the input is cut; otherwise it is read in
         windows of the text that overlap by `overlap` word pieces, one row each.
         """
-        question = check_text(question, "question")
-        pairs = check_passages(passages)
+        return self._inputs(check_text(question, "question"), check_passages(passages), overlap)
+
+    def _inputs(self, question: str, pairs: list[tuple[str, str]], overlap: int | None) -> ReaderInputs:
+        """`build_inputs` of checked values: (title, text) pairs."""
         tok = self.tokenizer
         q_ids = tok.encode_plain([question])[0].ids[: self.max_question_length]
         titles = tok.encode_plain([t for t, _ in pairs])
@@ -207,7 +209,9 @@ class DPRReader(_Reader):
     ) -> DPRReaderLogits:
         """Raw logits for `question` over `passages` (rows: see ReaderInputs). DPR ranks passages by
         its own relevance logit, so `relevance_scores` (the retriever's) are accepted and unused."""
-        inputs = self.build_inputs(question, passages, overlap=overlap)
+        return self._logits(self.build_inputs(question, passages, overlap=overlap))
+
+    def _logits(self, inputs: ReaderInputs) -> DPRReaderLogits:
         if len(inputs.input_ids) == 0:
             empty = np.zeros((0, 0), dtype=np.float32)
             return DPRReaderLogits(empty, empty.copy(), np.zeros(0, dtype=np.float32), inputs)
@@ -223,10 +227,10 @@ class DPRReader(_Reader):
         relevance_scores: Sequence[float] | None = None,
     ) -> ReadResult:
         """The best `top_k` answers, decoded as the original DPR does (see lfqa_demo.reading.answers)."""
-        kept, reason = _readable(question, passages, top_k)
+        kept, pairs, reason = _readable(question, passages, top_k)
         if reason:
             return ReadResult([], reason)
-        out = self.logits(question, [passages[i] for i in kept], overlap=WINDOW_OVERLAP)
+        out = self._logits(self._inputs(question, [pairs[i] for i in kept], WINDOW_OVERLAP))
         texts = [passages[i]["text"] for i in kept]
         answers = decode_dpr(
             out.start, out.end, out.relevance, out.inputs, texts, top_k, max_answer_tokens or DEFAULT_MAX_ANSWER_TOKENS
@@ -289,6 +293,11 @@ class RealmReader(_Reader):
         (the retriever's dot product; 0 when `relevance_scores` is None)."""
         inputs = self.build_inputs(question, passages, overlap=overlap)
         n = len(passages)
+        return self._logits(inputs, self._relevance(relevance_scores, n))
+
+    @staticmethod
+    def _relevance(relevance_scores: Sequence[float] | None, n: int) -> np.ndarray:
+        """The retriever's scores as float32 [n] (0 without them)."""
         relevance = (
             np.zeros(n, dtype=np.float32)
             if relevance_scores is None
@@ -298,6 +307,9 @@ class RealmReader(_Reader):
             raise InvalidInputError(
                 f"relevance_scores must hold one score per passage ({n}), got shape {relevance.shape}"
             )
+        return relevance
+
+    def _logits(self, inputs: ReaderInputs, relevance: np.ndarray) -> RealmReaderLogits:
         rows, starts, ends = self.candidates(inputs)
         passage = inputs.row_passage[rows]
         if len(rows) == 0:
@@ -315,17 +327,11 @@ class RealmReader(_Reader):
     ) -> ReadResult:
         """The best `top_k` answers across passages, REALM's way (see lfqa_demo.reading.answers); give
         the retriever's scores as `relevance_scores` to add them as REALM does."""
-        kept, reason = _readable(question, passages, top_k)
+        kept, pairs, reason = _readable(question, passages, top_k)
         if reason:
             return ReadResult([], reason)
-        if relevance_scores is not None and len(relevance_scores) != len(passages):
-            raise InvalidInputError(f"relevance_scores must hold one score per passage ({len(passages)})")
-        relevance = (
-            np.zeros(len(kept), np.float32)
-            if relevance_scores is None
-            else np.asarray(relevance_scores, np.float32)[kept]
-        )
-        out = self.logits(question, [passages[i] for i in kept], relevance, overlap=WINDOW_OVERLAP)
+        relevance = self._relevance(relevance_scores, len(pairs))[kept]
+        out = self._logits(self._inputs(question, [pairs[i] for i in kept], WINDOW_OVERLAP), relevance)
         width = min(max_answer_tokens or self.max_span_width, self.max_span_width)
         texts = [passages[i]["text"] for i in kept]
         answers = decode_realm(
@@ -334,18 +340,19 @@ class RealmReader(_Reader):
         return _renumber(answers, kept, "the passages left no room for an answer span")
 
 
-def _readable(question: object, passages: object, top_k: object) -> tuple[list[int], str | None]:
-    """Indices of passages worth reading, or the reason there is nothing to read."""
+def _readable(question: object, passages: object, top_k: object) -> tuple[list[int], list[tuple[str, str]], str | None]:
+    """`read`'s input checked once: the indices of passages worth reading, every passage as a
+    (title, text) pair, and the reason there is nothing to read (or None)."""
     check_question(question)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise InvalidInputError(f"top_k must be a positive integer, not {top_k!r}")
     pairs = check_passages(passages)
     kept = [i for i, (_, text) in enumerate(pairs) if text.strip()]
     if not pairs:
-        return [], "no passages to read"
+        return [], pairs, "no passages to read"
     if not kept:
-        return [], "every passage is empty or whitespace"
-    return kept, None
+        return [], pairs, "every passage is empty or whitespace"
+    return kept, pairs, None
 
 
 def _renumber(answers: list[Answer], kept: list[int], reason: str) -> ReadResult:

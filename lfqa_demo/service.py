@@ -435,11 +435,11 @@ class Service:
         engine = self.engine(ref)
         steps = dict.fromkeys(picked, Step.WAITING)
         indexes: dict[str, Status] = {}
-        place = self.lines.evaluations.join(visitor)
-        try:
-            while not place.wait(1.0):
-                place.check()  # the page was closed while it waited
-                yield EvaluationProgress(dict(steps), waiting=Waiting(place.line.what, place.ahead))
+
+        def waiting(line: Waiting) -> EvaluationProgress:
+            return EvaluationProgress(dict(steps), waiting=line)
+
+        with (yield from self._take_place(self.lines.evaluations, visitor, waiting)) as place:
             loading = None
             for key in engine.load_models(retrievers=picked):
                 if loading:
@@ -461,8 +461,6 @@ class Service:
                 yield EvaluationProgress(dict(steps), dict(indexes))
                 results[name] = evaluate_retriever(engine, qa.items, name, MAX_EVAL_K, timeout=0, check=place.check)
                 steps[name] = Step.DONE if results[name].error is None else Step.FAILED
-        finally:
-            place.leave()
         report = EvaluationReport(engine.corpus.name, qa.items, MAX_EVAL_K, results)
         if visitor.session is not None:
             self._keep_evaluation(visitor.session, ref, report, 0 if qa is self.bundled_qa else _size(qa))
@@ -518,14 +516,14 @@ class Service:
 
     # -- lines --------------------------------------------------------------------------------------
     @staticmethod
-    def _take_place(line: WorkLine, visitor: Visitor):
+    def _take_place(line: WorkLine, visitor: Visitor, shown: Callable[[Waiting], object] = lambda w: w):
         """Join `line` (ServerBusyError at once if the visitor has a place already, or it is full),
-        yielding `Waiting` while others go first; returns the place, running."""
+        yielding `shown(Waiting)` while others go first; returns the place, running."""
         place = line.join(visitor)
         try:
             while not place.wait(1.0):
                 place.check()  # the page was closed while it waited
-                yield Waiting(line.what, place.ahead)
+                yield shown(Waiting(line.what, place.ahead))
         except BaseException:
             place.leave()
             raise

@@ -7,6 +7,7 @@ passage gets a stable id (the source's id, or a hash of its title and text).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -333,7 +334,13 @@ def load_bundled_corpus() -> Corpus:
 
 
 def load_bundled_questions() -> list[QAItem]:
-    return load_qa_set(BUNDLED_DIR)
+    """The bundled QA set (read once per process: the app's examples and its evaluation share it)."""
+    return list(_bundled_questions())
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_questions() -> tuple[QAItem, ...]:
+    return tuple(load_qa_set(BUNDLED_DIR))
 
 
 # -- uploads --------------------------------------------------------------------------------------

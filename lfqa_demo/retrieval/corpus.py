@@ -44,6 +44,14 @@ class Passage:
         return {"id": self.id, "title": self.title, "text": self.text}
 
 
+def hash_passage(h: "hashlib._Hash", pid: str, title: str, text: str) -> None:
+    """Feed one passage into a corpus fingerprint: each value length-prefixed (see Corpus.fingerprint)."""
+    for part in (pid, title, text):
+        data = part.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+
+
 @dataclass
 class Corpus:
     """An ordered list of passages with a name; `fingerprint` identifies its content."""
@@ -70,10 +78,7 @@ class Corpus:
         if self._fingerprint is None:
             h = hashlib.sha256(FINGERPRINT_VERSION)
             for p in self.passages:
-                for part in (p.id, p.title, p.text):
-                    data = part.encode("utf-8", "surrogatepass")
-                    h.update(len(data).to_bytes(8, "little"))
-                    h.update(data)
+                hash_passage(h, p.id, p.title, p.text)
             self._fingerprint = h.hexdigest()
         return self._fingerprint
 

@@ -1,0 +1,190 @@
+"""Corpora at Wikipedia's scale: passages in an Arrow file, memory-mapped, read by row.
+
+A `Corpus` holds one Python object per passage, which is right for the bundled corpus and for
+uploads (at most 20,000 passages) and impossible for DPR's 21,015,300. A `TableCorpus` keeps
+the passages in an Arrow IPC file (`passages.arrow`: columns id, title, text; record batches of
+BATCH_ROWS rows, uncompressed) mapped into memory: opening it reads the footer only (milliseconds
+at any size), a passage is read when it is asked for, and the pages it touched are the only
+memory it costs. Its fingerprint is not computed at start-up: the corpus bundle's manifest gives
+the one computed when the file was written (see corpus_bundles.py).
+
+Where passages come from: Parquet shards in wiki_dpr's layout (`id`, `title`, `text`, optional
+`embeddings`: `parquet_batches`), or any `Corpus` (`corpus_batches`). Rows are kept as they are,
+one row one passage, never split, dropped or merged: row i's vectors are passage i's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from ..errors import CorpusError
+from ..inputs import clean_text
+from .corpus import FINGERPRINT_VERSION, Corpus, Passage, hash_passage
+
+PASSAGES_FILE = "passages.arrow"
+BATCH_ROWS = 8192  # rows per record batch: 21M passages make ~2,600 batches, a footer of ~1 MB
+SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+
+
+class TableCorpus(Corpus):
+    """A Corpus whose passages live in a memory-mapped Arrow file (see the module docstring).
+
+    It answers everything a Corpus does (`len`, `corpus[i]`, iteration, `fingerprint`); `passages`
+    and `as_dicts()` build the whole list and are for small corpora only."""
+
+    def __init__(self, name: str, batches: Sequence[pa.RecordBatch], fingerprint: str, path: Path | None = None):
+        self.name = name
+        self._batches = list(batches)
+        sizes = np.array([b.num_rows for b in self._batches], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])  # [batches + 1]: batch b holds rows starts[b]..
+        self._fingerprint = fingerprint
+        self.path = path
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, i: int) -> Passage:
+        size = len(self)
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"passage index must be an integer, not {type(i).__name__}")
+        if not -size <= i < size:
+            raise IndexError(f"passage {i} is out of range ({size} passages)")
+        i = int(i) % size
+        b = int(np.searchsorted(self._starts, i, side="right")) - 1
+        batch, row = self._batches[b], i - int(self._starts[b])
+        return Passage(*(batch.column(c)[row].as_py() for c in range(3)))
+
+    def __iter__(self) -> Iterator[Passage]:
+        for batch in self._batches:
+            yield from (Passage(*row) for row in zip(*(batch.column(c).to_pylist() for c in range(3))))
+
+    def __repr__(self) -> str:
+        return f"TableCorpus({self.name!r}, {len(self):,} passages)"
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Corpus) and self.fingerprint == other.fingerprint and len(self) == len(other)
+
+    @property
+    def passages(self) -> list[Passage]:  # type: ignore[override]  (a dataclass field in Corpus)
+        return list(self)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The passages as Arrow record batches (id, title, text), in order."""
+        return iter(self._batches)
+
+
+def open_passages(path: Path, name: str, fingerprint: str, expected_rows: int) -> TableCorpus:
+    """The TableCorpus in the Arrow file `path`, memory-mapped; its schema and row count must be
+    what the manifest says (CorpusError otherwise)."""
+    try:
+        reader = ipc.open_file(pa.memory_map(str(path)))
+        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorpusError(
+            f"{path.name} cannot be read as an Arrow file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if not reader.schema.equals(SCHEMA):
+        raise CorpusError(f"{path.name} has the columns {reader.schema.names}, not id, title, text (strings)")
+    corpus = TableCorpus(name, batches, fingerprint, path)
+    if len(corpus) != expected_rows:
+        raise CorpusError(f"{path.name} holds {len(corpus):,} passages; the manifest says {expected_rows:,}")
+    return corpus
+
+
+def write_passages(
+    path: Path, batches: Iterable[pa.RecordBatch], progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Write passage batches (id, title, text) to the Arrow file `path`; returns (rows, fingerprint),
+    the fingerprint being Corpus.fingerprint of the same passages (computed as they stream by).
+    Ids must be unique (vectors may be keyed by them): a repeated one is a CorpusError."""
+    h = hashlib.sha256(FINGERPRINT_VERSION)
+    seen: set[str] = set()
+    rows = 0
+    with ipc.new_file(str(path), SCHEMA) as writer:
+        for batch in batches:
+            for pid, title, text in zip(*(batch.column(c).to_pylist() for c in range(3))):
+                if pid in seen:
+                    raise CorpusError(f"the passage id {pid[:80]!r} appears twice (row {rows + 1:,} and before)")
+                seen.add(pid)
+                hash_passage(h, pid, title, text)
+                rows += 1
+            for start in range(0, batch.num_rows, BATCH_ROWS):
+                writer.write_batch(batch.slice(start, BATCH_ROWS))
+            if progress is not None:
+                progress(rows)
+    return rows, h.hexdigest()
+
+
+def _strings(values: Iterable[object]) -> list[str]:
+    return [clean_text("" if v is None else str(v)) for v in values]
+
+
+def parquet_batches(
+    shards: Sequence[Path],
+    *,
+    max_passages: int | None = None,
+    text_column: str = "text",
+    title_column: str = "title",
+    batch_rows: int = BATCH_ROWS,
+) -> Iterator[pa.RecordBatch]:
+    """The passages of Parquet shards in wiki_dpr's layout as (id, title, text) batches, in row
+    order, stopping after `max_passages` rows without reading the rest. Only those three columns
+    are read (never `embeddings`). No `id` column: ids are row numbers from "1", as wiki_dpr's;
+    no title column: empty titles."""
+    done = 0
+    for shard in shards:
+        if max_passages is not None and done >= max_passages:
+            return
+        try:
+            file = pq.ParquetFile(shard)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise CorpusError(f"{shard.name} is not a readable Parquet file ({str(exc)[:200]})") from None
+        names = file.schema_arrow.names
+        if text_column not in names:
+            raise CorpusError(f"{shard.name} has no {text_column!r} column (its columns: {', '.join(names[:20])})")
+        columns = [c for c in ("id", title_column, text_column) if c in names]
+        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+            if max_passages is not None and done >= max_passages:
+                return
+            if max_passages is not None:
+                batch = batch.slice(0, max_passages - done)
+            n = batch.num_rows
+            ids = (
+                _strings(batch.column("id").to_pylist())
+                if "id" in columns
+                else [str(i) for i in range(done + 1, done + n + 1)]
+            )
+            titles = _strings(batch.column(title_column).to_pylist()) if title_column in columns else [""] * n
+            texts = _strings(batch.column(text_column).to_pylist())
+            done += n
+            yield pa.record_batch([pa.array(ids, pa.string()), pa.array(titles), pa.array(texts)], schema=SCHEMA)
+
+
+def corpus_batches(corpus: Corpus, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Any Corpus as (id, title, text) batches (a TableCorpus's own batches as they are)."""
+    if isinstance(corpus, TableCorpus):
+        yield from corpus.batches()
+        return
+    for start in range(0, len(corpus), batch_rows):
+        part = [corpus[i] for i in range(start, min(start + batch_rows, len(corpus)))]
+        yield pa.record_batch(
+            [
+                pa.array([p.id for p in part], pa.string()),
+                pa.array([p.title for p in part], pa.string()),
+                pa.array([p.text for p in part], pa.string()),
+            ],
+            schema=SCHEMA,
+        )

@@ -33,6 +33,7 @@ from ui.tabs.compare import CompareTab  # noqa: E402
 from ui.tabs.corpus import CorpusTab  # noqa: E402
 from ui.tabs.embed import EmbedTab  # noqa: E402
 from ui.tabs.evaluate import EvaluateTab  # noqa: E402
+from ui.tabs.search import SearchApi  # noqa: E402
 from ui.tabs.status import StatusPanel  # noqa: E402
 
 # Two requests run at once (the machine has 2 cores); at most QUEUE_SIZE wait, past that a visitor
@@ -56,7 +57,7 @@ zerogpu.setup()
 registry = default_registry()  # one engine per corpus (index cache: $LFQA_CACHE), shared by sessions
 # Started after launch when LFQA_WARMUP=1 (the default on a Space): models, then the bundled
 # corpus's indexes, in the background (lfqa_demo/warmup.py).
-WARMUP = WarmUp(registry.bundled, ["retribert", "dpr", "realm"], READERS)
+WARMUP = WarmUp(registry.default, ["retribert", "dpr", "realm"], READERS)
 service = Service(registry, upload_dir=lambda: Path(gr.utils.get_upload_folder()), warmup=WARMUP)
 
 
@@ -77,7 +78,7 @@ def build_demo() -> gr.Blocks:
     """The whole app; building it loads no model."""
     compare = CompareTab(service)
     with gr.Blocks(title="lfqa-demo: retrievers and readers side by side", delete_cache=(600, 3600)) as demo:
-        corpus_ref = gr.State(registry.bundled_ref)
+        corpus_ref = gr.State(registry.default_ref)
         gr.Markdown(text("header.md"))
         StatusPanel(service).build(corpus_ref)
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -88,6 +89,7 @@ def build_demo() -> gr.Blocks:
             EvaluateTab(service).build(corpus_ref)
             with gr.Tab("About", id="about"):
                 gr.Markdown(text("about.md"))
+        SearchApi(service).build()
         tabs.select(None, None, None, js=script("remember_tab", tab_ids=TAB_IDS))
         # A link with ?q=...&k=...&r=...&gold=...&tab=... opens that comparison (or tab).
         opened = demo.load(opened_tab, None, tabs, api_visibility="private")

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from .bundle_build import build as build_bundle
+from .bundle_build import is_table_source, passage_source
 from .engine import RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluation_report, format_table
@@ -23,6 +25,7 @@ from .retrieval.corpus import (
     load_corpus_dir,
     load_qa_set,
 )
+from .retrieval.vector_files import parse_vectors_option
 
 # Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -150,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", default=None, help="index cache (default $LFQA_CACHE or ~/.cache/lfqa-demo)")
     common.add_argument("--device", default=None)
     common.add_argument("--dtype", default=None)
-    common.add_argument("--index-kind", default="auto", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"])
+    common.add_argument(
+        "--index-kind",
+        default="auto",
+        choices=["auto", "flat", "hnsw", "ivf", "ivfpq", "exact", "compressed"],
+        help="auto, flat, hnsw, ivf or ivfpq for the index cache; auto, exact or compressed in a corpus bundle",
+    )
     common.add_argument("--batch-size", type=_positive_int, default=32)
     common.add_argument("--title-column", default=None)
     common.add_argument("--text-column", default=None)
@@ -160,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         "index", parents=[common], help="build and cache the dense indexes of a corpus (exit 1 if one fails)"
     )
     idx.add_argument("--out", default=None, help="also write portable prebuilt indexes here (one folder per retriever)")
+    idx.add_argument(
+        "--vectors",
+        action="append",
+        metavar="NAME=PATH",
+        help="a retriever's passage vectors from files (.npy or Parquet, row-aligned or keyed by id) instead of "
+        "encoding; writes a corpus bundle to --out",
+    )
     idx.add_argument(
         "--push-to-hub",
         default=None,
@@ -195,6 +210,10 @@ def run_index(args: argparse.Namespace, names: list[str]) -> int:
     --out (and upload them with --push-to-hub); exit 1 when any failed."""
     if args.push_to_hub and not args.out:
         raise InvalidInputError("--push-to-hub uploads the bundles that --out writes: give --out DIR too")
+    if args.vectors or is_table_source(args.corpus):
+        return run_corpus_bundle(args, names)
+    if args.index_kind in ("exact", "compressed"):
+        raise InvalidInputError(f"--index-kind {args.index_kind} is for corpus bundles (Parquet or hub corpora)")
     engine = _engine(args, _corpus(args.corpus, args))
     print(f"corpus {engine.corpus.name}: {len(engine.corpus)} passages", file=sys.stderr)
     indexes = engine.build_indexes(names, progress=_progress)
@@ -210,6 +229,45 @@ def run_index(args: argparse.Namespace, names: list[str]) -> int:
         # A script running `index` ahead of time must notice that some index is not there.
         print(f"error: {len(failed)} of {len(indexes)} dense indexes failed: {', '.join(failed)}", file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def run_corpus_bundle(args: argparse.Namespace, names: list[str]) -> int:
+    """Write a corpus bundle (the passages, BM25 and each dense index) to --out: see bundle_build.py."""
+    if not args.out:
+        raise InvalidInputError("a Parquet or hub corpus (or --vectors) is built into a corpus bundle: give --out DIR")
+    if args.push_to_hub:
+        raise InvalidInputError("--push-to-hub uploads per-retriever bundles; upload a corpus bundle with `hf upload`")
+    if args.index_kind not in ("auto", "exact", "compressed"):
+        raise InvalidInputError(f"a corpus bundle's index kind is auto, exact or compressed, not {args.index_kind}")
+    _check_device_and_dtype(args)
+    vectors = dict(parse_vectors_option(option) for option in args.vectors or [])
+    specs: dict[str, str | RetrieverSpec] = dict(_model_spec(option) for option in args.model or [])
+    source = passage_source(args.corpus, lambda spec: _corpus(spec, args))
+    started = time.perf_counter()
+    manifest = build_bundle(
+        Path(args.out),
+        source,
+        names,
+        specs,
+        vectors,
+        max_passages=args.max_passages,
+        kind=args.index_kind,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        progress=_progress,
+    )
+    print(
+        f"corpus bundle {args.out}: {manifest.corpus.passages:,} passages, "
+        f"{', '.join([*manifest.retrievers, *(['bm25'] if manifest.bm25 else [])])}, "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    for name, entry in manifest.retrievers.items():
+        print(
+            f"{name}: {entry.index.kind} index, recall@10 of exact search {entry.index.recall_at_10:.3f}; "
+            f"vectors: {entry.vectors.origin} ({entry.vectors.verified})"
+        )
     return EXIT_OK
 
 

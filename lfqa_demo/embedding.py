@@ -109,7 +109,7 @@ def _corpus_sample(engine, name, retriever, pick: np.ndarray) -> np.ndarray:
     that each click on "Embed" does not embed the same 200 passages again."""
     index = engine.built_index(name)
     if index is not None:
-        return index.vectors()[pick]
+        return index.vectors_at(pick)
     key = (id(retriever), engine.corpus.fingerprint, len(pick))
     with _samples_lock:
         if key in _samples:

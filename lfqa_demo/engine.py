@@ -23,6 +23,7 @@ from .reading.loading import load_reader
 from .results import AnswerReport, Comparison, IndexResult, check_k
 from .retrieval.builds import IndexBuild
 from .retrieval.corpus import Corpus, load_bundled_corpus
+from .retrieval.corpus_bundles import CorpusBundle
 from .retrieval.indexes import APPROXIMATE_ABOVE, DenseIndex
 from .retrieval.searchers import SPARSE_SEARCHERS, BM25Search, DenseSearch, IndexSettings, Searcher
 from .status import ModelKey, Status
@@ -40,7 +41,8 @@ def make_searcher(
     """The searcher behind a name: "bm25", a default retriever ("retribert", "dpr", "realm",
     "minilm") or a RetrieverSpec."""
     if isinstance(spec, str) and spec in SPARSE_SEARCHERS:
-        return SPARSE_SEARCHERS[spec](name, corpus)
+        bundle = settings.corpus_bundle
+        return SPARSE_SEARCHERS[spec](name, corpus, bundle.bm25 if bundle is not None else None)
     if isinstance(spec, str):
         if spec not in DEFAULT_RETRIEVERS:
             raise InvalidInputError(
@@ -58,6 +60,8 @@ class RetrievalEngine:
     in the background. The corpus never changes: another corpus gets another engine.
     `bundles` names prebuilt indexes (a directory or "hub:org/name", see retrieval/bundles.py):
     a dense index is loaded from there when its bundle fits, else built (and the status says why).
+    A `corpus_bundle` (retrieval/corpus_bundles.py) brings the corpus and every index over it:
+    a retriever it has no index for says so and is never built on a click.
     """
 
     def __init__(
@@ -72,10 +76,14 @@ class RetrievalEngine:
         approximate_above: int = APPROXIMATE_ABOVE,
         batch_size: int = 32,
         bundles: str | None = None,
+        corpus_bundle: CorpusBundle | None = None,
     ):
+        if corpus_bundle is not None:
+            corpus = corpus_bundle.corpus
         self.corpus = corpus if corpus is not None else load_bundled_corpus()
+        self.corpus_bundle = corpus_bundle
         self.device, self.dtype = device, dtype
-        settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size, bundles)
+        settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size, bundles, corpus_bundle)
         wanted = retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
         self.searchers: dict[str, Searcher] = {
             name: make_searcher(name, spec, self.corpus, settings, device, dtype) for name, spec in wanted.items()

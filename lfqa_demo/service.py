@@ -269,10 +269,10 @@ class Service:
     def ref(self, held: object, session: str | None) -> CorpusRef:
         """The session's corpus; CorpusUnavailableError if its upload was lost when the server
         restarted (its state then fell back to the bundled corpus, which it did not choose)."""
-        if isinstance(held, CorpusRef) and held.key != self.registry.bundled_ref.key:
+        if isinstance(held, CorpusRef) and held.key not in self.registry.standing:
             return held
         self.registry.check_not_lost(session)
-        return self.registry.bundled_ref
+        return held if isinstance(held, CorpusRef) else self.registry.default_ref
 
     def engine(self, ref: CorpusRef) -> RetrievalEngine:
         return self.registry.engine(ref)
@@ -280,6 +280,10 @@ class Service:
     def use_bundled(self, session: str | None) -> CorpusRef:
         self.registry.release(session)
         return self.registry.bundled_ref
+
+    def use_corpus(self, name: object, session: str | None) -> CorpusRef:
+        """Switch the session to one of the standing corpora (a corpus bundle, or the bundled one), by name."""
+        return self.registry.use_standing(form_text(name, "corpus", 2000, required=True), session)
 
     def upload_corpus(self, file: object, title_column: object, text_column: object, session: str | None) -> CorpusRef:
         """A file uploaded through the page ({"path", "orig_name"}) as the session's corpus."""
@@ -330,6 +334,25 @@ class Service:
         # The request was checked once, here: the engine's own checks are for its script callers.
         names = list(request.retrievers)
         yield from comparison.live(self.engine(ref), request.question, names, request.k, request.gold, budget)
+
+    def search(self, ref: CorpusRef, request: CompareRequest, budget_s: float | None = None) -> dict:
+        """The hits of each retriever as JSON: {retriever: [{"id", "title", "score", "rank"}]}, in the
+        order asked; a retriever that could not answer (an index not ready within the budget, a model
+        that cannot load) is left out and named under "errors": {retriever: why}."""
+        last = None
+        for last in self.compare(ref, request, budget_s):
+            pass
+        assert last is not None  # compare yields at least once
+        out: dict = {}
+        errors: dict[str, str] = {}
+        for name, result in last.results.items():
+            if result.error or result.pending is not None:
+                errors[name] = result.error or "its index is not ready yet: ask again shortly"
+                continue
+            out[name] = [{"id": h.passage_id, "title": h.title, "score": h.score, "rank": h.rank} for h in result.hits]
+        if errors:
+            out["errors"] = errors
+        return out
 
     def refresh(self, ref: CorpusRef, request: CompareRequest, previous: Comparison | None) -> Comparison:
         """The comparison again for a page whose columns wait for their indexes: never waits, never

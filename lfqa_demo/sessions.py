@@ -23,10 +23,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from .engine import RetrievalEngine, default_bundles
-from .errors import CorpusUnavailableError
+from .errors import CorpusUnavailableError, InvalidInputError, LfqaError
 from .retrieval.corpus import Corpus, load_bundled_corpus
 from .retrieval.indexes import default_cache_dir
 
@@ -57,10 +57,15 @@ class EngineRegistry:
         max_uploads: int = MAX_UPLOADS,
         bundled_engine: RetrievalEngine | None = None,
         state_file: str | Path | None = None,
+        standing: Sequence[RetrievalEngine] = (),
+        refused: Mapping[str, str] | None = None,
     ):
         """`bundled_engine` is the engine of the bundled corpus when it needs settings of its own
         (prebuilt indexes); by default `make_engine(bundled)`. `state_file` keeps which session
-        uses which upload across restarts (see the module docstring); None: not kept."""
+        uses which upload across restarts (see the module docstring); None: not kept. `standing`
+        are the engines of corpus bundles offered to everyone (the first is the default corpus),
+        `refused` the bundles that could not be opened, with why."""
+        refused = refused or {}
         self._make_engine = make_engine
         self.max_uploads = max_uploads
         self._lock = threading.Lock()
@@ -71,6 +76,18 @@ class EngineRegistry:
         self._dropped: OrderedDict[str, str] = OrderedDict()  # corpus key -> why it was dropped
         self.bundled = bundled_engine if bundled_engine is not None else make_engine(bundled)
         self.bundled_ref = CorpusRef(bundled.fingerprint, bundled.name, len(bundled))
+        # The corpora every session may choose, always held: the corpus bundles named by
+        # LFQA_CORPORA in their order, then the bundled corpus. The first is where a session starts.
+        self.standing: dict[str, RetrievalEngine] = {}
+        self.standing_refs: list[CorpusRef] = []
+        for engine in [*standing, self.bundled]:
+            ref = CorpusRef(engine.corpus.fingerprint, engine.corpus.name, len(engine.corpus))
+            if ref.key not in self.standing:
+                self.standing[ref.key] = engine
+                self.standing_refs.append(ref)
+        self.default_ref = self.standing_refs[0]
+        self.default = self.standing[self.default_ref.key]
+        self.refused = dict(refused)  # corpus bundles named but not opened: {spec: why}
         self._names: dict[str, str] = {}  # session -> the name it gave its upload
         self._state_file = Path(state_file) if state_file else None
         self._lost: dict[str, str] = self._read_state()  # session -> its upload's name, before the restart
@@ -80,7 +97,7 @@ class EngineRegistry:
         return the reference the session keeps."""
         key = corpus.fingerprint
         ref = CorpusRef(key, name or corpus.name, len(corpus))
-        if key == self.bundled_ref.key:
+        if key in self.standing:
             self.release(session)
             return ref
         dropped: list[RetrievalEngine] = []
@@ -109,8 +126,8 @@ class EngineRegistry:
 
     def engine(self, ref: CorpusRef) -> RetrievalEngine:
         """The engine of the session's corpus; CorpusUnavailableError if it was dropped."""
-        if ref.key == self.bundled_ref.key:
-            return self.bundled
+        if ref.key in self.standing:
+            return self.standing[ref.key]
         with self._lock:
             engine = self._engines.get(ref.key)
             if engine is not None:
@@ -130,10 +147,20 @@ class EngineRegistry:
             name = self._names.get(session) if session is not None else None
         if key is None:
             self.check_not_lost(session)
-            return self.bundled_ref
+            return self.default_ref
         ref = CorpusRef(key, name or "your upload", len(engine.corpus) if engine is not None else 0)
         self.engine(ref)  # raises, saying why, if it was dropped
         return ref
+
+    def use_standing(self, name: str, session: str | None) -> CorpusRef:
+        """Switch `session` to the standing corpus named `name` (dropping its upload if nobody else
+        uses it); InvalidInputError naming the choices when there is no such corpus."""
+        for ref in self.standing_refs:
+            if ref.name == name:
+                self.release(session)
+                return ref
+        names = ", ".join(repr(r.name) for r in self.standing_refs)
+        raise InvalidInputError(f"There is no corpus named {str(name)[:80]!r} here; the corpora are {names}.")
 
     def release(self, session: str | None) -> None:
         """The session ended (or switched corpus): drop the uploads nobody else uses."""
@@ -232,9 +259,29 @@ def default_registry() -> EngineRegistry:
     with _default_lock:
         if _default is None:
             corpus = load_bundled_corpus()
+            standing, refused = open_standing_corpora(os.environ.get("LFQA_CORPORA", ""))
             _default = EngineRegistry(
                 corpus,
                 bundled_engine=RetrievalEngine(corpus, bundles=default_bundles()),
                 state_file=default_cache_dir() / "sessions.json",
+                standing=standing,
+                refused=refused,
             )
         return _default
+
+
+def open_standing_corpora(specs: str) -> tuple[list[RetrievalEngine], dict[str, str]]:
+    """An engine for each corpus bundle in `specs` (LFQA_CORPORA: comma-separated directories),
+    and the ones that could not be opened, with why (logged; the app starts without them)."""
+    from .retrieval.corpus_bundles import open_corpus_bundle
+
+    engines, refused = [], {}
+    for spec in (s.strip() for s in specs.split(",")):
+        if not spec:
+            continue
+        try:
+            engines.append(RetrievalEngine(corpus_bundle=open_corpus_bundle(spec)))
+        except LfqaError as exc:
+            log.error("LFQA_CORPORA: %s is not offered: %s", spec, exc)
+            refused[spec] = str(exc)
+    return engines, refused

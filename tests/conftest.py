@@ -46,3 +46,26 @@ def reference_inputs() -> dict:
 @pytest.fixture(scope="session")
 def reference_tokens() -> dict:
     return json.loads((REFERENCE / "tokens.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def wiki_bundle(tmp_path_factory, hub_cache) -> dict:
+    """A corpus bundle built by the command line over 20,000 generated passages in wiki_dpr's
+    layout, with given vectors for the three dense retrievers (the fixture checkpoints' dims) and
+    BM25: {"root", "out" (the bundle), "given": {retriever: its vector shards' folder}}."""
+    from lfqa_demo import __main__ as cli
+    from tools.wiki_corpus import Layout, write_corpus, write_vectors
+
+    root = tmp_path_factory.mktemp("wiki-bundle")
+    layout = Layout(20_000, shard_rows=6_000, dim=0)
+    write_corpus(root / "wiki", layout)
+    dims = {"retribert": 16, "dpr": 32, "realm": 16}  # what the fixture checkpoints make
+    given = {n: write_vectors(root / n, layout, dim, seed=i + 1)[0].parent for i, (n, dim) in enumerate(dims.items())}
+    with pytest.MonkeyPatch.context() as mp:  # session scope: what the autouse fixture sets per test
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("LFQA_DTYPE", "float32")
+        mp.setenv("HF_HUB_CACHE", str(hub_cache))
+        argv = ["index", "--corpus", str(root / "wiki"), "--retrievers", "retribert,dpr,realm,bm25"]
+        status = cli.main([*argv, "--out", str(root / "out"), *(f"--vectors={n}={p}" for n, p in given.items())])
+    assert status == 0
+    return {"root": root, "out": root / "out", "given": given}

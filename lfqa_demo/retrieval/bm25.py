@@ -1,18 +1,44 @@
-"""Okapi BM25 over a corpus's titles and texts: the classic sparse baseline.
+"""Okapi BM25 over a corpus's titles and texts: the classic sparse baseline, on bm25s's arrays.
 
 Robertson and Zaragoza (2009), "The Probabilistic Relevance Framework: BM25 and Beyond";
 idf as in Lucene, log(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.5, b = 0.75, English
 stopwords removed, no stemming (the settings behind the squad2-dev-5 reference figures).
-Each term's postings hold precomputed weights, so a query is a few numpy additions.
+
+The index is bm25s's (xhluca/bm25s, method "lucene"): a sparse matrix [passages, terms] in CSC
+form, each term's column holding the passages that contain it and their weights
+idf * tf / (tf + k1 * (1 - b + b * length / average length)), so a query adds a few columns.
+bm25s leaves out the constant factor (k1 + 1) of the formula above, which changes no ranking;
+`scores` puts it back, so scores are the formula's.
+
+`BM25Index.build` indexes millions of passages in bounded memory: passages are tokenised a batch
+at a time into numpy arrays (term ids from a growing vocabulary, term counts), and only then
+weighted and placed into the matrix; no Python object per token outlives its batch.
+`save` writes bm25s's own files, which `bm25s.BM25.load(directory, mmap=True)` reads too:
+
+    data.csc.index.npy     float32 [postings]  weights, column after column
+    indices.csc.index.npy  int32 [postings]    the passage of each weight, ascending in a column
+    indptr.csc.index.npy   int64 [terms + 1]   column t is postings indptr[t]:indptr[t + 1]
+    vocab.index.json       {term: column}
+    params.index.json      bm25s's settings (k1, b, method, num_docs, ...)
+    lfqa_demo_bm25.json    ours: {"tokenizer", "k1", "b", "method", "documents"}, written last
+
+`BM25Index.open` maps the arrays back read-only (no pickle) after checking every file against
+the others: a saved index may come from a hub repository, so no count in it is trusted.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sized
 
 import numpy as np
 
+from ..errors import CorpusError, InvalidInputError
 from .corpus import Corpus
 
 # The usual English stopword list (as in NLTK / scikit-learn, trimmed to function words).
@@ -26,10 +52,34 @@ STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 
+TOKENIZER = "lfqa-demo bm25_terms v1"  # names bm25_terms in a saved index: a new tokenizer needs a new name
+METHOD = "lucene"  # bm25s's name for the idf and term weights above
+SETTINGS_FILE = "lfqa_demo_bm25.json"
+# bm25s's own file names (the defaults of bm25s.BM25.save and bm25s.BM25.load).
+DATA_FILE, INDICES_FILE, INDPTR_FILE = "data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy"
+VOCAB_FILE, PARAMS_FILE = "vocab.index.json", "params.index.json"
+
+BATCH_PASSAGES = 10_000  # passages tokenised at a time: their Python lists are all that holds words
+MAX_SETTINGS_BYTES = 64 * 1024  # lfqa_demo_bm25.json and params.index.json hold a few hundred bytes
+MAX_VOCAB_BYTES = 1 << 30  # ~50M terms; a dict of more would not fit in memory anyway
+MAX_DOCUMENTS = np.iinfo(np.int32).max  # passage ids are int32 in bm25s's matrix
+CHECK_POSTINGS = 1 << 22  # postings checked at a time when an index is opened (16 MiB of each array)
+
 
 def bm25_terms(text: str) -> list[str]:
     """Lower-cased word tokens without stopwords."""
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+@dataclass
+class _Matrix:
+    """bm25s's index: per term (column), the passages holding it and their weights."""
+
+    vocab: dict[str, int]  # term -> column
+    data: np.ndarray  # float32 [postings]
+    indices: np.ndarray  # int32 [postings]: passage ids, ascending within a column
+    indptr: np.ndarray  # int32 or int64 [terms + 1]
+    documents: int
 
 
 class BM25Index:
@@ -38,42 +88,288 @@ class BM25Index:
     name = "bm25"
 
     def __init__(self, corpus: Corpus, k1: float = 1.5, b: float = 0.75):
-        self.k1, self.b = k1, b
-        self.size = len(corpus)
-        docs = [Counter(bm25_terms(f"{p.title} {p.text}")) for p in corpus]
-        lengths = np.array([sum(d.values()) for d in docs], dtype=np.float32)
-        avg = float(lengths.mean()) if len(docs) and lengths.mean() > 0 else 1.0
-        postings: dict[str, tuple[list[int], list[int]]] = {}
-        for i, doc in enumerate(docs):
-            for term, tf in doc.items():
-                ids, tfs = postings.setdefault(term, ([], []))
-                ids.append(i)
-                tfs.append(tf)
-        self._postings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for term, (ids, tfs) in postings.items():
-            idx = np.asarray(ids, dtype=np.int64)
-            tf = np.asarray(tfs, dtype=np.float32)
-            idf = np.log1p((self.size - len(idx) + 0.5) / (len(idx) + 0.5))
-            norm = k1 * (1 - b + b * lengths[idx] / avg)
-            self._postings[term] = (idx, (idf * tf * (k1 + 1) / (tf + norm)).astype(np.float32))
+        """Index `corpus` (a sized iterable of passages with `.title` and `.text`) in memory."""
+        self._attach(_build(((p.title, p.text) for p in corpus), k1, b, BATCH_PASSAGES, None, len(corpus)), k1, b)
+
+    @classmethod
+    def build(
+        cls,
+        passages: Iterable[tuple[str, str]],
+        k1: float = 1.5,
+        b: float = 0.75,
+        *,
+        progress: Callable[[int, int | None], None] | None = None,
+        batch_size: int = BATCH_PASSAGES,
+    ) -> BM25Index:
+        """Index `passages`, an iterable of (title, text) read once, in order, `batch_size` at a
+        time; `progress(passages done, total or None)` is called after each batch (the total is
+        `len(passages)` where it has one)."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, not {batch_size!r}")
+        total = len(passages) if isinstance(passages, Sized) else None
+        index = cls.__new__(cls)
+        index._attach(_build(passages, k1, b, batch_size, progress, total), k1, b)
+        return index
+
+    @classmethod
+    def open(cls, directory: str | Path, k1: float = 1.5, b: float = 0.75, *, mmap: bool = True) -> BM25Index:
+        """An index saved by `save` into `directory`, memory-mapped read-only unless `mmap` is
+        False. Raises CorpusError, saying what is wrong, for files that are missing, damaged,
+        inconsistent with each other, or saved with another tokenizer, method, k1 or b."""
+        index = cls.__new__(cls)
+        index._attach(_load(Path(directory), k1, b, mmap), k1, b)
+        index._source = Path(directory).resolve()
+        return index
+
+    def _attach(self, matrix: _Matrix, k1: float, b: float) -> None:
+        import bm25s  # here, not at import time: it loads scipy (~0.3 s)
+
+        self.k1, self.b, self.size = float(k1), float(b), matrix.documents  # floats: they are saved as JSON
+        self._source: Path | None = None  # the directory an opened index maps
+        self._vocab = matrix.vocab
+        self._bm25 = bm25s.BM25(k1=k1, b=b, method=METHOD, backend="numpy")
+        self._bm25.vocab_dict = matrix.vocab
+        self._bm25.scores = {
+            "data": matrix.data,
+            "indices": matrix.indices,
+            "indptr": matrix.indptr,
+            "num_docs": matrix.documents,
+        }
+        self._bm25.nonoccurrence_array = None  # only bm25s's BM25L and BM25+ have one
+
+    @property
+    def memory_mapped(self) -> bool:
+        """Whether the weights and passage ids are read from disk as needed (`open` with mmap)."""
+        return all(isinstance(self._bm25.scores[key], np.memmap) for key in ("data", "indices", "indptr"))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the index into `directory` (made if missing) in bm25s's format plus our
+        settings file, written last so that an interrupted save is refused by `open`."""
+        directory = Path(directory)
+        if self._source is not None and directory.resolve() == self._source:
+            # Rewriting the files this index maps would pull them from under it.
+            raise InvalidInputError(f"{directory} is the directory this index was opened from: save it elsewhere")
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / SETTINGS_FILE).unlink(missing_ok=True)
+        self._bm25.save(directory, show_progress=False)
+        settings = {"tokenizer": TOKENIZER, "k1": self.k1, "b": self.b, "method": METHOD, "documents": self.size}
+        (directory / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+    def _raw_scores(self, question: str) -> np.ndarray | None:
+        """bm25s's scores of every passage, float32 [size]; None if no term of `question` is indexed."""
+        # A repeated query term counts again, as in Lucene.
+        ids = [self._vocab[t] for t in bm25_terms(question) if t in self._vocab]
+        return self._bm25.get_scores_from_ids(ids) if ids else None
 
     def scores(self, question: str) -> np.ndarray:
         """BM25 score of every passage for `question`, float32 [size]."""
-        out = np.zeros(self.size, dtype=np.float32)
-        for term in bm25_terms(question):  # a repeated query term counts again, as in Lucene
-            if term in self._postings:
-                idx, weights = self._postings[term]
-                out[idx] += weights
-        return out
+        raw = self._raw_scores(question)
+        return np.zeros(self.size, dtype=np.float32) if raw is None else raw * np.float32(self.k1 + 1)
 
     def search(self, questions: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores [n, k'], indices [n, k']) with k' = min(k, size), best first."""
+        """Top-k (scores [n, k'], indices [n, k']) with k' = min(k, size), best first, ties in
+        passage order; passages sharing no term with a question fill its row with score 0."""
         k = max(0, min(k, self.size))
-        all_scores = np.empty((len(questions), k), dtype=np.float32)
+        all_scores = np.zeros((len(questions), k), dtype=np.float32)
         all_ids = np.empty((len(questions), k), dtype=np.int64)
         for row, question in enumerate(questions if k else []):
-            s = self.scores(question)
-            top = np.argpartition(-s, k - 1)[:k] if k < self.size else np.arange(self.size)
-            top = top[np.lexsort((top, -s[top]))]  # best first; ties by passage order
-            all_scores[row], all_ids[row] = s[top], top
+            raw = self._raw_scores(question)
+            all_ids[row] = top = _top_k(raw, k)
+            if raw is not None:
+                all_scores[row] = raw[top] * np.float32(self.k1 + 1)
         return all_scores, all_ids
+
+
+def _top_k(raw: np.ndarray | None, k: int) -> np.ndarray:
+    """The `k` (≥ 1) best passages by `raw` (None: all 0), best first, ties in passage order, then
+    passages scoring 0 in passage order: int64 [k]."""
+    found = np.flatnonzero(raw) if raw is not None else np.zeros(0, dtype=np.int64)  # ascending
+    if len(found) > k:
+        values = raw[found]
+        kth = np.partition(values, len(found) - k)[len(found) - k]  # the k-th best score
+        keep = values > kth
+        keep[np.flatnonzero(values == kth)[: k - int(keep.sum())]] = True  # the first of the ties
+        found = found[keep]
+    if len(found):
+        found = found[np.argsort(-raw[found], kind="stable")]  # stable: ties stay in passage order
+    if len(found) < k:  # all passages scoring 0 rank last; the first ones fill the row
+        found = np.concatenate([found, np.setdiff1d(np.arange(k), found)[: k - len(found)]])
+    return found.astype(np.int64)
+
+
+# -- building --------------------------------------------------------------------------------------
+def _build(
+    passages: Iterable[tuple[str, str]],
+    k1: float,
+    b: float,
+    batch_size: int,
+    progress: Callable[[int, int | None], None] | None,
+    total: int | None,
+) -> _Matrix:
+    """Tokenise `passages` batch by batch into arrays, then weight and place them (`_assemble`)."""
+    vocab: dict[str, int] = {}
+    batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (term ids, tfs [postings], distinct terms [d])
+    lengths: list[np.ndarray] = []  # int32 [d] per batch: each passage's number of terms
+    done = 0
+    passages = iter(passages)
+    while chunk := list(itertools.islice(passages, batch_size)):
+        terms: list[int] = []
+        tfs: list[int] = []
+        distinct: list[int] = []
+        length: list[int] = []
+        for title, text in chunk:
+            counts = Counter(bm25_terms(f"{title} {text}"))
+            terms.extend([vocab.setdefault(term, len(vocab)) for term in counts])  # new terms get the next id
+            tfs.extend(counts.values())
+            distinct.append(len(counts))
+            length.append(counts.total())
+        # tf in the smallest type that holds it (uint8 for passages of ~100 words): these arrays
+        # are most of the build's memory until the matrix takes their place.
+        tf_type = np.min_scalar_type(max(tfs, default=0))
+        batches.append((np.array(terms, dtype=np.int32), np.array(tfs, dtype=tf_type), np.array(distinct, np.int32)))
+        lengths.append(np.array(length, dtype=np.int32))
+        done += len(chunk)
+        if done > MAX_DOCUMENTS:
+            raise InvalidInputError(f"BM25 indexes at most {MAX_DOCUMENTS:,} passages")
+        if progress is not None:
+            progress(done, total)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int32)
+    return _assemble(vocab, batches, all_lengths, k1, b)
+
+
+def _assemble(
+    vocab: dict[str, int],
+    batches: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    lengths: np.ndarray,
+    k1: float,
+    b: float,
+) -> _Matrix:
+    """The CSC matrix bm25s builds, from tokenised `batches` (emptied as they are placed)."""
+    documents, terms = len(lengths), len(vocab)
+    df = np.zeros(terms, dtype=np.int64)  # passages holding each term
+    for batch_terms, _, _ in batches:
+        np.add.at(df, batch_terms, 1)  # a term appears once per passage in a batch's postings
+    average = float(lengths.mean()) if lengths.any() else 1.0
+    idf = np.log(1 + (documents - df + 0.5) / (df + 0.5)).astype(np.float32)  # Lucene's; float32 as in bm25s
+    indptr = np.zeros(terms + 1, dtype=np.int64)
+    np.cumsum(df, out=indptr[1:])
+    data = np.empty(indptr[-1], dtype=np.float32)
+    indices = np.empty(indptr[-1], dtype=np.int32)
+    cursor = indptr[:-1].copy()  # the next free posting of each column
+    first = 0  # the first passage of the batch
+    while batches:
+        batch_terms, tf, distinct = batches.pop(0)
+        docs = np.repeat(np.arange(first, first + len(distinct), dtype=np.int32), distinct)  # [postings]
+        first += len(distinct)
+        if not len(batch_terms):
+            continue
+        tf = tf.astype(np.float64)
+        # bm25s's lucene weight in its order of operations, in float64 then stored as float32.
+        weights = idf[batch_terms] * (tf / (k1 * ((1 - b) + b * lengths[docs] / average) + tf))
+        # Placed term by term; a stable sort keeps each column's passages ascending.
+        order = np.argsort(batch_terms, kind="stable")
+        sorted_terms = batch_terms[order]
+        starts = np.flatnonzero(np.r_[True, sorted_terms[1:] != sorted_terms[:-1]])  # of each term's run
+        runs = np.diff(np.r_[starts, len(order)])
+        slots = cursor[sorted_terms] + (np.arange(len(order)) - np.repeat(starts, runs))
+        data[slots] = weights[order]
+        indices[slots] = docs[order]
+        cursor[sorted_terms[starts]] += runs
+    return _Matrix(vocab, data, indices, indptr, documents)
+
+
+# -- opening a saved index -------------------------------------------------------------------------
+def _load(directory: Path, k1: float, b: float, mmap: bool) -> _Matrix:
+    """A saved index's files, each checked against the others (see `BM25Index.open`)."""
+    if not directory.is_dir():
+        raise CorpusError(f"BM25 index {directory} is not a directory")
+    settings = _read_json(directory, SETTINGS_FILE, MAX_SETTINGS_BYTES)
+    documents = settings.get("documents") if isinstance(settings, dict) else None
+    if type(documents) is not int or not 0 <= documents <= MAX_DOCUMENTS:
+        raise _refusal(directory, f"{SETTINGS_FILE} gives no valid number of documents ({documents!r})")
+    expected = {"tokenizer": TOKENIZER, "k1": k1, "b": b, "method": METHOD, "documents": documents}
+    _check_settings(directory, SETTINGS_FILE, settings, expected, exact=True)
+    params = _read_json(directory, PARAMS_FILE, MAX_SETTINGS_BYTES)
+    bm25s_expected = {"k1": k1, "b": b, "method": METHOD, "idf_method": METHOD, "num_docs": documents}
+    _check_settings(directory, PARAMS_FILE, params, {**bm25s_expected, "dtype": "float32", "int_dtype": "int32"})
+
+    data = _load_array(directory, DATA_FILE, (np.float32,), mmap)
+    indices = _load_array(directory, INDICES_FILE, (np.int32,), mmap)
+    indptr = _load_array(directory, INDPTR_FILE, (np.int32, np.int64), mmap)
+    if len(data) != len(indices):
+        raise _refusal(directory, f"{DATA_FILE} has {len(data):,} postings but {INDICES_FILE} {len(indices):,}")
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(data) or np.any(np.diff(indptr) < 0):
+        raise _refusal(
+            directory, f"{INDPTR_FILE} does not run from 0 up to the {len(data):,} postings without going back"
+        )
+    vocab = _read_json(directory, VOCAB_FILE, MAX_VOCAB_BYTES)
+    terms = len(indptr) - 1
+    if not isinstance(vocab, dict) or len(vocab) != terms:
+        found = f"{len(vocab):,} terms" if isinstance(vocab, dict) else "no {term: column} object"
+        raise _refusal(directory, f"{VOCAB_FILE} has {found} but {INDPTR_FILE} has {terms:,} columns")
+    if not all(type(column) is int for column in vocab.values()):
+        raise _refusal(directory, f"{VOCAB_FILE} maps a term to something other than a column number")
+    columns = np.fromiter(vocab.values(), dtype=np.int64, count=terms)
+    if terms and (columns.min() < 0 or columns.max() >= terms or len(np.unique(columns)) != terms):
+        raise _refusal(directory, f"{VOCAB_FILE} does not give each of the {terms:,} columns one term")
+    for start in range(0, len(indices), CHECK_POSTINGS):  # in slices: the arrays may be far larger than memory
+        ids, weights = indices[start : start + CHECK_POSTINGS], data[start : start + CHECK_POSTINGS]
+        if ids.min() < 0 or ids.max() >= documents:
+            raise _refusal(directory, f"{INDICES_FILE} holds passage ids outside 0..{documents - 1:,}")
+        if not np.all(np.isfinite(weights)) or weights.min() < 0:
+            raise _refusal(directory, f"{DATA_FILE} holds weights that are negative or not finite")
+    return _Matrix(vocab, data, indices, indptr, documents)
+
+
+def _refusal(directory: Path, reason: str) -> CorpusError:
+    return CorpusError(f"BM25 index {directory} cannot be used: {reason}. Build and save it again.")
+
+
+def _read_json(directory: Path, name: str, limit: int) -> object:
+    """A JSON file of at most `limit` bytes, parsed."""
+    try:
+        with open(directory / name, "rb") as f:
+            raw = f.read(limit + 1)
+    except FileNotFoundError:
+        raise _refusal(directory, f"{name} is missing (an unfinished save, or not one of our indexes)") from None
+    except OSError as exc:
+        raise _refusal(directory, f"{name} cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if len(raw) > limit:
+        raise _refusal(directory, f"{name} is over {limit:,} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise _refusal(directory, f"{name} is not valid JSON ({type(exc).__name__})") from exc
+
+
+def _check_settings(directory: Path, name: str, found: object, expected: dict, exact: bool = False) -> None:
+    """`found` has each of `expected`'s values (and nothing else if `exact`); else a refusal naming them."""
+    if not isinstance(found, dict):
+        raise _refusal(directory, f"{name} is not a JSON object")
+    wrong = [
+        f"{key} is {found[key]!r}, not {value!r}" if key in found else f"{key} is missing"
+        for key, value in expected.items()
+        if key not in found or type(found[key]) is bool or found[key] != value
+    ]
+    if exact:
+        wrong += [f"{key} is unexpected" for key in found if key not in expected]
+    if wrong:
+        raise _refusal(directory, f"{name}: {'; '.join(wrong)}")
+
+
+def _load_array(directory: Path, name: str, dtypes: tuple[type, ...], mmap: bool) -> np.ndarray:
+    """A 1-D .npy array of one of `dtypes` (native byte order), memory-mapped if `mmap`; never unpickled."""
+    try:
+        # Mapped even when it is to be read into memory: a header claiming more than the file
+        # holds fails here, instead of allocating what it claims.
+        array = np.load(directory / name, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise _refusal(directory, f"{name} is missing") from None
+    except (OSError, ValueError, EOFError) as exc:  # truncated, damaged, pickled or not .npy at all
+        raise _refusal(directory, f"{name} is not a readable .npy array ({exc})") from exc
+    allowed = [np.dtype(t) for t in dtypes]
+    if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype not in allowed:
+        shown = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise _refusal(directory, f"{name} is {shown}, not a 1-D array of {' or '.join(map(str, allowed))}")
+    return array if mmap else np.array(array)

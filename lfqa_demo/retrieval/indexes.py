@@ -80,6 +80,7 @@ class DenseIndex:
     origin: str = "built"  # "built" (embedded here), "cache" (this machine's index cache) or "prebuilt" (a bundle)
     note: str | None = None  # anything a status line should add ("prebuilt in float32 ...")
     refused: str | None = None  # why a prebuilt bundle was not used, when it was built instead
+    recall: float | None = None  # recall@10 of exact search it keeps (a compressed index), measured at build
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -96,11 +97,22 @@ class DenseIndex:
         """All stored passage vectors, float32 [size, dim] (for plots)."""
         return self.index.reconstruct_n(0, len(self)) if not self.kind.startswith("ivf") else _ivf_vectors(self.index)
 
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given passages, float32 [len(rows), dim] (for plots)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.kind.startswith("ivf"):
+            return _ivf_vectors(self.index)[rows]
+        return np.asarray(self.index.reconstruct_batch(rows), dtype=np.float32)
+
     @property
     def nbytes(self) -> int:
-        """Size of the serialised index."""
+        """Bytes it holds in memory (for a faiss index: its serialised size)."""
         import faiss
 
+        if hasattr(self.index, "nbytes_in_ram"):  # a compressed index (compressed.py) knows its own
+            return int(self.index.nbytes_in_ram)
+        if self.kind in ("flat", "exact"):  # no need to serialise gigabytes to count them
+            return len(self) * self.dim * 4
         return int(faiss.serialize_index(self.index).nbytes)
 
 

@@ -27,6 +27,7 @@ from .bm25 import BM25Index
 from .builds import IndexBuild
 from .bundles import BundleSource, load_bundle
 from .corpus import Corpus
+from .corpus_bundles import CorpusBundle
 from .indexes import APPROXIMATE_ABOVE, DenseIndex, build_index, choose_kind
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,17 @@ class BM25Search:
     score_kind = BM25_SCORE
     dense = False
 
-    def __init__(self, name: str, corpus: Corpus):
+    def __init__(self, name: str, corpus: Corpus, opener: Callable[[], BM25Index] | None = None):
+        """`opener`, when given, opens a prebuilt index (a corpus bundle's) instead of building one."""
         self.name, self.corpus = name, corpus
+        self._opener = opener
         self._index: BM25Index | None = None
         self._lock = threading.Lock()
 
     def index(self) -> BM25Index:
         with self._lock:
             if self._index is None:
-                self._index = BM25Index(self.corpus)
+                self._index = self._opener() if self._opener is not None else BM25Index(self.corpus)
             return self._index
 
     def search(self, questions: list[str], k: int, timeout: float | None = None) -> Ranking:
@@ -91,6 +94,8 @@ class IndexSettings:
     approximate_above: int = APPROXIMATE_ABOVE
     batch_size: int = 32
     bundles: str | None = None  # prebuilt indexes: a directory or "hub:org/name" (see bundles.py)
+    # A corpus bundle (corpus_bundles.py): its indexes are the only ones; nothing is built on a click.
+    corpus_bundle: CorpusBundle | None = None
 
 
 class DenseSearch:
@@ -132,7 +137,12 @@ class DenseSearch:
             def prepare() -> DenseIndex | None:
                 """Outside the build slot: the question side of the model, then a prebuilt index if
                 one fits (the passage encoder loads only if passages are embedded)."""
+                bundle = self.settings.corpus_bundle
+                if bundle is not None:  # its index, or the reason there is none (before loading a model)
+                    bundle.entry(self.name)
                 model = self.model()
+                if bundle is not None:
+                    return bundle.dense_index(self.name, model)
                 return self._prebuilt(model, build) if self.settings.bundles else None
 
             def run(progress: Callable[[int, int], None]) -> DenseIndex:

@@ -45,6 +45,22 @@ class ArrayVectors:
             yield np.ascontiguousarray(self.vectors[start : start + rows], dtype=np.float32)
 
 
+class PrefixVectors:
+    """The first `rows` vectors of another source (a corpus read with --max-passages keeps a prefix)."""
+
+    def __init__(self, source: VectorSource, rows: int):
+        self.source, self.count, self.dim = source, min(rows, source.count), source.dim
+        self.origin = f"{source.origin} (its first {self.count:,} rows)"
+
+    def chunks(self, rows: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
+        left = self.count
+        for chunk in self.source.chunks(rows):
+            if left <= 0:
+                return
+            yield chunk[:left]
+            left -= len(chunk)
+
+
 def gather_rows(source: VectorSource, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
     """The vectors of the given row numbers, float32 [len(rows), dim], in the order given: one
     pass over `source` (for training samples and held-out queries)."""

@@ -159,7 +159,7 @@ class CompareTab:
     # -- layout ---------------------------------------------------------------------------------------
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Retrieval comparison", id="compare"):
-            corpus_line = gr.Markdown(self.corpus_line(self.service.registry.bundled_ref), elem_classes="corpus-note")
+            corpus_line = gr.Markdown(self.corpus_line(self.service.registry.default_ref), elem_classes="corpus-note")
             with gr.Row():
                 self.question = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
                 self.k = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k")

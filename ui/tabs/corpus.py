@@ -7,6 +7,7 @@ import gradio as gr
 import pandas as pd
 
 from lfqa_demo.retrieval.corpus import MAX_UPLOAD_BYTES
+from lfqa_demo.retrieval.corpus_bundles import describe
 from lfqa_demo.service import MAX_HUB_PASSAGES, IndexView, Service, Waiting
 from lfqa_demo.sessions import CorpusRef
 from ui import render
@@ -38,17 +39,44 @@ def index_table(views: list[IndexView]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=INDEX_COLUMNS)
 
 
+def bundle_info(ref: CorpusRef, about: dict) -> str:
+    """What the Corpus tab says of a corpus bundle: its size, and each index's kind and recall kept."""
+    parts = []
+    for name, index in about["retrievers"].items():
+        if index["kind"] == "compressed":
+            parts.append(
+                f"{render.label(name)}: compressed index, keeps {index['recall_at_10']:.0%} of the exact top 10"
+            )
+        else:
+            parts.append(f"{render.label(name)}: exact search")
+    if about["bm25"]:
+        parts.append("BM25")
+    return (
+        f"**In use:** {render.esc(ref.name)}: {about['passages']:,} passages, "
+        f"{about['bytes_on_disk'] / 1e9:.1f} GB on disk (built {render.esc(about['built_at'])}). "
+        f"Indexes: {render.esc('; '.join(parts))}."
+    )
+
+
 class CorpusTab:
     def __init__(self, service: Service):
         self.service = service
 
     def info(self, ref: CorpusRef) -> str:
-        corpus = self.service.engine(ref).corpus
-        titles = len({p.title for p in corpus})
+        engine = self.service.engine(ref)
+        if engine.corpus_bundle is not None:  # a corpus at scale: what its manifest says, never a scan
+            return bundle_info(ref, describe(engine.corpus_bundle))
+        titles = len({p.title for p in engine.corpus})
         return (
-            f"**In use:** {render.esc(ref.name)}: {len(corpus):,} passages, {titles:,} titles "
+            f"**In use:** {render.esc(ref.name)}: {len(engine.corpus):,} passages, {titles:,} titles "
             f"(content id `{ref.key[:12]}`: the same file gives the same id, and the same indexes)"
         )
+
+    @user_errors
+    def use_corpus(self, name, request: gr.Request = None):
+        """Switch this session to one of the corpora this server offers (by name)."""
+        ref = self.service.use_corpus(name, session(request))
+        return ref, self.info(ref)
 
     @user_errors
     def use_bundled(self, request: gr.Request = None):
@@ -81,10 +109,16 @@ class CorpusTab:
 
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Corpus", id="corpus"):
-            info = gr.Markdown(self.info(self.service.registry.bundled_ref))
+            registry = self.service.registry
+            info = gr.Markdown(self.info(registry.default_ref))
             with gr.Row():
                 with gr.Column():
                     gr.Markdown(text("help/bundled_corpus.md"))
+                    if len(registry.standing_refs) > 1:  # corpus bundles (LFQA_CORPORA) besides the bundled one
+                        names = [r.name for r in registry.standing_refs]
+                        standing = gr.Dropdown(names, value=names[0], label="Corpora on this server")
+                        chosen = gr.Button("Use this corpus")
+                        chosen.click(self.use_corpus, standing, [corpus_ref, info], api_name="use_corpus")
                     bundled = gr.Button("Use the bundled corpus")
                 with gr.Column():
                     file = gr.File(

@@ -9,6 +9,7 @@ Only 127.0.0.1 is contacted; every call is bounded in time.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 from datetime import timedelta
 
@@ -34,6 +35,7 @@ TOOLS = {
     "evaluate_retrievers",
     "model_status",
     "status",
+    "search",
 }
 # The corpus tools: their gr.State output (the session's corpus) cannot reach the other tools.
 CORPUS_TOOLS = {"use_bundled_corpus", "upload_corpus", "load_hub_dataset"}
@@ -137,12 +139,17 @@ def test_answer_and_status_tools(server):
                 },
             )
             status = await session.call_tool("model_status", {})
+            found = await session.call_tool(
+                "search", {"question": "who led the normans?", "k": 3, "retrievers": ["bm25"]}
+            )
             bad = await session.call_tool(
                 "compare_retrievers", {"question": "   ", "k": 3, "retrievers": ["bm25"], "gold_answer": ""}
             )
-            return answers, status, bad
+            return answers, status, found, bad
 
-    answers, status, bad = run(go)
+    answers, status, found, bad = run(go)
+    hits = ast.literal_eval(text_of(found))["bm25"]  # MCP gives the dict as Python's repr
+    assert [h["rank"] for h in hits] == [1, 2, 3] and set(hits[0]) == {"id", "title", "score", "rank"}
     text = text_of(answers)
     assert "DPR reader" in text and "REALM reader" in text and "<mark class='answer'>" in text and "Rollo" in text
     assert "read dpr" in text and "read realm" in text  # the stage timings

@@ -110,6 +110,9 @@ class CorpusTab:
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Corpus", id="corpus"):
             registry = self.service.registry
+            # The corpus endpoints answer with the session's State, which an MCP tool call cannot carry
+            # to the next call: gradio_client can call them, MCP clients do not see them.
+            hidden = {"api_visibility": "undocumented"}
             info = gr.Markdown(self.info(registry.default_ref))
             with gr.Row():
                 with gr.Column():
@@ -118,7 +121,7 @@ class CorpusTab:
                         names = [r.name for r in registry.standing_refs]
                         standing = gr.Dropdown(names, value=names[0], label="Corpora on this server")
                         chosen = gr.Button("Use this corpus")
-                        chosen.click(self.use_corpus, standing, [corpus_ref, info], api_name="use_corpus")
+                        chosen.click(self.use_corpus, standing, [corpus_ref, info], api_name="use_corpus", **hidden)
                     bundled = gr.Button("Use the bundled corpus")
                 with gr.Column():
                     file = gr.File(
@@ -141,9 +144,6 @@ class CorpusTab:
                 )
                 build = gr.Button("Build indexes", variant="primary")
             indexes = gr.Dataframe(label="Indexes", interactive=False)
-            # The corpus endpoints answer with the session's State, which an MCP tool call cannot carry
-            # to the next call: gradio_client can call them, MCP clients do not see them.
-            hidden = {"api_visibility": "undocumented"}
             bundled.click(self.use_bundled, None, [corpus_ref, info], api_name="use_bundled_corpus", **hidden)
             # preprocess=False here too: Gradio's own preprocessing would download a URL a client names.
             upload.click(

@@ -37,6 +37,7 @@ from .retrieval.corpus import (
     passages_from_text,
     qa_from_file,
 )
+from .retrieval.corpus_bundles import describe
 from .retrieval.indexes import DenseIndex
 from .sessions import CorpusRef, EngineRegistry
 from .status import NOT_LOADED, WAITING, ModelKey, Phase, Status
@@ -207,10 +208,14 @@ class ServiceStatus:
     indexes: dict[str, Status]
     corpus: str
     error: str | None = None  # why the session's corpus cannot be shown (dropped)
+    corpora: dict[str, Status] = field(default_factory=dict)  # LFQA_CORPORA bundles not offered (yet)
+    about: dict | None = None  # the session's corpus bundle: size, index kinds, recall kept, memory
 
     def as_json(self) -> dict:
         return {
             "corpus": self.corpus,
+            "corpora": {spec: status.as_json() for spec, status in self.corpora.items()},
+            "about": self.about,
             "models": {str(key): status.as_json() for key, status in self.models.items()},
             "indexes": {name: status.as_json() for name, status in self.indexes.items()},
             "error": self.error,
@@ -531,11 +536,12 @@ class Service:
             ref = self.ref(held, session) if held is not None else self.registry.session_ref(session)
             engine = self.engine(ref)
         except LfqaError as exc:
-            return ServiceStatus(models, {}, "", str(exc))
+            return ServiceStatus(models, {}, "", str(exc), self.registry.corpus_states())
         indexes = engine.index_states()
         if self.warmup is not None and engine is self.warmup.engine:  # its plan, for the indexes not reached
             indexes |= {n: WAITING for n in self.warmup.retrievers if n not in indexes and ("index", n) in plan}
-        return ServiceStatus(models, indexes, ref.name)
+        about = describe(engine.corpus_bundle) if engine.corpus_bundle is not None else None
+        return ServiceStatus(models, indexes, ref.name, None, self.registry.corpus_states(), about)
 
     # -- lines --------------------------------------------------------------------------------------
     @staticmethod

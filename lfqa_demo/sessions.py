@@ -23,12 +23,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .engine import RetrievalEngine, default_bundles
 from .errors import CorpusUnavailableError, InvalidInputError, LfqaError
 from .retrieval.corpus import Corpus, load_bundled_corpus
 from .retrieval.indexes import default_cache_dir
+from .status import Phase, Status
+
+if TYPE_CHECKING:
+    from .retrieval.bundle_downloads import BundleDownload
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class EngineRegistry:
         self.default_ref = self.standing_refs[0]
         self.default = self.standing[self.default_ref.key]
         self.refused = dict(refused)  # corpus bundles named but not opened: {spec: why}
+        self.downloads: dict[str, BundleDownload] = {}  # hub corpus bundles on their way: {spec: download}
         self._names: dict[str, str] = {}  # session -> the name it gave its upload
         self._state_file = Path(state_file) if state_file else None
         self._lost: dict[str, str] = self._read_state()  # session -> its upload's name, before the restart
@@ -151,6 +156,21 @@ class EngineRegistry:
         ref = CorpusRef(key, name or "your upload", len(engine.corpus) if engine is not None else 0)
         self.engine(ref)  # raises, saying why, if it was dropped
         return ref
+
+    def add_standing(self, engine: RetrievalEngine) -> CorpusRef:
+        """Offer one more corpus to every session (a hub bundle whose download finished), last."""
+        ref = CorpusRef(engine.corpus.fingerprint, engine.corpus.name, len(engine.corpus))
+        with self._lock:
+            if ref.key not in self.standing:
+                self.standing[ref.key] = engine
+                self.standing_refs = [*self.standing_refs, ref]
+        return ref
+
+    def corpus_states(self) -> dict[str, Status]:
+        """The corpus bundles named in LFQA_CORPORA that are not offered (yet): downloading, or failed and why."""
+        states = {spec: Status(Phase.FAILED, note=why) for spec, why in self.refused.items()}
+        states |= {spec: d.status() for spec, d in self.downloads.items() if d.status().phase is not Phase.READY}
+        return states
 
     def use_standing(self, name: str, session: str | None) -> CorpusRef:
         """Switch `session` to the standing corpus named `name` (dropping its upload if nobody else
@@ -259,29 +279,62 @@ def default_registry() -> EngineRegistry:
     with _default_lock:
         if _default is None:
             corpus = load_bundled_corpus()
-            standing, refused = open_standing_corpora(os.environ.get("LFQA_CORPORA", ""))
+            specs = [s.strip() for s in os.environ.get("LFQA_CORPORA", "").split(",") if s.strip()]
+            opened, refused, pending = open_standing_corpora(specs)
             _default = EngineRegistry(
                 corpus,
                 bundled_engine=RetrievalEngine(corpus, bundles=default_bundles()),
                 state_file=default_cache_dir() / "sessions.json",
-                standing=standing,
+                standing=opened,
                 refused=refused,
             )
+            registry = _default
+            for spec in pending:  # hub bundles not here yet: fetched in the background, offered when complete
+                try:
+                    download = fetch_later(spec, registry)
+                    if download is not None:
+                        registry.downloads[spec] = download
+                except LfqaError as exc:
+                    log.error("LFQA_CORPORA: %s is not offered: %s", spec, exc)
+                    registry.refused[spec] = str(exc)
         return _default
 
 
-def open_standing_corpora(specs: str) -> tuple[list[RetrievalEngine], dict[str, str]]:
-    """An engine for each corpus bundle in `specs` (LFQA_CORPORA: comma-separated directories),
-    and the ones that could not be opened, with why (logged; the app starts without them)."""
+def open_standing_corpora(specs: Sequence[str]) -> tuple[list[RetrievalEngine], dict[str, str], list[str]]:
+    """The corpus bundles of LFQA_CORPORA (directories, or hub:org/name[@rev]) that open now, in
+    order (a hub bundle whose folder is complete opens at once, offline too); those that could
+    not be opened, with why (logged: the app starts without them); and the hub bundles still to
+    fetch."""
+    from .retrieval.bundle_downloads import HUB, complete, download_folder, parse_hub_spec
     from .retrieval.corpus_bundles import open_corpus_bundle
 
-    engines, refused = [], {}
-    for spec in (s.strip() for s in specs.split(",")):
-        if not spec:
-            continue
+    engines, refused, pending = [], {}, []
+    for spec in specs:
         try:
-            engines.append(RetrievalEngine(corpus_bundle=open_corpus_bundle(spec)))
+            if spec.startswith(HUB):
+                folder = download_folder(parse_hub_spec(spec)[0])
+                if not complete(folder):
+                    pending.append(spec)
+                    continue
+                spec_dir = folder
+            else:
+                spec_dir = Path(spec).expanduser()
+            engines.append(RetrievalEngine(corpus_bundle=open_corpus_bundle(spec_dir)))
         except LfqaError as exc:
             log.error("LFQA_CORPORA: %s is not offered: %s", spec, exc)
             refused[spec] = str(exc)
-    return engines, refused
+    return engines, refused, pending
+
+
+def fetch_later(spec: str, registry: EngineRegistry):
+    """Start fetching the hub bundle `spec`; when it is complete and checked, `registry` offers it."""
+    from .retrieval.bundle_downloads import fetch_or_open
+
+    def ready(bundle) -> None:
+        registry.add_standing(RetrievalEngine(corpus_bundle=bundle))
+
+    fetched = fetch_or_open(spec, ready)
+    if not hasattr(fetched, "status"):  # complete after all (another process finished it): offer it now
+        ready(fetched)
+        return None
+    return fetched

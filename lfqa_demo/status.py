@@ -20,6 +20,7 @@ class Phase(str, Enum):
     LOADING = "loading"  # a model loading (an index build's first step too)
     QUEUED = "queued"  # an index build waiting for the build slot
     INDEXING = "indexing"  # passages being embedded: done/total move
+    DOWNLOADING = "downloading"  # a corpus bundle's files: done/total are bytes
     READY = "ready"
     FAILED = "failed"  # note: why
     CANCELLED = "cancelled"  # an index build nobody wanted any more

@@ -41,6 +41,10 @@ def status_words(status: Status) -> str:
     note = public_message(status.note) if status.note else ""
     if status.phase in PHASE_WORDS:
         words = PHASE_WORDS[status.phase]
+    elif status.phase is Phase.DOWNLOADING:
+        words = f"downloading, {(status.done or 0) / 1e9:.1f} of {(status.total or 0) / 1e9:.1f} GB"
+        if status.seconds_left is not None:
+            words += f", about {format_seconds(status.seconds_left)} left"
     elif status.phase is Phase.INDEXING:
         words = f"indexing {status.done or 0:,}/{status.total or 0:,} passages"
         if status.seconds_left is not None:
@@ -56,6 +60,11 @@ def status_words(status: Status) -> str:
     if status.background:
         words += f"; {BACKGROUND}"
     return words
+
+
+def corpus_words(passages: int, bytes_in_memory: int) -> str:
+    """A corpus bundle in the status panel: "2,000,000 passages; its dense indexes hold 1.2 GB in memory"."""
+    return f"{passages:,} passages; its dense indexes hold {bytes_in_memory / 1e9:.1f} GB in memory"
 
 
 def model_words(key: ModelKey) -> str:

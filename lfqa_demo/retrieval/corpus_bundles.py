@@ -452,7 +452,11 @@ def describe(bundle: CorpusBundle) -> dict:
         "passages": m.corpus.passages,
         "bytes_on_disk": sum(f.bytes for f in m.files.values()),
         "retrievers": {
-            n: {"kind": e.index.kind, "recall_at_10": e.index.recall_at_10, "vectors": e.vectors.origin}
+            n: {
+                "kind": e.index.kind,
+                "recall_at_10": e.index.recall_at_10,
+                "bytes_in_memory": e.index.nbytes_in_memory,
+            }
             for n, e in m.retrievers.items()
         },
         "bm25": m.bm25,

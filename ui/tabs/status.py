@@ -8,7 +8,7 @@ import pandas as pd
 
 from lfqa_demo.service import Service
 from ui.boundary import session
-from ui.states import model_words, status_words
+from ui.states import corpus_words, model_words, status_words
 from ui.text import label, public_message
 
 
@@ -23,16 +23,21 @@ class StatusPanel:
         status = self.service.status(corpus_ref, session(request))
         rows = [[model_words(key), status_words(state)] for key, state in status.models.items()]
         rows += [[f"{label(n)} index of {status.corpus}", status_words(s)] for n, s in status.indexes.items()]
+        if status.about is not None:  # a corpus bundle: its size, and what its indexes hold in memory
+            memory = sum(r["bytes_in_memory"] for r in status.about["retrievers"].values())
+            rows.append([f"corpus {status.corpus}", corpus_words(status.about["passages"], memory)])
+        rows += [[f"corpus {spec}", status_words(state)] for spec, state in status.corpora.items()]
         if status.error:
             rows.append(["corpus", public_message(status.error)])
         return pd.DataFrame(rows, columns=["model", "state"])
 
     def status(self, request: gr.Request) -> dict:
         """Every model's and index's state as JSON: {"corpus", "models": {"retriever dpr": {"state",
-        "done", "total", "seconds_left", "note", ...}}, "indexes": {"dpr": {...}}, "error"}; the
-        indexes are those of the corpus this client's session uses."""
+        "done", "total", "seconds_left", "note", ...}}, "indexes": {"dpr": {...}}, "corpora": {LFQA_CORPORA
+        bundles downloading or refused: {...}}, "about": {a corpus bundle's passages, indexes, recall
+        kept, memory} or null, "error"}; the indexes are those of the corpus this client's session uses."""
         data = self.service.status(None, session(request)).as_json()
-        for group in (data["models"], data["indexes"]):
+        for group in (data["models"], data["indexes"], data["corpora"]):
             for state in group.values():  # no server path in what a visitor sees
                 state["note"] = public_message(state["note"]) if state["note"] else state["note"]
         data["error"] = public_message(data["error"]) if data["error"] else None

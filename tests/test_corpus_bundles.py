@@ -117,7 +117,7 @@ def rewrite_manifest(out: Path, change) -> None:
 def test_a_bundle_that_lies_is_refused_with_the_reason(built, tmp_path):
     out = copy_bundle(built, tmp_path)
     rewrite_manifest(out, lambda m: m["corpus"].update(passages=PASSAGES + 1))
-    with pytest.raises(CorpusError, match="manifest says 20,001"):
+    with pytest.raises(CorpusError, match="does not hold the 20,001 passages the manifest says"):
         open_corpus_bundle(out)
 
     out = copy_bundle(built, tmp_path / "2")

@@ -30,6 +30,7 @@ def shards(tmp_path_factory):
 
 
 def test_a_table_corpus_reads_what_the_shards_hold(shards, tmp_path):
+    """Uneven input batches (shards of 7,000 rows) come out in batches of BATCH_ROWS, compressed."""
     rows, fingerprint = write_passages(tmp_path / PASSAGES_FILE, parquet_batches(shards))
     corpus = open_passages(tmp_path / PASSAGES_FILE, "wiki", fingerprint, rows)
     table = pa.concat_tables(pq.read_table(p, columns=["id", "title", "text"]) for p in shards)
@@ -74,7 +75,7 @@ def test_repeated_ids_and_wrong_files_are_refused(tmp_path):
     with pytest.raises(CorpusError, match="appears twice"):
         write_passages(tmp_path / "x.arrow", corpus_batches(twice))
     rows, fingerprint = write_passages(tmp_path / PASSAGES_FILE, corpus_batches(Corpus("s", [Passage("a", "", "x")])))
-    with pytest.raises(CorpusError, match="the manifest says 2"):
+    with pytest.raises(CorpusError, match="the 2 passages the manifest says"):
         open_passages(tmp_path / PASSAGES_FILE, "s", fingerprint, 2)
     (tmp_path / "junk.arrow").write_bytes(b"\0" * 100)
     with pytest.raises(CorpusError, match="cannot be read"):

@@ -3,10 +3,10 @@
 A `Corpus` holds one Python object per passage, which is right for the bundled corpus and for
 uploads (at most 20,000 passages) and impossible for DPR's 21,015,300. A `TableCorpus` keeps
 the passages in an Arrow IPC file (`passages.arrow`: columns id, title, text; record batches of
-BATCH_ROWS rows, uncompressed) mapped into memory: opening it reads the footer only (milliseconds
-at any size), a passage is read when it is asked for, and the pages it touched are the only
-memory it costs. Its fingerprint is not computed at start-up: the corpus bundle's manifest gives
-the one computed when the file was written (see corpus_bundles.py).
+BATCH_ROWS rows, zstd-compressed) mapped into memory: opening it reads the footer only, a
+passage's batch is read and decompressed when it is asked for, and the pages it touched and a
+few recent batches are the only memory it costs. Its fingerprint is not computed at start-up:
+the corpus bundle's manifest gives the one computed when the file was written (corpus_bundles.py).
 
 Where passages come from: Parquet shards in wiki_dpr's layout (`id`, `title`, `text`, optional
 `embeddings`: `parquet_batches`), or any `Corpus` (`corpus_batches`). Rows are kept as they are,
@@ -16,6 +16,8 @@ one row one passage, never split, dropped or merged: row i's vectors are passage
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -29,26 +31,50 @@ from ..inputs import clean_text
 from .corpus import FINGERPRINT_VERSION, Corpus, Passage, hash_passage
 
 PASSAGES_FILE = "passages.arrow"
-BATCH_ROWS = 8192  # rows per record batch: 21M passages make ~2,600 batches, a footer of ~1 MB
+# Rows per record batch, every batch but the last: row i lives in batch i // BATCH_ROWS, so nothing
+# is read at open but the footer. Small, because a batch is the unit zstd decompresses: 128 rows
+# are ~75 KB of text, ~0.2 ms to read one passage cold; zstd keeps English text at about a third.
+BATCH_ROWS = 128
+COMPRESSION = "zstd"
+CACHED_BATCHES = 256  # recently read batches kept decompressed (~20 MB): a page of hits reads few twice
 SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+_BATCH_ROWS_KEY = b"lfqa.batch_rows"
 
 
 class TableCorpus(Corpus):
     """A Corpus whose passages live in a memory-mapped Arrow file (see the module docstring).
 
     It answers everything a Corpus does (`len`, `corpus[i]`, iteration, `fingerprint`); `passages`
-    and `as_dicts()` build the whole list and are for small corpora only."""
+    and `as_dicts()` build the whole list and are for small corpora only. Thread-safe."""
 
-    def __init__(self, name: str, batches: Sequence[pa.RecordBatch], fingerprint: str, path: Path | None = None):
+    def __init__(self, name: str, reader: ipc.RecordBatchFileReader, rows: int, fingerprint: str, path: Path):
         self.name = name
-        self._batches = list(batches)
-        sizes = np.array([b.num_rows for b in self._batches], dtype=np.int64)
-        self._starts = np.concatenate([[0], np.cumsum(sizes)])  # [batches + 1]: batch b holds rows starts[b]..
+        self._reader = reader
+        self._rows = rows
         self._fingerprint = fingerprint
         self.path = path
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[int, pa.RecordBatch] = OrderedDict()
 
     def __len__(self) -> int:
-        return int(self._starts[-1])
+        return self._rows
+
+    def _batch(self, b: int) -> pa.RecordBatch:
+        """Record batch `b`, decompressed (from the cache when it was read lately); its row count
+        is checked, so a file whose batches are not the sizes it claims never gives a wrong row."""
+        with self._lock:
+            batch = self._cache.get(b)
+            if batch is not None:
+                self._cache.move_to_end(b)
+                return batch
+            batch = self._reader.get_batch(b)
+            want = min(BATCH_ROWS, self._rows - b * BATCH_ROWS)
+            if batch.num_rows != want:
+                raise CorpusError(f"{self.path.name}: batch {b} holds {batch.num_rows} rows, not {want}")
+            self._cache[b] = batch
+            if len(self._cache) > CACHED_BATCHES:
+                self._cache.popitem(last=False)
+            return batch
 
     def __getitem__(self, i: int) -> Passage:
         size = len(self)
@@ -56,13 +82,12 @@ class TableCorpus(Corpus):
             raise TypeError(f"passage index must be an integer, not {type(i).__name__}")
         if not -size <= i < size:
             raise IndexError(f"passage {i} is out of range ({size} passages)")
-        i = int(i) % size
-        b = int(np.searchsorted(self._starts, i, side="right")) - 1
-        batch, row = self._batches[b], i - int(self._starts[b])
+        b, row = divmod(int(i) % size, BATCH_ROWS)
+        batch = self._batch(b)
         return Passage(*(batch.column(c)[row].as_py() for c in range(3)))
 
     def __iter__(self) -> Iterator[Passage]:
-        for batch in self._batches:
+        for batch in self.batches():
             yield from (Passage(*row) for row in zip(*(batch.column(c).to_pylist() for c in range(3))))
 
     def __repr__(self) -> str:
@@ -82,38 +107,72 @@ class TableCorpus(Corpus):
         return self._fingerprint
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The passages as Arrow record batches (id, title, text), in order."""
-        return iter(self._batches)
+        """The passages as Arrow record batches (id, title, text), in order (not cached: a pass
+        over the whole corpus must not push out what visitors read)."""
+        for b in range(self._reader.num_record_batches):
+            with self._lock:
+                batch = self._reader.get_batch(b)
+            yield batch
 
 
 def open_passages(path: Path, name: str, fingerprint: str, expected_rows: int) -> TableCorpus:
-    """The TableCorpus in the Arrow file `path`, memory-mapped; its schema and row count must be
-    what the manifest says (CorpusError otherwise)."""
+    """The TableCorpus in the Arrow file `path`, memory-mapped (only the footer is read); its schema,
+    batch size and batch count must be what this module writes for the manifest's row count
+    (CorpusError otherwise; each batch's rows are checked again when it is read)."""
     try:
         reader = ipc.open_file(pa.memory_map(str(path)))
-        batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorpusError(
             f"{path.name} cannot be read as an Arrow file ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
-    if not reader.schema.equals(SCHEMA):
+    metadata = reader.schema.metadata or {}
+    if not reader.schema.remove_metadata().equals(SCHEMA):
         raise CorpusError(f"{path.name} has the columns {reader.schema.names}, not id, title, text (strings)")
-    corpus = TableCorpus(name, batches, fingerprint, path)
-    if len(corpus) != expected_rows:
-        raise CorpusError(f"{path.name} holds {len(corpus):,} passages; the manifest says {expected_rows:,}")
+    if metadata.get(_BATCH_ROWS_KEY) != str(BATCH_ROWS).encode():
+        raise CorpusError(f"{path.name} was not written in batches of {BATCH_ROWS} rows (write it again with `index`)")
+    batches = -(-expected_rows // BATCH_ROWS)
+    if reader.num_record_batches != batches:
+        rows = (reader.num_record_batches - 1) * BATCH_ROWS if reader.num_record_batches else 0
+        raise CorpusError(
+            f"{path.name} holds {reader.num_record_batches:,} batches (about {rows:,} passages); "
+            f"the manifest says {expected_rows:,}"
+        )
+    corpus = TableCorpus(name, reader, expected_rows, fingerprint, path)
+    try:
+        if batches:
+            corpus._batch(batches - 1)  # the last batch's size, checked now: a short file is refused at once
+    except (CorpusError, OSError, pa.ArrowInvalid) as exc:
+        raise CorpusError(
+            f"{path.name} does not hold the {expected_rows:,} passages the manifest says ({exc})"
+        ) from None
     return corpus
 
 
 def write_passages(
     path: Path, batches: Iterable[pa.RecordBatch], progress: Callable[[int], None] | None = None
 ) -> tuple[int, str]:
-    """Write passage batches (id, title, text) to the Arrow file `path`; returns (rows, fingerprint),
-    the fingerprint being Corpus.fingerprint of the same passages (computed as they stream by).
-    Ids must be unique (vectors may be keyed by them): a repeated one is a CorpusError."""
+    """Write passage batches (id, title, text) to the Arrow file `path` in batches of BATCH_ROWS,
+    zstd-compressed; returns (rows, fingerprint), the fingerprint being Corpus.fingerprint of the
+    same passages (computed as they stream by). Ids must be unique (vectors may be keyed by them):
+    a repeated one is a CorpusError."""
     h = hashlib.sha256(FINGERPRINT_VERSION)
     seen: set[str] = set()
     rows = 0
-    with ipc.new_file(str(path), SCHEMA) as writer:
+    pending: list[pa.RecordBatch] = []
+    schema = SCHEMA.with_metadata({_BATCH_ROWS_KEY: str(BATCH_ROWS).encode()})
+    options = ipc.IpcWriteOptions(compression=COMPRESSION)
+    with ipc.new_file(str(path), schema, options=options) as writer:
+
+        def flush(final: bool) -> None:
+            nonlocal pending
+            table = (
+                pa.Table.from_batches(pending, SCHEMA) if pending else pa.table({n: [] for n in SCHEMA.names}, SCHEMA)
+            )
+            whole = table.num_rows - (0 if final else table.num_rows % BATCH_ROWS)
+            for start in range(0, whole, BATCH_ROWS):
+                writer.write_batch(table.slice(start, BATCH_ROWS).combine_chunks().to_batches()[0])
+            pending = table.slice(whole).combine_chunks().to_batches() if whole < table.num_rows else []
+
         for batch in batches:
             for pid, title, text in zip(*(batch.column(c).to_pylist() for c in range(3))):
                 if pid in seen:
@@ -121,10 +180,12 @@ def write_passages(
                 seen.add(pid)
                 hash_passage(h, pid, title, text)
                 rows += 1
-            for start in range(0, batch.num_rows, BATCH_ROWS):
-                writer.write_batch(batch.slice(start, BATCH_ROWS))
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) >= 64 * BATCH_ROWS:
+                flush(final=False)
             if progress is not None:
                 progress(rows)
+        flush(final=True)
     return rows, h.hexdigest()
 
 

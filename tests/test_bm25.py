@@ -1,4 +1,6 @@
-"""BM25 against the formula computed by hand, and on real data."""
+"""BM25 against the formula computed by hand, bm25s's own index and a brute-force ranking; the
+streamed build, the saved index opened memory-mapped and refused when tampered with; recall on
+real data."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 from helpers import SHARED
 
 from lfqa_demo.errors import CorpusError, InvalidInputError
+from lfqa_demo.retrieval import bm25
 from lfqa_demo.retrieval.bm25 import (
     DATA_FILE,
     INDICES_FILE,
@@ -93,6 +96,20 @@ def test_streamed_build_equals_the_in_memory_one_and_a_brute_force_ranking():
     sized = []
     BM25Index.build(rows, batch_size=100, progress=lambda done, total: sized.append((done, total)))
     assert sized == [(100, 302), (200, 302), (300, 302), (302, 302)]
+
+
+@pytest.mark.parametrize("sample", [4, 16, 1 << 16])
+def test_top_k_from_a_sample_of_scores_is_exact(monkeypatch, sample):
+    """Candidates come from a strided sample of the scores when there are more than TOP_K_SAMPLE:
+    the ranking stays the brute-force one, ties (many, with equal passages) in passage order."""
+    monkeypatch.setattr(bm25, "TOP_K_SAMPLE", sample)
+    rows = _rows() + [("", "w1 w2 w3")] * 40 + [("", "w1")] * 40
+    index = BM25Index.build(rows)
+    for question in [*QUESTIONS, "w1 w2 w3"]:
+        scores = index.scores(question)
+        for k in (1, 3, 10, 60, len(rows)):
+            expected = np.lexsort((np.arange(len(rows)), -scores))[:k]
+            np.testing.assert_array_equal(index.search([question], k)[1][0], expected)
 
 
 def test_weights_are_bm25s_own():
@@ -185,7 +202,7 @@ TAMPERINGS = {
     "settings missing": (lambda d: (d / SETTINGS_FILE).unlink(), "lfqa_demo_bm25.json is missing"),
     "another tokenizer": (_edit_json(SETTINGS_FILE, tokenizer="bert v2"), "tokenizer is 'bert v2', not 'lfqa-demo"),
     "another k1": (_edit_json(SETTINGS_FILE, k1=1.2), "k1 is 1.2, not 1.5"),
-    "an unknown setting": (_edit_json(SETTINGS_FILE, stemmer="porter"), "stemmer is unexpected"),
+    "an unknown setting": (_edit_json(SETTINGS_FILE, stemmer="porter"), "'stemmer' is unexpected"),
     "settings not JSON": (lambda d: (d / SETTINGS_FILE).write_text("{"), "lfqa_demo_bm25.json is not valid JSON"),
     "settings too big": (lambda d: (d / SETTINGS_FILE).write_text(" " * 70_000), "is over 65,536 bytes"),
     "bm25s method": (_edit_json(PARAMS_FILE, method="robertson"), "method is 'robertson', not 'lucene'"),

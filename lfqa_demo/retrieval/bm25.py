@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import reprlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ BATCH_PASSAGES = 10_000  # passages tokenised at a time: their Python lists are 
 MAX_SETTINGS_BYTES = 64 * 1024  # lfqa_demo_bm25.json and params.index.json hold a few hundred bytes
 MAX_VOCAB_BYTES = 1 << 30  # ~50M terms; a dict of more would not fit in memory anyway
 MAX_DOCUMENTS = np.iinfo(np.int32).max  # passage ids are int32 in bm25s's matrix
+TOP_K_SAMPLE = 1 << 16  # scores sampled to find a query's candidates quickly (see _candidates)
 CHECK_POSTINGS = 1 << 22  # postings checked at a time when an index is opened (16 MiB of each array)
 
 
@@ -184,10 +186,10 @@ class BM25Index:
 def _top_k(raw: np.ndarray | None, k: int) -> np.ndarray:
     """The `k` (≥ 1) best passages by `raw` (None: all 0), best first, ties in passage order, then
     passages scoring 0 in passage order: int64 [k]."""
-    found = np.flatnonzero(raw) if raw is not None else np.zeros(0, dtype=np.int64)  # ascending
+    found = _candidates(raw, k) if raw is not None else np.zeros(0, dtype=np.int64)  # ascending
     if len(found) > k:
         values = raw[found]
-        kth = np.partition(values, len(found) - k)[len(found) - k]  # the k-th best score
+        kth = np.sort(values)[-k]  # the k-th best score (np.partition is slow when one value dominates)
         keep = values > kth
         keep[np.flatnonzero(values == kth)[: k - int(keep.sum())]] = True  # the first of the ties
         found = found[keep]
@@ -196,6 +198,15 @@ def _top_k(raw: np.ndarray | None, k: int) -> np.ndarray:
     if len(found) < k:  # all passages scoring 0 rank last; the first ones fill the row
         found = np.concatenate([found, np.setdiff1d(np.arange(k), found)[: k - len(found)]])
     return found.astype(np.int64)
+
+
+def _candidates(raw: np.ndarray, k: int) -> np.ndarray:
+    """Passages scoring above 0 that may be among the `k` best, ascending: int64 [≥ the k best]."""
+    # The k-th best of a sample of the scores is at most the k-th best of all: taken from a strided
+    # sample, it leaves a few hundred candidates of millions (more only where many scores are equal).
+    sample = np.sort(raw[:: max(1, len(raw) // TOP_K_SAMPLE)])
+    floor = sample[-k] if len(sample) >= k else 0
+    return np.flatnonzero(raw >= floor) if floor > 0 else np.flatnonzero(raw)
 
 
 # -- building --------------------------------------------------------------------------------------
@@ -285,7 +296,9 @@ def _load(directory: Path, k1: float, b: float, mmap: bool) -> _Matrix:
     if not directory.is_dir():
         raise CorpusError(f"BM25 index {directory} is not a directory")
     settings = _read_json(directory, SETTINGS_FILE, MAX_SETTINGS_BYTES)
-    documents = settings.get("documents") if isinstance(settings, dict) else None
+    if not isinstance(settings, dict):
+        raise _refusal(directory, f"{SETTINGS_FILE} is not a JSON object")
+    documents = settings.get("documents")
     if type(documents) is not int or not 0 <= documents <= MAX_DOCUMENTS:
         raise _refusal(directory, f"{SETTINGS_FILE} gives no valid number of documents ({documents!r})")
     expected = {"tokenizer": TOKENIZER, "k1": k1, "b": b, "method": METHOD, "documents": documents}
@@ -348,12 +361,12 @@ def _check_settings(directory: Path, name: str, found: object, expected: dict, e
     if not isinstance(found, dict):
         raise _refusal(directory, f"{name} is not a JSON object")
     wrong = [
-        f"{key} is {found[key]!r}, not {value!r}" if key in found else f"{key} is missing"
+        f"{key} is {reprlib.repr(found[key])}, not {value!r}" if key in found else f"{key} is missing"
         for key, value in expected.items()
         if key not in found or type(found[key]) is bool or found[key] != value
     ]
     if exact:
-        wrong += [f"{key} is unexpected" for key in found if key not in expected]
+        wrong += [f"{reprlib.repr(key)} is unexpected" for key in found if key not in expected]
     if wrong:
         raise _refusal(directory, f"{name}: {'; '.join(wrong)}")
 

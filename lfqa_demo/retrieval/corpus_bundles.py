@@ -186,14 +186,14 @@ def _write_exact(out: Path, vectors: VectorSource) -> IndexEntry:
 
 
 def _write_compressed(out: Path, vectors: VectorSource, progress) -> IndexEntry:
-    from .compressed import build_compressed
+    from .compressed import FAISS_FILE, build_compressed
 
-    record = build_compressed(vectors, out, progress=progress)
+    record = build_compressed(vectors, out, progress=progress).record
     return IndexEntry(
         kind="compressed",
-        recall_at_10=float(record.recall_at_10),
-        reached=bool(record.reached),
-        nbytes_in_memory=int(record.nbytes_in_ram),
+        recall_at_10=record.measured.recall_at_10,
+        reached=record.reached,
+        nbytes_in_memory=record.files.get(FAISS_FILE, 0),  # the candidate index is what stays in memory
     )
 
 

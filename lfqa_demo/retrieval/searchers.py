@@ -4,7 +4,7 @@ Every searcher has a `name` (the engine's key), a `label` and a `score_kind` (wh
 mean), and answers `search(questions, k, timeout) -> Ranking`. A `DenseSearch` also owns the
 build of its index over the engine's corpus (see builds.py): started once, shared by every
 request, cancellable; `BM25Search` builds its index on first use, in well under a second for
-the corpora the app accepts.
+the corpora the app accepts, or opens a corpus bundle's, memory-mapped.
 """
 
 from __future__ import annotations

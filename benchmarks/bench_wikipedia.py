@@ -107,7 +107,8 @@ def build(root: Path, cache: Path) -> dict:
     out = root / "bundle"
     if not (out / "manifest.json").exists():
         command = [sys.executable, "-m", "lfqa_demo", "index", "--corpus", str(root / "corpus")]
-        command += ["--retrievers", "retribert,dpr,realm,bm25", "--out", str(out)]
+        # Compressed at every size, as at 21M ("auto" would keep 500k x 128 floats whole): one model fits all.
+        command += ["--retrievers", "retribert,dpr,realm,bm25", "--out", str(out), "--index-kind", "compressed"]
         command += [f"--vectors={n}={root / n / 'vectors.npy'}" for n in DIMS]
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()

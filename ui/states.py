@@ -64,7 +64,8 @@ def status_words(status: Status) -> str:
 
 def corpus_words(passages: int, bytes_in_memory: int) -> str:
     """A corpus bundle in the status panel: "2,000,000 passages; its dense indexes hold 1.2 GB in memory"."""
-    return f"{passages:,} passages; its dense indexes hold {bytes_in_memory / 1e9:.1f} GB in memory"
+    held = f"{bytes_in_memory / 1e9:.1f} GB" if bytes_in_memory >= 1e9 else f"{bytes_in_memory / 1e6:.0f} MB"
+    return f"{passages:,} passages; its dense indexes hold {held} in memory"
 
 
 def model_words(key: ModelKey) -> str:

@@ -51,10 +51,11 @@ def bundle_info(ref: CorpusRef, about: dict) -> str:
             parts.append(f"{render.label(name)}: exact search")
     if about["bm25"]:
         parts.append("BM25")
+    size = about["bytes_on_disk"]
+    disk = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
     return (
-        f"**In use:** {render.esc(ref.name)}: {about['passages']:,} passages, "
-        f"{about['bytes_on_disk'] / 1e9:.1f} GB on disk (built {render.esc(about['built_at'])}). "
-        f"Indexes: {render.esc('; '.join(parts))}."
+        f"**In use:** {render.esc(ref.name)}: {about['passages']:,} passages, {disk} on disk "
+        f"(built {render.esc(about['built_at'][:10])}). Indexes: {render.esc('; '.join(parts))}."
     )
 
 

@@ -57,10 +57,10 @@ from ..errors import CheckpointNotFoundError, InvalidInputError
 from ..models.retrievers import DenseRetriever
 from .corpus import Corpus
 from .index_checks import (
-    Checkpoints,
     Count,
     IndexRefused,
     Name,
+    RetrieverIdentity,
     Seconds,
     Sha256,
     StrictModel,
@@ -104,16 +104,10 @@ class FileEntry(StrictModel):
     sha256: Sha256
 
 
-class Manifest(ManifestHeader):
+class Manifest(ManifestHeader, RetrieverIdentity):
     """A bundle's manifest.json (written by write_bundle): what the vectors are, and its files."""
 
     retriever: Name
-    family: Name
-    checkpoints: Checkpoints
-    max_question_length: Count
-    max_passage_length: Count
-    dim: Count
-    dtype: Name
     index_kind: Name = "flat"
     corpus: CorpusEntry
     files: Annotated[dict[Name, FileEntry], Field(max_length=8)]

@@ -45,7 +45,17 @@ from pydantic import Field
 
 from ..errors import CorpusError
 from ..models.retrievers import DenseRetriever
-from .index_checks import Checkpoints, Count, IndexRefused, Name, Seconds, Sha256, StrictModel, Text, read_json_model
+from .index_checks import (
+    Count,
+    IndexRefused,
+    Name,
+    RetrieverIdentity,
+    Seconds,
+    Sha256,
+    StrictModel,
+    Text,
+    read_json_model,
+)
 from .indexes import DenseIndex, checkpoint_identity, make_faiss_index, sha256_of
 from .tables import PASSAGES_FILE, TableCorpus, open_passages, write_passages
 from .vectors import VectorSource
@@ -65,6 +75,9 @@ SMALL_FILE_BYTES = (
 EXACT_BUDGET_BYTES = 256 << 20
 BUNDLE_KINDS = ("auto", "exact", "compressed")
 MIN_COSINE = 0.99  # a re-encoded sample against given vectors (same checkpoint: >= 0.999)
+# Compressed indexes are tuned on 256 held-out rows, which know recall@10 to about +-0.01: tuned to
+# 0.96, they keep >= 0.95 on other queries (tuned to 0.95, REALM kept 0.9495 on 200 fresh ones at 500k).
+TUNED_RECALL = 0.96
 VERIFY_ROWS = 16
 
 
@@ -86,13 +99,7 @@ class IndexEntry(StrictModel):
     nbytes_in_memory: Count = 0
 
 
-class RetrieverEntry(StrictModel):
-    family: Name
-    checkpoints: Checkpoints
-    max_question_length: Count
-    max_passage_length: Count
-    dim: Count
-    dtype: Name
+class RetrieverEntry(RetrieverIdentity):
     vectors: VectorsEntry
     index: IndexEntry
 
@@ -188,7 +195,7 @@ def _write_exact(out: Path, vectors: VectorSource) -> IndexEntry:
 def _write_compressed(out: Path, vectors: VectorSource, progress) -> IndexEntry:
     from .compressed import FAISS_FILE, build_compressed
 
-    record = build_compressed(vectors, out, progress=progress).record
+    record = build_compressed(vectors, out, target_recall=TUNED_RECALL, progress=progress).record
     return IndexEntry(
         kind="compressed",
         recall_at_10=record.measured.recall_at_10,

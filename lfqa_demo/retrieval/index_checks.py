@@ -73,6 +73,20 @@ class CheckpointEntry(StrictModel):
 
 
 Checkpoints = Annotated[list[CheckpointEntry], Field(min_length=1, max_length=4)]
+
+
+class RetrieverIdentity(StrictModel):
+    """What makes a retriever's vectors what they are, as a stored index records it (a bundle's
+    manifest, a corpus bundle's entry): compared with the server's retriever before use."""
+
+    family: Name
+    checkpoints: Checkpoints
+    max_question_length: Count
+    max_passage_length: Count
+    dim: Count
+    dtype: Name
+
+
 M = TypeVar("M", bound=BaseModel)
 
 

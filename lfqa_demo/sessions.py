@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from .engine import RetrievalEngine, default_bundles
-from .errors import CorpusUnavailableError, InvalidInputError, LfqaError
+from .errors import CorpusError, CorpusUnavailableError, InvalidInputError, LfqaError, failure_message
 from .retrieval.corpus import Corpus, load_bundled_corpus
 from .retrieval.indexes import default_cache_dir
 from .status import Phase, Status
@@ -161,7 +161,7 @@ class EngineRegistry:
         """Offer one more corpus to every session (a hub bundle whose download finished), last."""
         ref = CorpusRef(engine.corpus.fingerprint, engine.corpus.name, len(engine.corpus))
         with self._lock:
-            if ref.key not in self.standing:
+            if ref.key not in self.standing and all(r.name != ref.name for r in self.standing_refs):
                 self.standing[ref.key] = engine
                 self.standing_refs = [*self.standing_refs, ref]
         return ref
@@ -294,9 +294,9 @@ def default_registry() -> EngineRegistry:
                     download = fetch_later(spec, registry)
                     if download is not None:
                         registry.downloads[spec] = download
-                except LfqaError as exc:
+                except Exception as exc:  # ours (offline...) or a bug: the app starts without it
                     log.error("LFQA_CORPORA: %s is not offered: %s", spec, exc)
-                    registry.refused[spec] = str(exc)
+                    registry.refused[spec] = failure_message(exc, logged=True)
         return _default
 
 
@@ -319,10 +319,16 @@ def open_standing_corpora(specs: Sequence[str]) -> tuple[list[RetrievalEngine], 
                 spec_dir = folder
             else:
                 spec_dir = Path(spec).expanduser()
-            engines.append(RetrievalEngine(corpus_bundle=open_corpus_bundle(spec_dir)))
+            engine = RetrievalEngine(corpus_bundle=open_corpus_bundle(spec_dir))
+            if any(e.corpus.name == engine.corpus.name for e in engines):  # chosen by name: one of each
+                raise CorpusError(f"another corpus listed before it is named {engine.corpus.name!r}")
+            engines.append(engine)
         except LfqaError as exc:
             log.error("LFQA_CORPORA: %s is not offered: %s", spec, exc)
             refused[spec] = str(exc)
+        except Exception as exc:  # a check that broke on operator input (a bug): the app still starts
+            log.exception("LFQA_CORPORA: %s could not be opened", spec)
+            refused[spec] = f"it could not be opened ({type(exc).__name__})"
     return engines, refused, pending
 
 

@@ -141,7 +141,7 @@ def test_a_bundle_that_lies_is_refused_with_the_reason(built, tmp_path):
 
     out = copy_bundle(built, tmp_path / "5")
     rewrite_manifest(out, lambda m: m["files"].update({"../../etc/passwd": {"bytes": 1, "sha256": None}}))
-    with pytest.raises(CorpusError, match="outside the bundle"):
+    with pytest.raises(CorpusError, match="outside the bundle|should match pattern"):
         open_corpus_bundle(out)
 
 

@@ -321,7 +321,7 @@ def _load(directory: Path, k1: float, b: float, mmap: bool) -> _Matrix:
     if not isinstance(vocab, dict) or len(vocab) != terms:
         found = f"{len(vocab):,} terms" if isinstance(vocab, dict) else "no {term: column} object"
         raise _refusal(directory, f"{VOCAB_FILE} has {found} but {INDPTR_FILE} has {terms:,} columns")
-    if not all(type(column) is int for column in vocab.values()):
+    if not all(type(column) is int and 0 <= column < terms for column in vocab.values()):
         raise _refusal(directory, f"{VOCAB_FILE} maps a term to something other than a column number")
     columns = np.fromiter(vocab.values(), dtype=np.int64, count=terms)
     if terms and (columns.min() < 0 or columns.max() >= terms or len(np.unique(columns)) != terms):

@@ -50,11 +50,9 @@ def complete(folder: Path) -> bool:
     """Whether `folder` holds a manifest and every file it lists, at its size (the full checks come at open)."""
     try:
         manifest = read_json_model(folder / MANIFEST, CorpusManifest)
-    except (OSError, IndexRefused):
+        return all((folder / n).is_file() and (folder / n).stat().st_size == f.bytes for n, f in manifest.files.items())
+    except (OSError, ValueError, IndexRefused):  # unreadable, or names no file can have
         return False
-    return all(
-        (folder / name).is_file() and (folder / name).stat().st_size == f.bytes for name, f in manifest.files.items()
-    )
 
 
 class BundleDownload:

@@ -33,6 +33,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -41,7 +43,7 @@ from typing import Annotated, Callable, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from ..errors import CorpusError
 from ..models.retrievers import DenseRetriever
@@ -104,8 +106,15 @@ class RetrieverEntry(RetrieverIdentity):
     index: IndexEntry
 
 
+# What a bundle's manifest may name: its corpus is shown in the page (one plain line: no Markdown
+# link or image can be made of it) and its files are paths inside the bundle.
+ShownName = Annotated[str, StringConstraints(pattern=r"^[\w .,:;'/+=@%&-]{1,200}$")]
+FileName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100})?$")]
+Timestamp = Annotated[str, StringConstraints(pattern=r"^[0-9T:+.Z-]{1,40}$")]
+
+
 class CorpusEntry(StrictModel):
-    name: Text
+    name: ShownName
     passages: Count
     fingerprint: Name
     source: Text = "?"
@@ -117,9 +126,9 @@ class CorpusManifest(StrictModel):
     corpus: CorpusEntry
     retrievers: Annotated[dict[Name, RetrieverEntry], Field(max_length=16)]
     bm25: bool = False
-    files: Annotated[dict[Name, FileEntry], Field(max_length=256)]
+    files: Annotated[dict[FileName, FileEntry], Field(max_length=256)]
     build_seconds: Annotated[dict[Name, Seconds], Field(max_length=64)] = {}
-    built_at: Name = "?"
+    built_at: Timestamp = "?"
     libraries: Annotated[dict[Name, Name], Field(max_length=32)] = {}
 
 
@@ -224,6 +233,7 @@ def build_corpus_bundle(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
+    name = re.sub(r"[^\w .,:;'/+=@%&-]", "_", name)[:200] or "corpus"  # a name the manifest takes (ShownName)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     rows, fingerprint = write_passages(out / PASSAGES_FILE, passages)
@@ -391,14 +401,21 @@ def _mismatches(entry: RetrieverEntry, retriever: DenseRetriever) -> list[str]:
 
 
 def _read_exact(path: Path, rows: int, dim: int) -> np.ndarray:
+    """The float32 vectors searched exactly, memory-mapped; refused when they are not [rows, dim],
+    larger than an exact index is ever built (4x the build's budget: a manifest saying "exact" over
+    64 GB must not fill the memory), or not finite."""
+    where = f"{path.parent.name}/{path.name}"
     try:
         vectors = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise CorpusError(f"{path.parent.name}/{path.name} cannot be read ({type(exc).__name__})") from None
+        raise CorpusError(f"{where} cannot be read ({type(exc).__name__})") from None
     if vectors.dtype != np.float32 or vectors.shape != (rows, dim):
-        raise CorpusError(
-            f"{path.parent.name}/{path.name} is {vectors.dtype} {vectors.shape}, not float32 ({rows}, {dim})"
-        )
+        raise CorpusError(f"{where} is {vectors.dtype} {vectors.shape}, not float32 ({rows}, {dim})")
+    if vectors.nbytes > 4 * EXACT_BUDGET_BYTES:
+        raise CorpusError(f"{where} holds {vectors.nbytes:,} bytes: too many to search exactly in memory")
+    for start in range(0, rows, 65_536):
+        if not np.isfinite(vectors[start : start + 65_536]).all():
+            raise CorpusError(f"{where} holds values that are not finite (from row {start:,})")
     return vectors
 
 
@@ -420,25 +437,46 @@ def open_corpus_bundle(directory: str | Path) -> CorpusBundle:
             f"{FORMAT!r} version {VERSION}"
         )
     _check_files(root, manifest)
-    corpus = open_passages(
-        root / PASSAGES_FILE, manifest.corpus.name, manifest.corpus.fingerprint, manifest.corpus.passages
-    )
+    # Its key among the server's corpora is its own (the manifest's hash), never the content
+    # fingerprint the manifest claims: that one could name another corpus, the bundled one say.
+    key = "bundle-" + sha256_of(root / MANIFEST)[:32]
+    corpus = open_passages(root / PASSAGES_FILE, manifest.corpus.name, key, manifest.corpus.passages)
     return CorpusBundle(root, manifest, corpus)
 
 
+def needed_files(manifest: CorpusManifest) -> set[str]:
+    """Every file the code opens for this bundle: each must be listed (and so checked)."""
+    from .bm25 import DATA_FILE, INDICES_FILE, INDPTR_FILE, PARAMS_FILE, SETTINGS_FILE, VOCAB_FILE
+    from .compressed import FAISS_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE
+
+    needed = {PASSAGES_FILE}
+    if manifest.bm25:
+        bm25 = (DATA_FILE, INDICES_FILE, INDPTR_FILE, PARAMS_FILE, SETTINGS_FILE, VOCAB_FILE)
+        needed |= {f"{BM25_DIR}/{f}" for f in bm25}
+    for name, entry in manifest.retrievers.items():
+        files = (EXACT_VECTORS,) if entry.index.kind == "exact" else (FAISS_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE)
+        needed |= {f"{name}/{f}" for f in files}
+    return needed
+
+
 def _check_files(root: Path, manifest: CorpusManifest) -> None:
-    """Every listed file is inside the bundle, present, of its size, and the small ones of their sha256;
-    the files the bundle needs are all listed."""
-    needed = {PASSAGES_FILE} | ({f"{BM25_DIR}/"} if manifest.bm25 else set()) | {f"{n}/" for n in manifest.retrievers}
-    for prefix in needed:
-        if not any(name == prefix or name.startswith(prefix) for name in manifest.files):
-            raise CorpusError(f"the bundle's manifest lists no {prefix.rstrip('/')} files")
+    """Every file the bundle needs is listed; every listed one is a regular file inside the bundle
+    (not a link, not a pipe), of its size, and the small ones of their sha256."""
+    missing = sorted(needed_files(manifest) - set(manifest.files))
+    if missing:
+        raise CorpusError(f"the bundle's manifest does not list {', '.join(missing[:3])}")
     resolved = root.resolve()
     for name, entry in manifest.files.items():
         path = (root / name).resolve()
-        if resolved not in path.parents or name.startswith("/") or ".." in Path(name).parts:
+        if resolved not in path.parents:
             raise CorpusError(f"the bundle's manifest names a file outside the bundle ({name[:80]!r})")
-        size = path.stat().st_size if path.is_file() else None
+        try:
+            mode = os.lstat(root / name).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise CorpusError(f"the bundle's {name} is not a regular file (a link, a pipe or a folder)")
+        size = path.stat().st_size if mode is not None else None
         if size is None:
             raise CorpusError(f"the bundle is incomplete: {name[:200]} is missing")
         if size != entry.bytes:

@@ -65,12 +65,19 @@ class BM25Search:
         self.name, self.corpus = name, corpus
         self._opener = opener
         self._index: BM25Index | None = None
+        self._refused: LfqaError | None = None  # why a prebuilt index cannot be opened: said again, not retried
         self._lock = threading.Lock()
 
     def index(self) -> BM25Index:
         with self._lock:
+            if self._refused is not None:
+                raise self._refused
             if self._index is None:
-                self._index = self._opener() if self._opener is not None else BM25Index(self.corpus)
+                try:
+                    self._index = self._opener() if self._opener is not None else BM25Index(self.corpus)
+                except LfqaError as exc:  # a bundle's files do not change while it is served
+                    self._refused = exc
+                    raise
             return self._index
 
     def search(self, questions: list[str], k: int, timeout: float | None = None) -> Ranking:

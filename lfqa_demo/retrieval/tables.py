@@ -36,7 +36,10 @@ PASSAGES_FILE = "passages.arrow"
 # are ~75 KB of text, ~0.2 ms to read one passage cold; zstd keeps English text at about a third.
 BATCH_ROWS = 128
 COMPRESSION = "zstd"
-CACHED_BATCHES = 256  # recently read batches kept decompressed (~20 MB): a page of hits reads few twice
+CACHED_BYTES = 32 << 20  # recently read batches kept decompressed: a page of hits reads few twice
+# A batch is at most 128 passages of MAX_PASSAGE_CHARS (4,000 characters, 16 KB in UTF-8) and their
+# ids and titles: past this it is not one this module wrote (a hostile file's "compression bomb").
+MAX_BATCH_BYTES = 8 << 20
 SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
 _BATCH_ROWS_KEY = b"lfqa.batch_rows"
 
@@ -55,26 +58,39 @@ class TableCorpus(Corpus):
         self.path = path
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, pa.RecordBatch] = OrderedDict()
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return self._rows
 
     def _batch(self, b: int) -> pa.RecordBatch:
-        """Record batch `b`, decompressed (from the cache when it was read lately); its row count
-        is checked, so a file whose batches are not the sizes it claims never gives a wrong row."""
+        """Record batch `b`, decompressed (from the cache when it was read lately) and checked: its
+        row count, its size, and its buffers (Arrow's full validation: offsets that point outside
+        a buffer would otherwise crash the process when a passage is read)."""
         with self._lock:
             batch = self._cache.get(b)
             if batch is not None:
                 self._cache.move_to_end(b)
                 return batch
+            batch = self._read_checked(b)
+            self._cache[b] = batch
+            self._cached_bytes += batch.nbytes
+            while self._cached_bytes > CACHED_BYTES and len(self._cache) > 1:
+                self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
+            return batch
+
+    def _read_checked(self, b: int) -> pa.RecordBatch:
+        want = min(BATCH_ROWS, self._rows - b * BATCH_ROWS)
+        try:
             batch = self._reader.get_batch(b)
-            want = min(BATCH_ROWS, self._rows - b * BATCH_ROWS)
             if batch.num_rows != want:
                 raise CorpusError(f"{self.path.name}: batch {b} holds {batch.num_rows} rows, not {want}")
-            self._cache[b] = batch
-            if len(self._cache) > CACHED_BATCHES:
-                self._cache.popitem(last=False)
-            return batch
+            if batch.nbytes > MAX_BATCH_BYTES:
+                raise CorpusError(f"{self.path.name}: batch {b} holds {batch.nbytes:,} bytes, more than passages can")
+            batch.validate(full=True)
+        except (pa.ArrowException, OSError, ValueError) as exc:  # ArrowInvalid, a short read, bad UTF-8...
+            raise CorpusError(f"{self.path.name}: batch {b} is damaged ({type(exc).__name__})") from None
+        return batch
 
     def __getitem__(self, i: int) -> Passage:
         size = len(self)
@@ -111,7 +127,7 @@ class TableCorpus(Corpus):
         over the whole corpus must not push out what visitors read)."""
         for b in range(self._reader.num_record_batches):
             with self._lock:
-                batch = self._reader.get_batch(b)
+                batch = self._read_checked(b)
             yield batch
 
 
@@ -121,13 +137,13 @@ def open_passages(path: Path, name: str, fingerprint: str, expected_rows: int) -
     (CorpusError otherwise; each batch's rows are checked again when it is read)."""
     try:
         reader = ipc.open_file(pa.memory_map(str(path)))
-    except (OSError, pa.ArrowInvalid) as exc:
+    except (OSError, pa.ArrowException) as exc:
         raise CorpusError(
             f"{path.name} cannot be read as an Arrow file ({type(exc).__name__}: {str(exc)[:200]})"
         ) from None
     metadata = reader.schema.metadata or {}
     if not reader.schema.remove_metadata().equals(SCHEMA):
-        raise CorpusError(f"{path.name} has the columns {reader.schema.names}, not id, title, text (strings)")
+        raise CorpusError(f"{path.name} does not have the columns id, title, text (strings)")
     if metadata.get(_BATCH_ROWS_KEY) != str(BATCH_ROWS).encode():
         raise CorpusError(f"{path.name} was not written in batches of {BATCH_ROWS} rows (write it again with `index`)")
     batches = -(-expected_rows // BATCH_ROWS)
@@ -211,7 +227,7 @@ def parquet_batches(
             return
         try:
             file = pq.ParquetFile(shard)
-        except (OSError, pa.ArrowInvalid) as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise CorpusError(f"{shard.name} is not a readable Parquet file ({str(exc)[:200]})") from None
         names = file.schema_arrow.names
         if text_column not in names:

@@ -447,14 +447,18 @@ def open_corpus_bundle(directory: str | Path) -> CorpusBundle:
 def needed_files(manifest: CorpusManifest) -> set[str]:
     """Every file the code opens for this bundle: each must be listed (and so checked)."""
     from .bm25 import DATA_FILE, INDICES_FILE, INDPTR_FILE, PARAMS_FILE, SETTINGS_FILE, VOCAB_FILE
-    from .compressed import FAISS_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE
+    from .compressed import FAISS_FILE, OFFSET_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE
 
     needed = {PASSAGES_FILE}
     if manifest.bm25:
         bm25 = (DATA_FILE, INDICES_FILE, INDPTR_FILE, PARAMS_FILE, SETTINGS_FILE, VOCAB_FILE)
         needed |= {f"{BM25_DIR}/{f}" for f in bm25}
     for name, entry in manifest.retrievers.items():
-        files = (EXACT_VECTORS,) if entry.index.kind == "exact" else (FAISS_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE)
+        files = (
+            (EXACT_VECTORS,)
+            if entry.index.kind == "exact"
+            else (FAISS_FILE, RECORD_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE)
+        )
         needed |= {f"{name}/{f}" for f in files}
     return needed
 

@@ -140,9 +140,9 @@ t0 = time.perf_counter()
 from lfqa_demo.retrieval.corpus_bundles import open_corpus_bundle
 from lfqa_demo.engine import RetrievalEngine
 root, out = sys.argv[1], {}
-def rss():
+def rss(kind="VmRSS"):  # VmRSS = RssAnon (the process's own) + RssFile (mapped files: page cache)
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
+        if line.startswith(kind + ":"):
             return int(line.split()[1]) / 1e6
 started = time.perf_counter()
 bundle = open_corpus_bundle(root + "/bundle")
@@ -175,6 +175,7 @@ def pct(v, q):
     v = sorted(v); return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 out["search_ms"] = {n: {"p50": pct(v, 0.5), "p95": pct(v, 0.95)} for n, v in times.items()}
 out["rss_after_queries_gb"] = rss()
+out["rss_anon_gb"], out["rss_file_gb"] = rss("RssAnon"), rss("RssFile")
 out["recall_at_10"] = {}
 for name in ("retribert", "dpr", "realm"):
     vectors = np.load(root + f"/{name}/vectors.npy", mmap_mode="r")
@@ -318,11 +319,18 @@ def report(sizes: list[int], results: dict) -> None:
         total += at
         print(f"  disk {g:<14} {slope:8.1f} bytes a passage + {fixed / 1e6:8.1f} MB -> {at / 1e9:6.1f} GB")
     print(f"  disk, bundle total -> {total / 1e9:.1f} GB (+ the six checkpoints, 2.6 GB)")
-    slope, fixed = fit(sizes, [results[n]["serve"]["rss_after_queries_gb"] * 1e9 for n in sizes])
-    print(
-        f"  RSS after 100 queries, 6 models: {slope:.1f} bytes a passage + {fixed / 1e9:.2f} GB -> "
-        f"{(slope * WIKIPEDIA + fixed) / 1e9:.1f} GB"
+    kinds = (
+        ("rss_after_queries_gb", "RSS"),
+        ("rss_anon_gb", "RSS, anonymous (the rest is page cache the OS can take back)"),
     )
+    for key, what in kinds:
+        if not all(key in results[n]["serve"] for n in sizes):
+            continue
+        slope, fixed = fit(sizes, [results[n]["serve"][key] * 1e9 for n in sizes])
+        print(
+            f"  {what} after 100 queries, 6 models: {slope:.1f} bytes a passage + {fixed / 1e9:.2f} GB -> "
+            f"{(slope * WIKIPEDIA + fixed) / 1e9:.1f} GB"
+        )
     for k in ("retribert", "dpr", "realm", "bm25"):
         slope, fixed = fit(sizes, [results[n]["serve"]["search_ms"][k]["p50"] for n in sizes])
         print(

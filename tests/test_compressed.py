@@ -33,6 +33,8 @@ def build_generated(tmp_path_factory, rows: int, dim: int):
     source = ArrayVectors(vectors[:rows], origin="generated")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(compressed, "OPQ_ITERATIONS", 2)
+        patch.setattr(compressed, "OPQ_FIRST_PQ_ITERATIONS", 2)
+        patch.setattr(compressed, "OPQ_TRAIN_ROWS", 4096)
         patch.setattr(compressed, "PQ_ITERATIONS", 4)
         build = build_compressed(source, tmp_path_factory.mktemp(f"compressed-{dim}"))
     return source, vectors[rows:], build
@@ -131,6 +133,9 @@ def test_exact_search_is_the_brute_force_answer():
     assert np.allclose(scores, np.sort(full, axis=1)[:, ::-1][:, :5], rtol=1e-5)
     _, padded = exact_search(ArrayVectors(vectors[:3]), queries[:1], 5, exclude=np.array([0]))
     assert padded[0].tolist()[2:] == [-1, -1, -1]  # two rows left once row 0 is out
+    _, windowed = exact_search(ArrayVectors(vectors), queries[:2], 990, np.array([130, -1]), window=3, chunk_rows=128)
+    assert set(range(127, 134)).isdisjoint(windowed[0]) and windowed[0, -1] != -1  # 993 rows left, across chunks
+    assert windowed[1].tolist() == np.argsort(-(queries[1] @ vectors.T))[:990].tolist()
 
 
 def test_concurrent_searches_give_the_same_answers(built):

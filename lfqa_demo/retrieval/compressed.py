@@ -224,6 +224,12 @@ class CompressedIndex:
         self.path = Path(path)
         self.record: CompressedRecord | None = record
         self.ntotal, self.d = int(codes.shape[0]), int(codes.shape[1])
+        import faiss
+
+        # A visitor's search is one query: faiss's default splits a batch's queries among its
+        # threads and leaves one query to one thread; splitting the probed lists instead puts
+        # both of a Space's cores on it (2M 768-d vectors, nprobe 512: 7.2 -> 4.8 ms p50).
+        faiss.extract_index_ivf(index).parallel_mode = 1
         self._rows_fd = None  # the rescoring file, for prefetching (POSIX_FADV_WILLNEED: not on macOS)
         if prefetch and isinstance(codes, np.memmap) and hasattr(os, "posix_fadvise"):
             self._rows_fd = os.open(self.path / RESCORE_FILE, os.O_RDONLY)

@@ -1,12 +1,16 @@
 """BM25 at scale: the streamed build (BM25Index.build), save, memory-mapped open and queries over
 generated wiki_dpr-like passages (tools/wiki_corpus.py, no embeddings, written as Parquet shards by
 a child process first, so that neither its time nor its memory is counted). Prints build seconds
-(tokenising, weighting, saving), peak RSS, index size on disk, open seconds, query latency
-p50/p95 over questions of 3-6 words drawn from the passages, and, up to --compare-up-to
-passages, top-10 agreement with the pure-numpy implementation BM25 had before bm25s. Asserts
-nothing.
+(tokenising, weighting and impact-ordering, saving), peak RSS, index size on disk, open seconds,
+and over questions of 3-6 words drawn from the passages, one at a time: the exact search (whole
+columns) and the bounded one (at most POSTINGS_BUDGET postings, or each of --budgets): latency
+p50/p95, postings read a query, pages of the mapped files the queries touched (RssFile growth),
+and the bounded search's top-10 agreement with the exact one (the share of the exact top 10 in
+the bounded top 10, mean over questions). Up to --compare-up-to passages, also top-10 agreement
+of the exact search with the pure-numpy implementation BM25 had before bm25s. Asserts nothing.
 
-    .venv/bin/python benchmarks/bench_bm25.py [--passages 200000] [--queries 200] [--compare-up-to 200000]
+    .venv/bin/python benchmarks/bench_bm25.py [--passages 200000] [--queries 200] [--budgets 1048576,524288]
+        [--compare-up-to 200000]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lfqa_demo.retrieval import bm25  # noqa: E402
 from lfqa_demo.retrieval.bm25 import BM25Index, bm25_terms  # noqa: E402
 from lfqa_demo.retrieval.corpus import Passage  # noqa: E402
 
@@ -78,6 +83,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def rss_file_mb() -> float:
+    """Pages of mapped files this process holds (VmRSS counts them), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_flags() -> str:
     try:
         words = set(Path("/proc/cpuinfo").read_text().split())
@@ -91,6 +104,12 @@ def main() -> None:
     parser.add_argument("--passages", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--compare-up-to", type=int, default=200_000, help="compare with the old code up to this N")
+    parser.add_argument(
+        "--budgets",
+        type=lambda text: [int(b) for b in text.split(",")],
+        default=[bm25.POSTINGS_BUDGET],
+        help="postings budgets of the bounded search, comma-separated (default: bm25.POSTINGS_BUDGET)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="where the index is saved (a temporary directory)")
     args = parser.parse_args()
     n = args.passages
@@ -143,35 +162,85 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     disk = sum(f.stat().st_size for f in directory.iterdir())
     terms = len(np.load(directory / "indptr.csc.index.npy", mmap_mode="r")) - 1
     print(
-        f"build: tokenising {tokenised_at - started:.1f} s, weighting {built - tokenised_at:.1f} s, saving "
-        f"{saving:.1f} s; peak RSS {rss_build:,.0f} MB ({rss_before:,.0f} MB before building); on disk "
+        f"build: tokenising {tokenised_at - started:.1f} s, weighting and ordering {built - tokenised_at:.1f} s, "
+        f"saving {saving:.1f} s; peak RSS {rss_build:,.0f} MB ({rss_before:,.0f} MB before building); on disk "
         f"{disk / 1e6:,.0f} MB ({terms:,} terms)"
     )
+    rss_file = rss_file_mb()
     started = time.perf_counter()
     opened = BM25Index.open(directory)
-    print(f"open (mmap, every array checked): {time.perf_counter() - started:.2f} s, mapped: {opened.memory_mapped}")
+    print(
+        f"open (mmap, every array checked, {opened.postings_order} order): {time.perf_counter() - started:.2f} s, "
+        f"mapped: {opened.memory_mapped}, file pages mapped after opening: {rss_file_mb() - rss_file:.1f} MB"
+    )
+    del opened
 
     questions = []
     for text in kept:
         words = text.split()
         questions.append(" ".join(rng.choice(words, size=min(int(rng.integers(3, 7)), len(words)), replace=False)))
+    exact = measure(directory, questions, exact=True)
+    print(f"exact search (whole columns): {exact.summary()}")
+    for budget in args.budgets:
+        bm25.POSTINGS_BUDGET = budget  # read at each query
+        bounded = measure(directory, questions, exact=False)
+        print(
+            f"bounded search, budget {budget:,} postings: {bounded.summary()}; top-10 agreement with the exact "
+            f"search {agreement(bounded.results, exact.results):.4f} (the same top-10 list for "
+            f"{sum(np.array_equal(b[1], e[1]) for b, e in zip(bounded.results, exact.results))}/{len(questions)})"
+        )
+    index = BM25Index.open(directory)
+    started = time.perf_counter()
+    scores, _ = index.search(["the of and which", "zzzunknownzzz"], 10)
+    empty_ms = 1000 * (time.perf_counter() - started) / 2
+    print(
+        f"stopwords or unknown words only: {empty_ms:.2f} ms, all scores 0: {not scores.any()}; peak RSS now "
+        f"{peak_rss_mb():,.0f} MB"
+    )
+    if n <= args.compare_up_to:
+        compare_with_old(shards, questions, exact.results)
+
+
+class Measured:
+    """Per-question latencies (ms), postings read and top-10 (scores, ids) of one kind of search."""
+
+    def __init__(self, times: list[float], postings: list[int], results: list, file_mb: float):
+        self.times, self.postings, self.results, self.file_mb = times, postings, results, file_mb
+
+    def summary(self) -> str:
+        return (
+            f"first {self.times[0]:.1f} ms, p50 {statistics.median(self.times):.1f} ms, p95 "
+            f"{statistics.quantiles(self.times, n=20)[18]:.1f} ms, max {max(self.times):.1f} ms; postings read a "
+            f"query: mean {statistics.mean(self.postings):,.0f}, p50 {statistics.median(self.postings):,.0f}, max "
+            f"{max(self.postings):,}; mapped file pages touched by {len(self.times)} queries: {self.file_mb:,.1f} MB"
+        )
+
+
+def measure(directory: Path, questions: list[str], exact: bool) -> Measured:
+    """Top 10 of each question, one at a time, on an index opened for this run (a mapping of its
+    own, so that the RssFile growth is this run's pages)."""
+    index = BM25Index.open(directory)
+    rss_file = rss_file_mb()
     times, results = [], []
     for question in questions:
         started = time.perf_counter()
-        scores, ids = opened.search([question], 10)
+        scores, ids = index.search([question], 10, exact=exact)
         times.append(1000 * (time.perf_counter() - started))
         results.append((scores[0], ids[0]))
-    started = time.perf_counter()
-    scores, _ = opened.search(["the of and which", "zzzunknownzzz"], 10)
-    empty_ms = 1000 * (time.perf_counter() - started) / 2
-    print(
-        f"query (k=10, {len(questions)} questions of 3-6 words, one at a time): first {times[0]:.1f} ms, p50 "
-        f"{statistics.median(times):.1f} ms, p95 {statistics.quantiles(times, n=20)[18]:.1f} ms, max "
-        f"{max(times):.1f} ms; stopwords or unknown words only: {empty_ms:.2f} ms, all scores 0: "
-        f"{not scores.any()}; peak RSS now {peak_rss_mb():,.0f} MB"
-    )
-    if n <= args.compare_up_to:
-        compare_with_old(shards, questions, results)
+    file_mb = rss_file_mb() - rss_file
+    postings = [index.postings_read(question, exact=exact) for question in questions]
+    return Measured(times, postings, results, file_mb)
+
+
+def agreement(bounded: list[tuple[np.ndarray, np.ndarray]], exact: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """The share of each exact top 10 (passages scoring above 0) in the bounded top 10, mean over
+    the questions with any."""
+    shares = []
+    for (_, ids), (exact_scores, exact_ids) in zip(bounded, exact):
+        wanted = set(exact_ids[exact_scores > 0].tolist())
+        if wanted:
+            shares.append(len(wanted & set(ids.tolist())) / len(wanted))
+    return statistics.mean(shares) if shares else float("nan")
 
 
 def compare_with_old(shards: list[Path], questions: list[str], results: list[tuple[np.ndarray, np.ndarray]]) -> None:

@@ -82,12 +82,13 @@ MAX_DOCUMENTS = np.iinfo(np.int32).max  # passage ids are int32 in bm25s's matri
 TOP_K_SAMPLE = 1 << 16  # scores sampled to find a query's candidates quickly (see _candidates)
 CHECK_POSTINGS = 1 << 22  # postings checked (and ordered, when built) at a time: 16 MiB of each array
 # Postings a query reads at most, over all its terms: its time is then bounded at any corpus size.
-# Measured on 2 vCPUs over 21M passages (an impact-ordered index of random passages, mapped, warm):
-# p50/p95 28/39 ms at 1M postings, 41/48 ms at 2M, 69/73 ms at 4M (exact: 299/508 ms). 2M is the
-# largest power of two that keeps p95 under half the 100 ms target, for a busy second core and pages
-# read from disk (16 MB a query at most). On generated wiki_dpr-like passages the share of the
-# exact top 10 kept depends on budget / passages: 0.98-0.99 at 1, 0.94-0.95 at 1/2, 0.88-0.89 at
-# 1/4, 0.80-0.82 at 1/8, 0.75 at 1/16 (benchmarks/bench_bm25.py at 0.5M-2M); 2M over 21M is 1/10.
+# `benchmarks/bench_bm25.py --synthetic 21015300` (an impact-ordered index of 21M passages, dfs of a
+# Zipf-like head of 4,096 terms from 95% down to 0.1% of passages, mapped, warm; 2 vCPUs, shared):
+# p50/p95 38/43 ms reading at most 2M postings, 84/345 ms reading every posting (5M for the median
+# question); it kept 0.82 of the exact top 10 there, 0.9995 over 2M passages. On generated wiki_dpr-
+# like passages the share kept depends on budget / passages: 0.98-0.99 at 1, 0.94-0.95 at 1/2,
+# 0.88-0.89 at 1/4, 0.80-0.82 at 1/8, 0.75 at 1/16 (bench_bm25.py --passages, 0.5M-2M). 2M is the
+# largest power of two that keeps p95 under half the 100 ms target (1M: ~28 ms, 4M: ~69 ms p50).
 POSTINGS_BUDGET = 1 << 21
 # A bounded query's postings are summed into a float32 array over all passages, as bm25s does, while
 # the corpus is at most this many times the postings read; beyond, passage by passage (_sum_by_passage).

@@ -25,10 +25,15 @@ from .retrieval.corpus import (
     load_corpus_dir,
     load_qa_set,
 )
+from .retrieval.corpus_bundles import MANIFEST, CorpusBundle, open_corpus_bundle
+from .retrieval.nq_open import NQ_OPEN, is_open_qa_source, open_qa_set
 from .retrieval.vector_files import parse_vectors_option
 
 # Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+# `evaluate`'s default cut-offs: a QA set with gold passages (the bundled one: a reader reads 20), and
+# an answer-only open-domain set, reported at DPR's Table 2 depths (top-20 and top-100).
+GOLD_PASSAGE_KS, OPEN_QA_KS = [1, 5, 20], [1, 5, 20, 100]
 
 
 def _corpus(source: str, args: argparse.Namespace) -> Corpus:
@@ -73,7 +78,9 @@ def _check_device_and_dtype(args: argparse.Namespace) -> None:
         resolve_dtype(args.dtype, resolve_device(args.device))
 
 
-def _engine(args: argparse.Namespace, corpus: Corpus) -> RetrievalEngine:
+def _engine(
+    args: argparse.Namespace, corpus: Corpus | None, corpus_bundle: CorpusBundle | None = None
+) -> RetrievalEngine:
     specs: dict[str, str | RetrieverSpec] = {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
     for option in args.model or []:
         name, spec = _model_spec(option)
@@ -81,6 +88,7 @@ def _engine(args: argparse.Namespace, corpus: Corpus) -> RetrievalEngine:
     _check_device_and_dtype(args)
     return RetrievalEngine(
         corpus,
+        corpus_bundle=corpus_bundle,
         retrievers=specs,
         cache_dir=args.cache_dir,
         device=args.device,
@@ -185,9 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate", parents=[common], help="recall@k and MRR, by answer and by gold passage, on a QA set"
     )
     ev.add_argument(
-        "--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl"
+        "--qa",
+        default="bundled",
+        help=f"bundled ({BUNDLED_DIR}), a dir with passages.jsonl and questions.jsonl, or a QA set scored by "
+        f"answer over --corpus: hub:{NQ_OPEN}[:SPLIT] (default split validation) or a Parquet file or dir in "
+        "its layout (question, answer)",
     )
-    ev.add_argument("--ks", type=_ks, default=[1, 5, 20], help="comma-separated cut-offs (default 1,5,20)")
+    ev.add_argument(
+        "--ks",
+        type=_ks,
+        default=None,
+        help="comma-separated cut-offs (default 1,5,20; 1,5,20,100 for a QA set scored by answer only)",
+    )
+    ev.add_argument("--max-questions", type=_positive_int, default=None, help="score the first N questions only")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
     cmp.add_argument("-k", type=int, default=5)
@@ -274,15 +292,42 @@ def run_corpus_bundle(args: argparse.Namespace, names: list[str]) -> int:
 def run_evaluate(args: argparse.Namespace, names: list[str]) -> int:
     """Recall@k at --ks and MRR@max(--ks) of each retriever on a QA set, by answer and by gold
     passage, as a table (failures listed below it). Computed by `evaluation_report`, the app's
-    evaluation view's path, so both give the same figures under the same names."""
+    evaluation view's path, so both give the same figures under the same names. A QA set without
+    gold passages (NQ-open's layout) goes to `run_evaluate_open`."""
+    if args.qa != "bundled" and is_open_qa_source(args.qa):
+        return run_evaluate_open(args, names)
     qa_dir = BUNDLED_DIR if args.qa == "bundled" else Path(args.qa)
     if not qa_dir.is_dir():
-        raise InvalidInputError(f"--qa {args.qa!r} is not a directory holding passages.jsonl and questions.jsonl")
+        raise InvalidInputError(
+            f"--qa {args.qa!r} is not a directory holding passages.jsonl and questions.jsonl, nor a Parquet "
+            f"file, nor hub:{NQ_OPEN}"
+        )
+    ks = args.ks or GOLD_PASSAGE_KS
     engine = _engine(args, load_corpus_dir(qa_dir))
-    qa = load_qa_set(qa_dir)
+    qa = load_qa_set(qa_dir)[: args.max_questions]
     engine.build_indexes(names, progress=_progress)
     print(f"{len(qa)} questions, {len(engine.corpus)} passages ({qa_dir})")
-    print(format_table(evaluation_report(engine, qa, names, max_k=max(args.ks)), args.ks))
+    print(format_table(evaluation_report(engine, qa, names, max_k=max(ks)), ks))
+    return EXIT_OK
+
+
+def run_evaluate_open(args: argparse.Namespace, names: list[str]) -> int:
+    """DPR's retrieval accuracy: top-k recall by answer (answer_match.py, DPR's `has_answer`) of
+    each retriever over --corpus (a corpus bundle, or any corpus the command line reads) on an
+    answer-only QA set (retrieval/nq_open.py), at --ks (default 1,5,20,100), with MRR@max(--ks)."""
+    ks = args.ks or OPEN_QA_KS
+    qa = open_qa_set(args.qa, limit=args.max_questions)  # first: a missing QA file fails before any model loads
+    source = Path(args.corpus).expanduser()
+    if (source / MANIFEST).is_file():
+        engine = _engine(args, None, open_corpus_bundle(source))
+    else:
+        engine = _engine(args, _corpus(args.corpus, args))
+    engine.build_indexes(names, progress=_progress)
+    print(f"{len(qa.items):,} questions ({qa.name}), {len(engine.corpus):,} passages ({engine.corpus.name})")
+    for note in qa.notes:
+        print(f"note: {note}")
+    report = evaluation_report(engine, qa.items, names, max_k=max(ks), progress=_progress)
+    print(format_table(report, ks))
     return EXIT_OK
 
 

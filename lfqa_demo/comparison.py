@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from .answer_match import has_answer
 from .errors import failure_message
-from .results import Comparison, Hit, RetrieverResult, agreement, contains_answer
+from .results import Comparison, Hit, RetrieverResult, agreement
 from .retrieval.searchers import Ranking
 from .status import Phase
 
@@ -49,7 +50,7 @@ def rank(
                     corpus[j].title,
                     corpus[j].text,
                     float(s),
-                    None if not gold[row] else contains_answer(corpus[j].text, gold[row]),
+                    None if not gold[row] else has_answer(corpus[j].text, [gold[row]]),
                 )
                 for rank, (s, j) in enumerate(zip(got.scores[row], got.ids[row]))
                 if 0 <= j < len(corpus)  # -1: fewer hits; past the end: a hostile prebuilt faiss index

@@ -6,8 +6,8 @@ One path computes every figure, so the command line and the app cannot disagree:
 recall@k curves and MRR, and `score_columns` / `score_row` pick the figures a table shows. The
 app's evaluation view (`evaluation_report`, ui/evaluation_view.py) and the command line's table
 (`format_table`) both read those. Every figure is named for what it ranks: "answer" (the first
-passage holding a gold answer) or "gold passage" (the question's own passage), as in
-"R@5, answer" and "MRR@20, gold passage"."""
+passage holding a gold answer, by DPR's rule: answer_match.py) or "gold passage" (the question's
+own passage), as in "R@5, answer" and "MRR@20, gold passage"."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from .answer_match import has_answer
 from .engine import RetrievalEngine
 from .errors import InvalidInputError, failure_message
-from .results import check_k, contains_answer
+from .results import check_k
 from .retrieval.corpus import QAItem
 from .retrieval.indexes import choose_kind
 from .retrieval.searchers import DenseSearch
@@ -45,7 +46,7 @@ class RetrieverEvaluation:
 
     retriever: str
     max_k: int
-    answer_ranks: tuple[int | None, ...]  # the first passage containing a gold answer (case-insensitive)
+    answer_ranks: tuple[int | None, ...]  # the first passage holding a gold answer (answer_match.has_answer)
     passage_ranks: tuple[int | None, ...] | None  # the gold passage; None when the QA set names none
     seconds: float = 0.0  # how long the evaluation took (not the time of a cache hit)
     error: str | None = None  # why the retriever could not run; the ranks are then empty
@@ -90,7 +91,7 @@ def _mrr(ranks: Sequence[int | None]) -> float:
 
 # What a figure ranks, as every table names it: the two differ (BM25 on the bundled QA set: MRR@20
 # 0.877 by answer, 0.858 by gold passage), so an MRR or a recall without one of these is ambiguous.
-ANSWER = "answer"  # the first passage holding a gold answer (case-insensitive)
+ANSWER = "answer"  # the first passage holding a gold answer, by DPR's rule (answer_match.py)
 GOLD_PASSAGE = "gold passage"  # the question's own passage
 
 
@@ -279,9 +280,7 @@ def evaluate_retriever(
             result = comparison.results[name]
             if result.error:
                 return RetrieverEvaluation(name, max_k, (), None, error=result.error)
-            answer_ranks.append(
-                next((h.rank for h in result.hits if any(contains_answer(h.text, a) for a in item.answers)), None)
-            )
+            answer_ranks.append(next((h.rank for h in result.hits if has_answer(h.text, item.answers)), None))
             passage_ranks.append(next((h.rank for h in result.hits if h.passage_id == item.passage_id), None))
     if progress is not None:
         progress(len(qa), len(qa))

@@ -1,5 +1,6 @@
 """What the engine returns: hits, each retriever's result, comparisons with their agreement,
-answer reports; and the measures they use (overlap@k, rank-biased overlap, answer matching).
+answer reports; and the measures they use (overlap@k, rank-biased overlap; answer matching is
+answer_match.py's).
 Plain data: nothing here searches or reads."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Hit:
     title: str
     text: str
     score: float
-    contains_answer: bool | None = None  # None when no gold answer was given
+    contains_answer: bool | None = None  # by answer_match.has_answer; None when no gold answer was given
 
 
 @dataclass
@@ -99,12 +100,6 @@ def rank_biased_overlap(a: Sequence[str], b: Sequence[str], p: float = RBO_P) ->
         seen_b.add(y)
         total += (common / d) * p**d
     return float((common / depth) * p**depth + (1 - p) / p * total)
-
-
-def contains_answer(text: str, answer: str) -> bool:
-    """Case- and whitespace-insensitive substring test."""
-    norm = lambda s: " ".join(s.casefold().split())  # noqa: E731
-    return bool(answer.strip()) and norm(answer) in norm(text)
 
 
 def check_k(k: object) -> int:

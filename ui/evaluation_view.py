@@ -9,8 +9,9 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from lfqa_demo.answer_match import has_answer
 from lfqa_demo.evaluation import ANSWER, GOLD_PASSAGE, EvaluationReport, score_columns, score_row
-from lfqa_demo.results import Comparison, contains_answer
+from lfqa_demo.results import Comparison
 from lfqa_demo.retrieval.corpus import QASet
 from ui.render import clip, corpus_note, esc, label, public_message, render_comparison
 
@@ -65,7 +66,8 @@ def render_summary(report: EvaluationReport, qa: QASet, corpus: str, corpus_size
     )
     return (
         _heading(corpus, corpus_size, qa)
-        + f"<div class='note'>{ANSWER}: a passage in the top k contains a gold answer (case-insensitive); "
+        + f"<div class='note'>{ANSWER}: a passage in the top k contains a gold answer "
+        + "(whole words, any case, as DPR counts it); "
         + (
             f"{GOLD_PASSAGE}: the question's own passage is in the top k. "
             if by_passage
@@ -122,7 +124,7 @@ def mark_gold(comparison: Comparison, answers: Sequence[str]) -> Comparison:
     comparison.gold_answer = ANSWER_SEPARATOR.join(answers) or None
     for result in comparison.results.values():
         for hit in result.hits:
-            hit.contains_answer = any(contains_answer(hit.text, a) for a in answers)
+            hit.contains_answer = has_answer(hit.text, answers)
     return comparison
 
 

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lfqa_demo.answer_match import answer_spans
 from lfqa_demo.models.families import READER_FAMILIES
 from lfqa_demo.results import AnswerReport, Comparison
 from lfqa_demo.retrieval.bm25 import bm25_terms
@@ -34,16 +35,11 @@ def clip(text: str, limit: int) -> str:
 
 
 def _gold_spans(text: str, golds: Sequence[str]) -> list[tuple[int, int]]:
-    """Where any of `golds` occurs in `text`, ignoring case and runs of white space (as
-    contains_answer does); overlapping matches give way to the earlier, then the longer."""
-    spans = []
-    for gold in golds:
-        words = (gold or "").split()
-        if words:
-            pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
-            spans += [m.span() for m in pattern.finditer(text)]
+    """Where any of `golds` occurs in `text`, by the rule that marks a hit as holding the answer
+    (answer_match.py: whole tokens, any case, NFC or NFD); overlapping matches give way to the
+    earlier, then the longer."""
     kept, end = [], 0
-    for start, stop in sorted(spans, key=lambda span: (span[0], -span[1])):
+    for start, stop in sorted(answer_spans(text, [g for g in golds if g]), key=lambda span: (span[0], -span[1])):
         if start >= end:
             kept.append((start, stop))
             end = stop

@@ -261,18 +261,18 @@ def qa_from_file(
     items: list[QAItem] = []
     unanswered, cut = 0, False
     for number, (where, row) in enumerate(rows, start=1):
-        question = _qa_text(row.get(question_col), shown, where, question_col, MAX_QA_QUESTION_CHARS)
+        question = qa_text(row.get(question_col), shown, where, question_col, MAX_QA_QUESTION_CHARS)
         if not question:
             raise CorpusError(f"{shown}: {where} has no question in the {question_col!r} column.")
-        answers = _qa_answers(row.get(answer_col), shown, where, answer_col, split_bars=csv_file)
+        answers = qa_answers(row.get(answer_col), shown, where, answer_col, split_bars=csv_file)
         if not answers:
             unanswered += 1  # SQuAD 2.0 style unanswerable questions: nothing to find
             continue
         if len(items) == limit:
             cut = True
             break
-        qid = _qa_text(row.get(id_col), shown, where, id_col, 200) if id_col else ""
-        passage_id = _qa_text(row.get(passage_col), shown, where, passage_col, 200) if passage_col else ""
+        qid = qa_text(row.get(id_col), shown, where, id_col, 200) if id_col else ""
+        passage_id = qa_text(row.get(passage_col), shown, where, passage_col, 200) if passage_col else ""
         items.append(QAItem(qid or f"q{number}", question, answers, passage_id))
     if not items:
         raise CorpusError(f"{shown} holds no question with an answer (columns {question_col!r} and {answer_col!r}).")
@@ -304,7 +304,7 @@ def _qa_column(columns: list[str], wanted: str | None, candidates: tuple[str, ..
     return found
 
 
-def _qa_text(value: object, shown: str, where: str, column: str, limit: int) -> str:
+def qa_text(value: object, shown: str, where: str, column: str, limit: int) -> str:
     """A question, answer or id value as stripped text: a string or a number, at most `limit` characters."""
     if value is None:
         return ""
@@ -318,7 +318,7 @@ def _qa_text(value: object, shown: str, where: str, column: str, limit: int) -> 
     return text
 
 
-def _qa_answers(value: object, shown: str, where: str, column: str, *, split_bars: bool) -> tuple[str, ...]:
+def qa_answers(value: object, shown: str, where: str, column: str, *, split_bars: bool) -> tuple[str, ...]:
     """The gold answers of one row (empty ones dropped, duplicates once), at most MAX_QA_ANSWERS."""
     if isinstance(value, dict) and isinstance(value.get("text"), list):
         value = value["text"]  # SQuAD's {"text": [...], "answer_start": [...]}
@@ -329,7 +329,7 @@ def _qa_answers(value: object, shown: str, where: str, column: str, *, split_bar
         raise CorpusError(
             f"{shown}: {where} has {len(values):,} answers in the {column!r} column; the limit is {MAX_QA_ANSWERS}."
         )
-    answers = (_qa_text(v, shown, where, column, MAX_QA_ANSWER_CHARS) for v in values)
+    answers = (qa_text(v, shown, where, column, MAX_QA_ANSWER_CHARS) for v in values)
     return tuple(dict.fromkeys(a for a in answers if a))
 
 

@@ -288,11 +288,11 @@ def checked_records(rows: Iterable[Row], columns: Columns, shown: str) -> Iterat
                 total += len(value)
             record[key] = value
         if total > MAX_DECODED_CHARS:
-            raise CorpusError(_too_much_text(shown))
+            raise CorpusError(too_much_text(shown))
         yield record
 
 
-def _too_much_text(shown: str) -> str:
+def too_much_text(shown: str) -> str:
     return f"{shown} holds more than {MAX_DECODED_CHARS:,} characters of text; split it into smaller files."
 
 
@@ -552,11 +552,11 @@ def csv_table(text: str, shown: str, choose: Callable[[list[str]], ChosenColumns
 
 
 # -- Parquet --------------------------------------------------------------------------------------------
-def _is_text_type(t) -> bool:
+def is_text_type(t) -> bool:
     import pyarrow as pa
 
     if pa.types.is_dictionary(t):
-        return _is_text_type(t.value_type)
+        return is_text_type(t.value_type)
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
 
 
@@ -566,7 +566,7 @@ def _is_number_type(t) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
 
 
-def _library_error(exc: Exception, path: Path, shown: str) -> str:
+def library_error(exc: Exception, path: Path, shown: str) -> str:
     """The first line of a library's message, the server path replaced by the visitor's file name."""
     line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     for server_path in (str(path.resolve()), str(path), str(path.parent)):
@@ -586,7 +586,7 @@ def parquet_rows(
             parquet = pq.ParquetFile(f)
             meta, schema = parquet.metadata, parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
-        raise CorpusError(f"{shown} could not be read as Parquet: {_library_error(exc, path, shown)}") from exc
+        raise CorpusError(f"{shown} could not be read as Parquet: {library_error(exc, path, shown)}") from exc
     if meta.num_rows > MAX_ROWS:
         raise CorpusError(
             f"{shown} has {meta.num_rows:,} rows; the limit is {MAX_ROWS:,}. Split it into smaller files."
@@ -598,8 +598,8 @@ def parquet_rows(
         )
     columns = choose_columns(schema.names, shown, title_column, text_column)
     _check_parquet_types(schema, columns, shown)
-    _check_parquet_stored_size(meta, shown)
-    texts = [name for name in dict.fromkeys(columns) if name and _is_text_type(schema.field(name).type)]
+    check_parquet_stored_size(meta, shown)
+    texts = [name for name in dict.fromkeys(columns) if name and is_text_type(schema.field(name).type)]
     return columns, _parquet_batches(path, shown, columns, texts)
 
 
@@ -609,7 +609,7 @@ def _check_parquet_types(schema, columns: Columns, shown: str) -> None:
         if name is None:
             continue
         t = schema.field(name).type
-        if not (_is_text_type(t) or (role != "text" and _is_number_type(t))):
+        if not (is_text_type(t) or (role != "text" and _is_number_type(t))):
             allowed = "strings" if role == "text" else "strings or numbers"
             raise CorpusError(
                 f"{shown}: the {role} column {name!r} holds {t} values; it must hold {allowed}. "
@@ -617,7 +617,7 @@ def _check_parquet_types(schema, columns: Columns, shown: str) -> None:
             )
 
 
-def _check_parquet_stored_size(meta, shown: str) -> None:
+def check_parquet_stored_size(meta, shown: str) -> None:
     """Refuse a file whose columns are, uncompressed, over MAX_PARQUET_DATA_BYTES (a compression bomb)."""
     stored = 0
     for g in range(meta.num_row_groups):
@@ -634,7 +634,7 @@ def _check_parquet_stored_size(meta, shown: str) -> None:
         )
 
 
-def _encoded_text_size(column) -> tuple[int, int]:
+def encoded_text_size(column) -> tuple[int, int]:
     """(all, longest) UTF-8 byte length of a string column's values, computed without decoding them.
 
     Bytes are an upper bound on characters, and cheap: a dictionary column's lengths are the
@@ -666,7 +666,7 @@ def _parquet_batches(path: Path, shown: str, columns: Columns, texts: list[str])
             parquet = pq.ParquetFile(f, read_dictionary=texts)
             for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted, use_threads=False):
                 for name in texts:
-                    size, longest = _encoded_text_size(batch.column(name))
+                    size, longest = encoded_text_size(batch.column(name))
                     if longest > MAX_TEXT_CHARS:
                         raise CorpusError(
                             f"{shown}: a value in the {name!r} column near row {row + 1:,} is {longest:,} bytes long; "
@@ -674,10 +674,10 @@ def _parquet_batches(path: Path, shown: str, columns: Columns, texts: list[str])
                         )
                     total += size
                 if total > MAX_DECODED_CHARS:
-                    raise CorpusError(_too_much_text(shown))
+                    raise CorpusError(too_much_text(shown))
                 values = {name: batch.column(name).to_pylist() for name in wanted}
                 for i in range(batch.num_rows):
                     row += 1
                     yield f"row {row:,}", {name: values[name][i] for name in wanted}
     except (pa.ArrowException, OSError) as exc:
-        raise CorpusError(f"{shown} could not be read as Parquet: {_library_error(exc, path, shown)}") from exc
+        raise CorpusError(f"{shown} could not be read as Parquet: {library_error(exc, path, shown)}") from exc

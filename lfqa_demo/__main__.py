@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 from .bundle_build import build as build_bundle
-from .bundle_build import is_table_source, passage_source
+from .bundle_build import encoded_here, is_table_source, passage_source
 from .engine import RetrievalEngine
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluation_report, format_table
 from .models.devices import resolve_device, resolve_dtype
 from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .ray_build import EncodeProgress, check_engine_options, encode_with_ray, require_ray
 from .results import IndexResult
 from .retrieval.bundles import push_bundles, write_bundle
 from .retrieval.corpus import (
@@ -114,15 +115,25 @@ def _retriever_names(args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _progress(name: str, done: int, total: int) -> None:
+def _progress(name: str, done: int, total: int, detail: str = "") -> None:
     width = 30
     filled = int(width * done / max(total, 1))
     print(
-        f"\r  {name:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+        f"\r  {name:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}{detail}",
         end="" if done < total else "\n",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _encode_progress(p: EncodeProgress) -> None:
+    """`--engine ray`'s console: a line per shard written, and the bar with passages/s and time left."""
+    if p.shard is not None:  # over the bar (padded: "\r" does not clear it), which is drawn again below
+        print(f"\r  {p.retriever}: {p.shard} written ({p.shard_rows:,} passages)".ljust(100), file=sys.stderr)
+        if p.done == p.total:
+            return  # the bar is complete already
+    left = "" if p.seconds_left is None else f", about {p.seconds_left:,.0f} s left"
+    _progress(p.retriever, p.done, p.total, f", {p.rate:,.0f} passages/s{left}    ")
 
 
 def _positive_int(text: str) -> int:
@@ -184,6 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
         "encoding; writes a corpus bundle to --out",
     )
     idx.add_argument(
+        "--engine",
+        default="in-process",
+        choices=["in-process", "ray"],
+        help="who encodes a Parquet corpus's passages for a corpus bundle: this process, or Ray Data (locally, or "
+        "the cluster at $RAY_ADDRESS) into resumable vector shards under OUT/vectors/ (pip install -r "
+        "requirements-build.txt)",
+    )
+    idx.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="--engine ray: encoder actors (default: one per GPU; without GPUs, one per CPU core, at most 8)",
+    )
+    idx.add_argument(
         "--push-to-hub",
         default=None,
         metavar="ORG/NAME",
@@ -228,7 +253,9 @@ def run_index(args: argparse.Namespace, names: list[str]) -> int:
     --out (and upload them with --push-to-hub); exit 1 when any failed."""
     if args.push_to_hub and not args.out:
         raise InvalidInputError("--push-to-hub uploads the bundles that --out writes: give --out DIR too")
-    if args.vectors or is_table_source(args.corpus):
+    if args.workers is not None and args.engine != "ray":
+        raise InvalidInputError("--workers is the number of Ray actors: give --engine ray too")
+    if args.vectors or is_table_source(args.corpus) or args.engine == "ray":
         return run_corpus_bundle(args, names)
     if args.index_kind in ("exact", "compressed"):
         raise InvalidInputError(f"--index-kind {args.index_kind} is for corpus bundles (Parquet or hub corpora)")
@@ -259,10 +286,15 @@ def run_corpus_bundle(args: argparse.Namespace, names: list[str]) -> int:
     if args.index_kind not in ("auto", "exact", "compressed"):
         raise InvalidInputError(f"a corpus bundle's index kind is auto, exact or compressed, not {args.index_kind}")
     _check_device_and_dtype(args)
+    if args.engine == "ray":
+        require_ray()  # before anything is read
+        check_engine_options(names)
     vectors = dict(parse_vectors_option(option) for option in args.vectors or [])
     specs: dict[str, str | RetrieverSpec] = dict(_model_spec(option) for option in args.model or [])
     source = passage_source(args.corpus, lambda spec: _corpus(spec, args))
     started = time.perf_counter()
+    if args.engine == "ray":
+        vectors.update(run_ray_vectors(args, source, encoded_here(names, vectors, source), specs))
     manifest = build_bundle(
         Path(args.out),
         source,
@@ -287,6 +319,38 @@ def run_corpus_bundle(args: argparse.Namespace, names: list[str]) -> int:
             f"vectors: {entry.vectors.origin} ({entry.vectors.verified})"
         )
     return EXIT_OK
+
+
+def run_ray_vectors(
+    args: argparse.Namespace, source, names: list[str], specs: dict[str, str | RetrieverSpec]
+) -> dict[str, Path]:
+    """`--engine ray`: encode the `names` retrievers' vectors into OUT/vectors/ with Ray Data
+    (ray_build.py), resuming an earlier run; their folders, for the bundle build to read."""
+    if source.shards is None:
+        raise InvalidInputError(
+            f"--engine ray reads Parquet shards: --corpus {args.corpus} is not a Parquet file or folder, "
+            "nor hub:ORG/NAME"
+        )
+    built = encode_with_ray(
+        Path(args.out),
+        source.shards,
+        names,
+        specs,
+        workers=args.workers,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        max_passages=args.max_passages,
+        progress=_encode_progress,
+    )
+    for result in built:
+        rate = result.passages_encoded / result.seconds if result.seconds > 0 else 0.0
+        print(
+            f"{result.retriever}: vector shards in {result.folder}: {len(result.kept)} kept from an earlier run, "
+            f"{len(result.encoded)} encoded ({result.passages_encoded:,} passages in {result.seconds:.1f} s, "
+            f"{rate:,.0f} passages/s)"
+        )
+    return {result.retriever: result.folder for result in built}
 
 
 def run_evaluate(args: argparse.Namespace, names: list[str]) -> int:

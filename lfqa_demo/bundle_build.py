@@ -9,7 +9,8 @@ Vectors, per dense retriever, in this order:
 1. `--vectors NAME=PATH` files (vector_files.py), checked for count, dimension and finiteness;
 2. for `dpr`, the corpus's own `embeddings` column (wiki_dpr's, made by DPR's passage
    encoder), a sample encoded again when that encoder's weights are here;
-3. otherwise encoded here, up to MAX_ENCODED_PASSAGES passages (past that: give --vectors).
+3. otherwise encoded here, up to MAX_ENCODED_PASSAGES passages (past that: give --vectors), or
+   with `--engine ray` by Ray Data into resumable vector shards (ray_build.py), then read as in 1.
 """
 
 from __future__ import annotations
@@ -138,6 +139,13 @@ def dense_inputs(
         return inputs
 
     return {name: make(name) for name in names}
+
+
+def encoded_here(names: Sequence[str], vectors: Mapping[str, Path], source: PassageSource) -> list[str]:
+    """The dense retrievers among `names` whose vectors this build encodes (the module docstring's
+    third case): neither given with --vectors nor, for dpr, the corpus's own embeddings column."""
+    has_embeddings = bool(source.shards) and corpus_embeddings(source.shards) is not None
+    return [n for n in names if n != "bm25" and n not in vectors and not (n == EMBEDDINGS_RETRIEVER and has_embeddings)]
 
 
 def _keyed(path: Path) -> bool:

@@ -33,6 +33,10 @@ class InvalidTypeError(InvalidInputError, TypeError):
     """An argument of the wrong type (a number where a list of strings belongs, say)."""
 
 
+class MissingDependencyError(LfqaError, ImportError):
+    """A build-only dependency (Ray, for `index --engine ray`) is not installed; the message says how to install it."""
+
+
 class IndexNotReady(LfqaError):
     """A dense index is still being built; `status` says how far it is (a lfqa_demo.status.Status)."""
 

@@ -11,7 +11,7 @@ fi
 # Nothing to do when the requirements (and this script) are as they were at the last setup with
 # the same file: launching the app must not re-run pip every time (~7 s).
 STAMP=".venv/.setup-$(basename "$REQS").sha256"
-WANT=$(cat "$REQS" requirements.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+WANT=$(cat "$REQS" requirements.txt requirements-build.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   echo "Requirements unchanged since the last setup ($REQS): nothing to install."
   exit 0

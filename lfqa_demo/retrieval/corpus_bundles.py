@@ -68,6 +68,9 @@ FORMAT = "lfqa-demo corpus bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
 BM25_DIR = "bm25"
+# `index --engine ray`'s resumable vector shards (ray_build.py), kept beside the bundle for a rerun:
+# not part of it (not listed in its manifest, and a retriever may not take the name).
+WORK_DIR = "vectors"
 EXACT_VECTORS = "vectors.npy"
 SMALL_FILE_BYTES = (
     64 << 20
@@ -230,6 +233,8 @@ def build_corpus_bundle(
     an index of `kind`. The manifest is written last. Returns it."""
     from .bm25 import BM25Index
 
+    if WORK_DIR in dense:
+        raise CorpusError(f"a corpus bundle's retriever cannot be named {WORK_DIR!r} (its folder holds vector shards)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
@@ -305,7 +310,8 @@ def _libraries() -> dict[str, str]:
 
 def _file_entries(out: Path) -> dict[str, FileEntry]:
     entries = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    files = (p for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for path in sorted(p for p in files if p.relative_to(out).parts[0] != WORK_DIR):
         size = path.stat().st_size
         entries[path.relative_to(out).as_posix()] = FileEntry(
             bytes=size, sha256=sha256_of(path) if size <= SMALL_FILE_BYTES else None

@@ -205,7 +205,10 @@ def write_passages(
     return rows, h.hexdigest()
 
 
-def _strings(values: Iterable[object]) -> list[str]:
+def clean_strings(values: Iterable[object]) -> list[str]:
+    """A column's values as the corpus keeps them: text (a missing value is ""), cleaned as every
+    text at the door is (inputs.clean_text). Every reader of passages applies it, so that the
+    same shard gives the same passages, and the same vectors, whoever reads it."""
     return [clean_text("" if v is None else str(v)) for v in values]
 
 
@@ -240,12 +243,12 @@ def parquet_batches(
                 batch = batch.slice(0, max_passages - done)
             n = batch.num_rows
             ids = (
-                _strings(batch.column("id").to_pylist())
+                clean_strings(batch.column("id").to_pylist())
                 if "id" in columns
                 else [str(i) for i in range(done + 1, done + n + 1)]
             )
-            titles = _strings(batch.column(title_column).to_pylist()) if title_column in columns else [""] * n
-            texts = _strings(batch.column(text_column).to_pylist())
+            titles = clean_strings(batch.column(title_column).to_pylist()) if title_column in columns else [""] * n
+            texts = clean_strings(batch.column(text_column).to_pylist())
             done += n
             yield pa.record_batch([pa.array(ids, pa.string()), pa.array(titles), pa.array(texts)], schema=SCHEMA)
 

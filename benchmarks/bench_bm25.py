@@ -234,14 +234,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         questions.append(" ".join(rng.choice(words, size=min(int(rng.integers(3, 7)), len(words)), replace=False)))
     exact = measure(directory, questions, exact=True)
     print(f"exact search (whole columns): {exact.summary()}")
-    for budget in args.budgets:
-        bm25.POSTINGS_BUDGET = budget  # read at each query
-        bounded = measure(directory, questions, exact=False)
-        print(
-            f"bounded search, budget {budget:,} postings: {bounded.summary()}; top-10 agreement with the exact "
-            f"search {agreement(bounded.results, exact.results):.4f} (the same top-10 list for "
-            f"{sum(np.array_equal(b[1], e[1]) for b, e in zip(bounded.results, exact.results))}/{len(questions)})"
-        )
+    print_budgets(args.budgets, exact, lambda: measure(directory, questions, exact=False))
     index = BM25Index.open(directory)
     started = time.perf_counter()
     scores, _ = index.search(["the of and which", "zzzunknownzzz"], 10)
@@ -557,15 +550,22 @@ def synthetic(args: argparse.Namespace, directory: Path) -> None:
         index.search([question], 10, exact=True)
     exact = time_queries(index, questions, exact=True)
     print(f"exact search (whole columns), {len(questions)} questions of 3-6 terms: {exact.summary()}")
-    for budget in args.budgets:
-        bm25.POSTINGS_BUDGET = budget  # read at each query
-        bounded = time_queries(index, questions, exact=False)
+    print_budgets(args.budgets, exact, lambda: time_queries(index, questions, exact=False))
+    print(f"CPU flags: {cpu_flags()}; peak RSS {peak_rss_mb():,.0f} MB")
+
+
+def print_budgets(budgets: list[int], exact, run) -> None:
+    """For each postings budget, run the bounded search (`run()`, which reads bm25.POSTINGS_BUDGET
+    at each query) and print its times and its agreement with `exact`'s top 10."""
+    for budget in budgets:
+        bm25.POSTINGS_BUDGET = budget
+        bounded = run()
+        same = sum(np.array_equal(b[1], e[1]) for b, e in zip(bounded.results, exact.results))
         print(
             f"bounded search, budget {budget:,} postings: {bounded.summary()}; top-10 agreement with the exact "
             f"search {agreement(bounded.results, exact.results):.4f} (the same top-10 list for "
-            f"{sum(np.array_equal(b[1], e[1]) for b, e in zip(bounded.results, exact.results))}/{len(questions)})"
+            f"{same}/{len(exact.results)})"
         )
-    print(f"CPU flags: {cpu_flags()}; peak RSS {peak_rss_mb():,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import threading
 
 import numpy as np
@@ -272,3 +273,78 @@ def test_queries_and_k_are_checked_at_the_door(built_128):
         index.search(np.zeros((1, 128), dtype=np.float32), -1)
     with pytest.raises(InvalidInputError, match="passage numbers must be from 0 to 19,999"):
         index.reconstruct_batch([20_000])
+
+
+# -- the fast-scan candidate index of wide vectors ------------------------------------------------------
+@pytest.fixture
+def copy_768(built_768, tmp_path):
+    shutil.copytree(built_768[2].path, tmp_path / "index")
+    return tmp_path / "index"
+
+
+def rewrite_faiss(path, data: bytes) -> None:
+    """Replace candidates.faiss and record its new size, so that only its content can give it away."""
+    (path / compressed.FAISS_FILE).write_bytes(data)
+    files = json.loads((path / compressed.RECORD_FILE).read_text())["files"]
+    edit_record(path, files={**files, compressed.FAISS_FILE: len(data)})
+
+
+def test_wide_vectors_get_4_bit_fast_scan_codes_of_65_bytes(built_768):
+    import faiss
+
+    record = built_768[2].record
+    assert record.factory.startswith("OPQ130,IVF") and record.factory.endswith(",PQ130x4fs")
+    index = open_compressed(built_768[2].path)  # held: the faiss objects below live inside it
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
+    assert type(ivf).__name__ == "IndexIVFPQFastScan" and ivf.code_size == 65
+
+
+def test_a_wide_index_of_8_bit_codes_built_before_fast_scan_still_opens(tmp_path):
+    vectors = generated(10_000 + 50, 768)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compressed, "OPQ_ITERATIONS", 1)
+        patch.setattr(compressed, "PQ_ITERATIONS", 2)
+        build = build_compressed(ArrayVectors(vectors[:10_000]), tmp_path, factory="OPQ65,IVF128,PQ65", queries=64)
+    index = open_compressed(build.path)
+    oracle = exact_search(ArrayVectors(vectors[:10_000]), vectors[10_000:], 10)[1]
+    assert recall_at(index.search(vectors[10_000:], 10)[1], oracle, 10) >= 0.9
+
+
+@pytest.mark.parametrize(
+    "field,value,reason",
+    [
+        ("implem", 12, "asks for a fast-scan search other than"),
+        ("by_residual", True, "asks for a fast-scan search other than"),
+        ("qbs2", 0x3333, "asks for a fast-scan search other than"),
+        ("bbs", 64, "fast-scan blocks of another shape|cannot be read"),
+        ("M2", 132, "fast-scan blocks of another shape|cannot be read"),
+    ],
+)
+def test_a_fast_scan_index_asking_for_another_search_is_refused(copy_768, field, value, reason):
+    import faiss
+
+    index = compressed.read_candidates(copy_768 / compressed.FAISS_FILE)
+    setattr(faiss.downcast_index(faiss.extract_index_ivf(index)), field, value)
+    rewrite_faiss(copy_768, faiss.serialize_index(index).tobytes())
+    with pytest.raises(CorpusError, match=reason):
+        open_compressed(copy_768)
+
+
+def test_a_fast_scan_list_shorter_than_its_ids_is_refused(copy_768):
+    """A list's codes one block short of its ids would let a search read past them: faiss's
+    reader (BlockInvertedLists, as pinned in requirements.txt) refuses the file."""
+    data = (copy_768 / compressed.FAISS_FILE).read_bytes()
+    at = data.index(b"ilbl") + 4
+    nlist, _, _, block = struct.unpack_from("<QQQQ", data, at)
+    at += 32
+    for _ in range(nlist):  # the first list with codes: (ids: count, int64s), (codes: count, bytes)
+        ids = struct.unpack_from("<Q", data, at)[0]
+        codes_at = at + 8 + 8 * ids
+        codes = struct.unpack_from("<Q", data, codes_at)[0]
+        if codes:
+            break
+        at = codes_at + 8 + codes
+    shorter = data[:codes_at] + struct.pack("<Q", codes - block) + data[codes_at + 8 + block :]
+    rewrite_faiss(copy_768, shorter)
+    with pytest.raises(CorpusError, match=r"candidates.faiss cannot be read \(RuntimeError\)"):
+        open_compressed(copy_768)

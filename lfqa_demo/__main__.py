@@ -9,11 +9,11 @@ from pathlib import Path
 
 from .bundle_build import build as build_bundle
 from .bundle_build import encoded_here, is_table_source, passage_source
-from .engine import RetrievalEngine
+from .engine import RetrievalEngine, default_names
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluation_report, format_table
 from .models.devices import resolve_device, resolve_dtype
-from .models.retrievers import DEFAULT_RETRIEVERS, RetrieverSpec
+from .models.retrievers import RetrieverSpec
 from .ray_build import EncodeProgress, check_engine_options, encode_with_ray, require_ray
 from .results import IndexResult
 from .retrieval.bundles import push_bundles, write_bundle
@@ -28,6 +28,8 @@ from .retrieval.corpus import (
 )
 from .retrieval.corpus_bundles import MANIFEST, CorpusBundle, open_corpus_bundle
 from .retrieval.nq_open import NQ_OPEN, is_open_qa_source, open_qa_set
+from .retrieval.realm_openqa import CHECKPOINT as REALM_OPENQA
+from .retrieval.realm_openqa import convert_realm_openqa
 from .retrieval.vector_files import parse_vectors_option
 
 # Exit statuses: 0 done; 1 the command ran but some requested index failed; 2 bad input (ours or argparse's).
@@ -82,7 +84,7 @@ def _check_device_and_dtype(args: argparse.Namespace) -> None:
 def _engine(
     args: argparse.Namespace, corpus: Corpus | None, corpus_bundle: CorpusBundle | None = None
 ) -> RetrievalEngine:
-    specs: dict[str, str | RetrieverSpec] = {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
+    specs: dict[str, str | RetrieverSpec] = {n: n for n in default_names(corpus_bundle)}
     for option in args.model or []:
         name, spec = _model_spec(option)
         specs[name] = spec
@@ -231,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated cut-offs (default 1,5,20; 1,5,20,100 for a QA set scored by answer only)",
     )
     ev.add_argument("--max-questions", type=_positive_int, default=None, help="score the first N questions only")
+    conv = sub.add_parser(
+        "convert-realm-openqa",
+        help="REALM's own open-QA index (its blocks and block_emb) as Parquet passages and a vector file for `index`",
+    )
+    conv.add_argument("--checkpoint", default=REALM_OPENQA, help=f"repo id or directory (default {REALM_OPENQA})")
+    conv.add_argument("--out", required=True, help="writes OUT/corpus/*.parquet and OUT/block_emb.npy")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
     cmp.add_argument("-k", type=int, default=5)
@@ -416,6 +424,18 @@ def run_compare(args: argparse.Namespace, names: list[str]) -> int:
     return EXIT_OK
 
 
+def run_convert_realm_openqa(args: argparse.Namespace) -> int:
+    """Convert REALM's open-QA checkpoint (retrieval/realm_openqa.py), then say how to build its bundle."""
+    started = time.perf_counter()
+    corpus, vectors = convert_realm_openqa(args.checkpoint, args.out, progress=_progress)
+    print(f"\nwrote {corpus} and {vectors} in {time.perf_counter() - started:.0f} s; now build the bundle:")
+    print(
+        f"  python -m lfqa_demo index --corpus {corpus} --retrievers realm-orqa,bm25 "
+        f"--vectors realm-orqa={vectors} --out BUNDLE"
+    )
+    return 0
+
+
 COMMANDS = {"index": run_index, "evaluate": run_evaluate, "compare": run_compare}
 
 
@@ -423,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status (argparse exits by itself, with 2, on a bad command line)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "convert-realm-openqa":
+            return run_convert_realm_openqa(args)
         return COMMANDS[args.command](args, _retriever_names(args))
     except LfqaError as exc:
         # Only our own errors: their messages are written for the user. Anything else is a bug

@@ -18,7 +18,7 @@ from . import answering, comparison
 from .errors import InvalidInputError, failure_message
 from .inputs import check_passages, check_question, check_text, check_texts
 from .models.registry import model_states
-from .models.retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .models.retrievers import BUNDLE_RETRIEVERS, DEFAULT_RETRIEVERS, NAMED_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .reading.loading import load_reader
 from .results import AnswerReport, Comparison, IndexResult, check_k
 from .retrieval.builds import IndexBuild
@@ -35,6 +35,13 @@ DEFAULT_COMPARE = ("retribert", "dpr", "realm", "bm25")
 REQUEST_BUDGET_S = 60.0
 
 
+def default_names(corpus_bundle: CorpusBundle | None = None) -> list[str]:
+    """An engine's retrievers when none are named: the default ones and BM25, and those of
+    BUNDLE_RETRIEVERS (REALM open-QA) that `corpus_bundle` holds an index of."""
+    held = corpus_bundle.retrievers if corpus_bundle is not None else []
+    return [*DEFAULT_RETRIEVERS, *(n for n in BUNDLE_RETRIEVERS if n in held), "bm25"]
+
+
 def make_searcher(
     name: str, spec: str | RetrieverSpec, corpus: Corpus, settings: IndexSettings, device=None, dtype=None
 ) -> Searcher:
@@ -44,11 +51,11 @@ def make_searcher(
         bundle = settings.corpus_bundle
         return SPARSE_SEARCHERS[spec](name, corpus, bundle.bm25 if bundle is not None else None)
     if isinstance(spec, str):
-        if spec not in DEFAULT_RETRIEVERS:
+        if spec not in NAMED_RETRIEVERS:
             raise InvalidInputError(
-                f"unknown retriever {spec!r}; use bm25, one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec"
+                f"unknown retriever {spec!r}; use bm25, one of {sorted(NAMED_RETRIEVERS)} or a RetrieverSpec"
             )
-        return DenseSearch(name, DEFAULT_RETRIEVERS[spec], corpus, settings, device, dtype, load_as=spec)
+        return DenseSearch(name, NAMED_RETRIEVERS[spec], corpus, settings, device, dtype, load_as=spec)
     return DenseSearch(name, spec, corpus, settings, device, dtype)
 
 
@@ -84,7 +91,7 @@ class RetrievalEngine:
         self.corpus_bundle = corpus_bundle
         self.device, self.dtype = device, dtype
         settings = IndexSettings(cache_dir, index_kind, approximate_above, batch_size, bundles, corpus_bundle)
-        wanted = retrievers or {n: n for n in (*DEFAULT_RETRIEVERS, "bm25")}
+        wanted = retrievers or {n: n for n in default_names(corpus_bundle)}
         self.searchers: dict[str, Searcher] = {
             name: make_searcher(name, spec, self.corpus, settings, device, dtype) for name, spec in wanted.items()
         }

@@ -27,6 +27,7 @@ from .errors import InvalidInputError, LfqaError
 from .evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from .inputs import chosen, display_name, form_text, whole_number
 from .models.registry import model_states
+from .models.retrievers import BUNDLE_RETRIEVERS
 from .results import AnswerReport, Comparison, RetrieverResult, agreement
 from .retrieval.corpus import (
     QAItem,
@@ -42,7 +43,7 @@ from .retrieval.indexes import DenseIndex
 from .sessions import CorpusRef, EngineRegistry
 from .status import NOT_LOADED, WAITING, ModelKey, Phase, Status
 
-RETRIEVERS = ("retribert", "dpr", "realm", "bm25", "minilm")  # what a visitor may compare, in order
+RETRIEVERS = ("retribert", "dpr", "realm", "realm-orqa", "bm25", "minilm")  # what a visitor may compare, in order
 READERS = ("dpr", "realm")
 MAX_QUESTION_CHARS = 2000
 MAX_PASTED_CHARS = 50_000
@@ -266,6 +267,10 @@ class Service:
         self.warmup = warmup
         self.bundled_qa = QASet("bundled QA set", tuple(load_bundled_questions()))
         self.dense = tuple(n for n in RETRIEVERS if n in registry.bundled.dense_names())
+        # The pickers' retrievers: all of RETRIEVERS but those only a corpus bundle serves (REALM
+        # open-QA), unless a corpus offered at start holds one.
+        held = {name for engine in registry.standing.values() for name in engine.names}
+        self.offered = tuple(n for n in RETRIEVERS if n not in BUNDLE_RETRIEVERS or n in held)
         # Each session's last evaluation, for its row clicks (a row sends its question's number only).
         self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport, int]] = OrderedDict()
         self._evaluations_lock = threading.Lock()

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lfqa_demo.models.loading import DEFAULT_CHECKPOINTS
+from lfqa_demo.retrieval.realm_openqa import CHECKPOINT as REALM_OPENQA
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE = FIXTURES / "reference"
@@ -16,6 +17,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FAKE_REVISION = "0123456789abcdef0123456789abcdef01234567"
 
 REPOS = DEFAULT_CHECKPOINTS  # role -> the real hub repo id the fixture mirrors
+HUB_REPOS = (*REPOS.values(), REALM_OPENQA)  # every fixture repo, REALM's open-QA index (never a default) too
 
 
 def fixture_dir(repo_id: str) -> Path:
@@ -23,7 +25,7 @@ def fixture_dir(repo_id: str) -> Path:
     return FIXTURES / "hub" / repo_id.replace("/", "--")
 
 
-def write_hub_cache(cache: Path, repo_ids: Iterable[str] = REPOS.values()) -> Path:
+def write_hub_cache(cache: Path, repo_ids: Iterable[str] = HUB_REPOS) -> Path:
     """Lay the fixtures out as the hub cache does: models--ORG--NAME/{refs/main, snapshots/REV/}."""
     for repo_id in repo_ids:
         root = cache / f"models--{repo_id.replace('/', '--')}"

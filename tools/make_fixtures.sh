@@ -10,3 +10,4 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q "transformers==4.40.2" "numpy<2" safetensors
 fi
 "$VENV/bin/python" tools/make_fixtures.py
+"$VENV/bin/python" tools/make_realm_openqa_fixture.py  # after: it reuses the vocabulary

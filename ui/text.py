@@ -10,6 +10,7 @@ LABELS = {
     "retribert": "RetriBERT",
     "dpr": "DPR",
     "realm": "REALM",
+    "realm-orqa": "REALM open-QA",
     "bm25": "BM25",
     "minilm": "MiniLM",
     "sentence": "Sentence",

@@ -22,6 +22,14 @@ from .hub import CheckpointFiles
 ALWAYS_IGNORED = ("*embeddings.position_ids",)
 
 
+MAP_ABOVE_BYTES = 2 << 30  # a BERT-base checkpoint is ~0.44 GB
+
+
+def _is_zip(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def read_config(files: CheckpointFiles) -> dict:
     """The checkpoint's config.json as a dict."""
     path = files.directory / "config.json"
@@ -42,7 +50,10 @@ def read_state_dict(files: CheckpointFiles) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            # A file far larger than a model (REALM open-QA's 7.9 GB, mostly block_emb) is mapped, not
+            # read: the tensors a model does not take are never paged in. Zip files only (torch >= 1.6).
+            mapped = path.stat().st_size > MAP_ABOVE_BYTES and _is_zip(path)
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mapped)
     except Exception as exc:  # truncated zip, bad header, a pickle holding more than tensors...
         raise CheckpointError(
             f"Cannot read the weights of {files.source!r} from {path}: {type(exc).__name__}: {exc}. "

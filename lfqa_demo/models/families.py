@@ -53,6 +53,12 @@ def _realm_embedder(config, raw, role):
     return RealmEmbedder(config, _config_int(raw, "retriever_proj_size"))
 
 
+def _realm_openqa_embedder(config, raw, role):
+    from .heads import RealmOpenQAEmbedder
+
+    return RealmOpenQAEmbedder(config, _config_int(raw, "retriever_proj_size"))
+
+
 def _sentence_encoder(config, raw, role):
     from .heads import SentenceEncoder
 
@@ -105,6 +111,8 @@ RETRIEVER_FAMILIES: dict[str, RetrieverFamily] = {
         RetrieverFamily("dpr", "DPR", _dpr_encoder, "pair", "zeros", 256, separate_checkpoints=True),
         # REALM's 288-piece blocks: a BERT pair, types 0 / 1.
         RetrieverFamily("realm", "REALM", _realm_embedder, "pair", "segments", 288),
+        # REALM fine-tuned on NQ (RealmForOpenQA's embedder): its passages are the checkpoint's block_emb.
+        RetrieverFamily("realm-orqa", "REALM open-QA", _realm_openqa_embedder, "pair", "segments", 288),
         # A mean-pooled sentence-transformers BERT; its sentence_bert_config.json max_seq_length wins.
         RetrieverFamily("sentence", "Sentence", _sentence_encoder, "joined", "zeros", 256),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from .bert import BertConfig, BertModel
 
 
@@ -124,6 +125,34 @@ class RealmEmbedder(nn.Module):
         return self.cls(self.realm.pooler(self.realm(input_ids, attention_mask, token_type_ids, cls_only=True)))
 
     embed_questions = embed_passages = forward  # one embedder for both sides
+
+
+class RealmOpenQAEmbedder(nn.Module):
+    """REALM's NQ-fine-tuned question embedder, as RealmForOpenQA holds it under `embedder.`
+    (google/realm-orqa-nq-openqa). Its passages are that file's `block_emb`, made by REALM's
+    frozen pre-trained block encoder, not by this embedder: they are given to a bundle build
+    (`--vectors`), never encoded here."""
+
+    IGNORED = ("embedder.cls.predictions.*", "reader.*", "block_emb")  # the MLM head, the reader, the blocks
+
+    def __init__(self, config: BertConfig, proj_size: int):
+        super().__init__()
+        self.embedder = RealmEmbedder(config, proj_size)
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed_questions(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        return self.embedder(input_ids, attention_mask, token_type_ids)  # (B, proj_size)
+
+    def embed_passages(self, *args) -> torch.Tensor:
+        raise CheckpointError(
+            "REALM open-QA's passages are its checkpoint's block_emb: convert them with "
+            "`python -m lfqa_demo convert-realm-openqa` and build with --vectors realm-orqa=BLOCK_EMB.npy"
+        )
 
 
 class SentenceEncoder(BertModel):

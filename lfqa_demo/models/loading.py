@@ -16,7 +16,7 @@ from ..status import ModelKey
 from .families import READER_FAMILIES, RETRIEVER_FAMILIES
 from .hub import CheckpointFiles, resolve_checkpoint
 from .registry import _once
-from .retrievers import DEFAULT_RETRIEVERS, DenseRetriever, RetrieverSpec
+from .retrievers import DEFAULT_RETRIEVERS, NAMED_RETRIEVERS, DenseRetriever, RetrieverSpec
 from .tokenization import WordPieceTokenizer
 
 if TYPE_CHECKING:  # torch and the model code load with the first model, not with the package
@@ -71,11 +71,11 @@ def _spec_of(name: str | RetrieverSpec | Mapping) -> tuple[str, RetrieverSpec]:
         spec = RetrieverSpec(**name)
         return spec.family, spec
     if isinstance(name, str):
-        if name not in DEFAULT_RETRIEVERS:
+        if name not in NAMED_RETRIEVERS:
             raise InvalidInputError(
-                f"retriever name must be one of {sorted(DEFAULT_RETRIEVERS)} or a RetrieverSpec, not {name!r}"
+                f"retriever name must be one of {sorted(NAMED_RETRIEVERS)} or a RetrieverSpec, not {name!r}"
             )
-        return name, DEFAULT_RETRIEVERS[name]
+        return name, NAMED_RETRIEVERS[name]
     raise InvalidTypeError(f"name must be a string, a RetrieverSpec or a dict, not {type(name).__name__}")
 
 

@@ -74,6 +74,12 @@ DEFAULT_RETRIEVERS = {
     # A modern baseline: any mean-pooled sentence-transformers BERT works the same way.
     "minilm": RetrieverSpec("sentence", "sentence-transformers/all-MiniLM-L6-v2"),
 }
+# Retrievers known by name but not part of every engine: served where a corpus bundle holds their
+# index (REALM's open-QA blocks, converted by retrieval/realm_openqa.py), and built only from given vectors.
+BUNDLE_RETRIEVERS = {
+    "realm-orqa": RetrieverSpec("realm-orqa", "google/realm-orqa-nq-openqa"),
+}
+NAMED_RETRIEVERS = {**DEFAULT_RETRIEVERS, **BUNDLE_RETRIEVERS}  # every retriever a name alone selects
 
 
 class DenseRetriever:

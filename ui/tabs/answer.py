@@ -16,7 +16,7 @@ from lfqa_demo.status import NOT_LOADED, Origin, Status
 from ui import render
 from ui.boundary import message_for, session, user_errors
 from ui.states import loading_words, status_words
-from ui.tabs.choices import COMPARE_CHOICES, READER_CHOICES, example_items
+from ui.tabs.choices import READER_CHOICES, compare_choices, example_items
 from ui.tabs.compare import REFRESH_EVERY_S
 
 
@@ -110,7 +110,9 @@ class AnswerTab:
                 question = gr.Textbox(label="Question", scale=4, elem_id="answer-question")
                 k = gr.Slider(1, 20, value=5, step=1, label="Passages to read")
             with gr.Row():
-                retriever = gr.Dropdown(COMPARE_CHOICES, value="bm25", label="Retriever", elem_id="answer-retriever")
+                retriever = gr.Dropdown(
+                    compare_choices(self.service.offered), value="bm25", label="Retriever", elem_id="answer-retriever"
+                )
                 readers = gr.CheckboxGroup(READER_CHOICES, value=["dpr", "realm"], label="Readers")
                 button = gr.Button("Answer", variant="primary", elem_id="answer-button")
             pasted = gr.Textbox(

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from lfqa_demo.retrieval.corpus import QAItem, load_bundled_questions
-from lfqa_demo.service import READERS, RETRIEVERS
+from lfqa_demo.service import READERS
 from ui.render import label
 
-COMPARE_CHOICES = [(label(name), name) for name in RETRIEVERS]
+
+def compare_choices(offered: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The retriever pickers' choices: the service's `offered` names (RETRIEVERS, less those only
+    a corpus bundle serves where no corpus holds one)."""
+    return [(label(name), name) for name in offered]
+
+
 READER_CHOICES = [(label(name), name) for name in READERS]
 EXAMPLES = load_bundled_questions()
 

@@ -22,7 +22,7 @@ from lfqa_demo.sessions import CorpusRef
 from ui import render
 from ui.assets import script
 from ui.boundary import message_for, session, user_errors
-from ui.tabs.choices import COMPARE_CHOICES, example_items
+from ui.tabs.choices import compare_choices, example_items
 
 REFRESH_EVERY_S = 2.0  # how often a page with pending columns asks again (each ask is short)
 MAX_TICKING_SESSIONS = 4096  # sessions whose last refresh is remembered (the least recent forgotten)
@@ -165,7 +165,10 @@ class CompareTab:
                 self.k = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k")
             with gr.Row():
                 self.retrievers = gr.CheckboxGroup(
-                    COMPARE_CHOICES, value=DEFAULT_RETRIEVERS, label="Retrievers", elem_id="compare-retrievers"
+                    compare_choices(self.service.offered),
+                    value=DEFAULT_RETRIEVERS,
+                    label="Retrievers",
+                    elem_id="compare-retrievers",
                 )
                 self.gold = gr.Textbox(
                     label="Gold answer (optional: marks the passages that contain it)", elem_id="compare-gold"

@@ -16,7 +16,7 @@ from ui import evaluation_view
 from ui.assets import text
 from ui.boundary import session, user_errors, visitor
 from ui.states import step_words, waiting_words
-from ui.tabs.choices import COMPARE_CHOICES
+from ui.tabs.choices import compare_choices
 
 
 class EvaluateTab:
@@ -66,9 +66,8 @@ class EvaluateTab:
         with gr.Tab("Evaluation", id="evaluate"):
             gr.Markdown(text("help/evaluation.md"))
             with gr.Row():
-                retrievers = gr.CheckboxGroup(
-                    COMPARE_CHOICES, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers"
-                )
+                choices = compare_choices(self.service.offered)
+                retrievers = gr.CheckboxGroup(choices, value=["retribert", "dpr", "realm", "bm25"], label="Retrievers")
                 qa_file = gr.File(
                     label="QA file (optional; the bundled QA set when empty)",
                     file_types=[".jsonl", ".json", ".csv"],
@@ -99,7 +98,7 @@ class EvaluateTab:
                 max_chars=evaluation_view.SHOWN_CELL_CHARS,
                 # In pixels: on a phone the table scrolls sideways inside itself instead of squeezing the
                 # rank columns (one per retriever) into letters stacked one per line.
-                column_widths=["48px", "240px", "150px"] + ["96px"] * len(COMPARE_CHOICES),
+                column_widths=["48px", "240px", "150px"] + ["96px"] * len(choices),
                 elem_id="eval-table",
             )
             question = gr.HTML(elem_id="eval-question")

@@ -1,0 +1,346 @@
+"""REALM's own open-QA index (`google/realm-orqa-nq-openqa`), converted once into a corpus and
+vector file that `python -m lfqa_demo index` builds a bundle from.
+
+That checkpoint holds REALM's NQ-fine-tuned question embedder (`embedder.*`), its reader
+(`reader.*`) and `block_emb`, float32 [13,353,718, 128]: every Wikipedia block REALM searches,
+embedded; the blocks' texts are `block_records.npy`, a NumPy object array of UTF-8 byte strings
+saved with pickle (`np.save(..., allow_pickle=True)`, as transformers' RealmRetriever does).
+RealmForOpenQA ranks the blocks by the inner product of the question's projection with each
+row of `block_emb` (exact top-k over all of them); the bundle keeps those rows as given.
+
+    python -m lfqa_demo convert-realm-openqa [--checkpoint google/realm-orqa-nq-openqa] --out DIR
+      DIR/corpus/train-00000-of-000NN.parquet   id ("0".."N-1": the block's row), text, title ("")
+      DIR/block_emb.npy                         float32 [N, 128], row i = block i
+    python -m lfqa_demo index --corpus DIR/corpus --retrievers realm-orqa,bm25 \
+        --vectors realm-orqa=DIR/block_emb.npy --out BUNDLE
+
+`block_records.npy` is never unpickled. A pickle is a program: `np.load(allow_pickle=True)` on a
+hostile file runs whatever it names. `read_block_records` instead walks the file's pickle
+opcodes (pickletools.genops: parsed, not executed) and admits exactly what NumPy writes for a
+one-dimensional array of byte strings: `numpy...multiarray._reconstruct(numpy.ndarray, (0,),
+b"b")`, `numpy.dtype("O8", False, True)` with its standard state, and the `BUILD` of the array
+from (1, (N,), dtype, False, [N byte strings]). Any other global, call, opcode or element is
+refused, naming it; each block is yielded as it is read (bounded memory at 12.6 GB), and at most
+MAX_BLOCK_BYTES long.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickletools
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..errors import CorpusError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "google/realm-orqa-nq-openqa"
+RECORDS_FILE = "block_records.npy"
+VECTORS_FILE = "block_emb.npy"
+CORPUS_DIR = "corpus"
+MAX_BLOCK_BYTES = 1 << 20  # REALM's blocks are 288 word pieces (~1-2 KB); a megabyte is not a block
+SHARD_ROWS = 500_000  # blocks per Parquet shard (13.3M -> 27 shards, as wiki_dpr's ~50 of 420k)
+CHUNK_ROWS = 65_536  # block_emb rows copied at once
+_RECONSTRUCT = ("numpy.core.multiarray _reconstruct", "numpy._core.multiarray _reconstruct")
+_ALLOWED_GLOBALS = {*_RECONSTRUCT, "numpy ndarray", "numpy dtype"}
+_OBJECT_DTYPE_STATE = (3, "|", None, None, None, -1, -1, 63)  # numpy.dtype("O")'s __reduce__ state
+_SMALL = 64  # longest string or byte string admitted outside the blocks (b"b", "O8", module names)
+_MAX_ITEMS = 100_000  # objects on its stack, marks or memo at once (besides blocks already appended)
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class _Global:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _Dtype:  # numpy.dtype("O8", False, True), then its state
+    built = False
+
+
+class _Array:  # _reconstruct(numpy.ndarray, (0,), b"b"), then its state
+    built = False
+
+
+class _Blocks:  # the array's element list: blocks counted, never held
+    count = 0
+
+
+_BLOCK = object()  # one block on the symbolic stack (its bytes were yielded)
+
+
+class _Bounded:
+    """A file whose single reads are capped: pickletools reads an opcode's whole argument at
+    once, and a hostile length (BINBYTES8 claims up to 2**64 bytes) must fail before it allocates."""
+
+    def __init__(self, raw, limit: int):
+        self.raw, self.limit = raw, limit
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0 or n > self.limit:
+            raise CorpusError(f"{RECORDS_FILE} holds an element longer than {self.limit:,} bytes: not a block")
+        return self.raw.read(n)
+
+    def readline(self, size: int = -1) -> bytes:  # GLOBAL's "module\nname\n" arguments
+        return self.raw.readline(min(size if size and size > 0 else _SMALL * 2, _SMALL * 2))
+
+
+def read_block_records(path: str | Path) -> tuple[int, Iterator[bytes]]:
+    """(N, the N blocks in order) of a `block_records.npy`, checked as the module docstring says;
+    the iterator raises CorpusError at the first thing that is not a NumPy array of byte strings."""
+    from numpy.lib import format as npy
+
+    path = Path(path)
+    handle = open(path, "rb")
+    try:
+        version = npy.read_magic(handle)
+        header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = header(handle, max_header_size=10_000)
+    except (ValueError, OSError) as exc:
+        handle.close()
+        raise CorpusError(f"{path.name} is not a .npy file ({exc})") from None
+    if dtype != np.dtype(object) or len(shape) != 1 or fortran:
+        handle.close()
+        raise CorpusError(f"{path.name} holds a {dtype} array of shape {shape}, not a list of blocks (object, 1-d)")
+    return shape[0], _blocks(handle, shape[0], path.name)
+
+
+def _blocks(handle, count: int, name: str) -> Iterator[bytes]:
+    """Walk the pickle after the .npy header; yield each block as it comes (see read_block_records)."""
+
+    def refuse(why: str):
+        raise CorpusError(f"{name} is not a NumPy array of byte strings: {why}")
+
+    stack: list = []
+    marks: list[int] = []
+    memo: dict[int, object] = {}
+    memoized = 0
+    last_block = b""
+    finished = False
+    with handle:
+        ops = pickletools.genops(_Bounded(handle, MAX_BLOCK_BYTES))
+        while True:
+            try:
+                op, arg, _ = next(ops)
+            except StopIteration:
+                refuse("it ends before its STOP")
+            except CorpusError:
+                raise
+            except Exception as exc:  # a truncated or malformed opcode
+                refuse(f"{type(exc).__name__}: {str(exc)[:200]}")
+            code = op.name
+            if len(stack) > _MAX_ITEMS or len(marks) > _MAX_ITEMS:
+                refuse(f"more than {_MAX_ITEMS:,} objects pending at once (NumPy appends blocks 1,000 at a time)")
+            in_blocks = bool(marks) and marks[-1] > 0 and isinstance(stack[marks[-1] - 1], _Blocks)
+            if code in ("PROTO", "FRAME"):
+                if code == "PROTO" and not 3 <= arg <= 5:  # 2 writes bytes as _codecs.encode calls
+                    refuse(f"pickle protocol {arg}")
+            elif code in ("SHORT_BINBYTES", "BINBYTES", "BINBYTES8"):
+                if in_blocks:
+                    stack.append(_BLOCK)
+                    last_block = arg
+                    yield arg
+                elif len(arg) <= _SMALL:
+                    stack.append(arg)
+                else:
+                    refuse("a byte string outside its list of blocks")
+            elif code in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE"):
+                if len(arg) > _SMALL:  # a name (a text block among the blocks is refused at its APPENDS)
+                    refuse("a long string outside its blocks")
+                stack.append(arg)
+            elif code in ("BININT", "BININT1", "BININT2"):
+                stack.append(arg)
+            elif code in ("NONE", "NEWTRUE", "NEWFALSE"):
+                stack.append({"NONE": None, "NEWTRUE": True, "NEWFALSE": False}[code])
+            elif code in ("GLOBAL", "STACK_GLOBAL"):
+                if code == "STACK_GLOBAL":
+                    if len(stack) < 2 or not all(isinstance(s, str) for s in stack[-2:]):
+                        refuse("a STACK_GLOBAL without its two names")
+                    arg = f"{stack[-2]} {stack[-1]}"
+                    del stack[-2:]
+                if arg not in _ALLOWED_GLOBALS:
+                    refuse(f"it names {arg[:80]!r}, which is not NumPy's reconstruction of an array")
+                stack.append(_Global(arg))
+            elif code in ("BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                if not stack:
+                    refuse("a PUT on an empty stack")
+                index = memoized if code == "MEMOIZE" else arg
+                memoized += code == "MEMOIZE"  # MEMOIZE numbers every object, blocks included
+                # Blocks are not kept, but for CPython's shared ones (b"" and single bytes), which a
+                # pickle writes once and then refers to.
+                value = last_block if stack[-1] is _BLOCK and len(last_block) <= 1 else stack[-1]
+                if value is not _BLOCK:
+                    memo[index] = value
+                    if len(memo) > _MAX_ITEMS:
+                        refuse(f"more than {_MAX_ITEMS:,} objects besides its blocks")
+            elif code in ("BINGET", "LONG_BINGET"):
+                if arg not in memo or isinstance(memo[arg], (_Blocks, _Array)):
+                    refuse("a reference to an object it cannot repeat (one long block twice?)")
+                if in_blocks and isinstance(memo[arg], bytes):  # b"" or b"b" again (or the b"b" of _reconstruct)
+                    stack.append(_BLOCK)
+                    yield memo[arg]
+                else:
+                    stack.append(memo[arg])
+            elif code == "MARK":
+                marks.append(len(stack))
+            elif code in ("EMPTY_TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "TUPLE"):
+                size = {"EMPTY_TUPLE": 0, "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}.get(code)
+                if size is None:
+                    if not marks:
+                        refuse("a TUPLE without its MARK")
+                    size = len(stack) - marks.pop()
+                if size > len(stack) or any(item is _BLOCK for item in stack[len(stack) - size :]):
+                    refuse("a tuple of blocks")
+                items = tuple(stack[len(stack) - size :])
+                del stack[len(stack) - size :]
+                stack.append(items)
+            elif code == "EMPTY_LIST":
+                stack.append(_Blocks())
+            elif code in ("APPEND", "APPENDS"):
+                start = len(stack) - 1 if code == "APPEND" else (marks.pop() if marks else -1)
+                if start < 1 or not isinstance(stack[start - 1], _Blocks):
+                    refuse("an append to something other than its list of blocks")
+                items = stack[start:]
+                if any(item is not _BLOCK for item in items):
+                    refuse("a list element that is not a byte string")
+                stack[start - 1].count += len(items)
+                del stack[start:]
+            elif code == "REDUCE":
+                if len(stack) < 2 or not isinstance(stack[-2], _Global):
+                    refuse("a call of something it did not name")
+                call, args = stack[-2].name, stack[-1]
+                del stack[-2:]
+                if not isinstance(args, tuple):
+                    refuse(f"a call of {call!r} without a tuple of arguments")
+                if call in _RECONSTRUCT and len(args) == 3 and isinstance(args[0], _Global):
+                    if args[0].name != "numpy ndarray" or args[1:] != ((0,), b"b"):
+                        refuse("an array reconstructed with other arguments than NumPy's")
+                    stack.append(_Array())
+                elif call == "numpy dtype" and args == ("O8", False, True):
+                    stack.append(_Dtype())
+                else:
+                    refuse(f"a call of {call!r} with other arguments than NumPy's")
+            elif code == "BUILD":
+                if len(stack) < 2:
+                    refuse("a BUILD without its object")
+                state, target = stack.pop(), stack[-1]
+                if isinstance(target, _Dtype) and not target.built and state == _OBJECT_DTYPE_STATE:
+                    target.built = True
+                elif isinstance(target, _Array) and not target.built:
+                    if not (
+                        isinstance(state, tuple)
+                        and len(state) == 5
+                        and state[0] == 1
+                        and isinstance(state[2], _Dtype)
+                        and state[2].built
+                        and state[3] is False
+                        and isinstance(state[4], _Blocks)
+                    ):
+                        refuse("an array whose state is not (1, (N,), object dtype, False, [blocks])")
+                    if state[1] != (count,) or state[4].count != count:
+                        refuse(f"{state[4].count:,} blocks where its header says {count:,}")  # or its shape does
+                    target.built = True
+                else:
+                    refuse("a BUILD of something other than the array or its dtype")
+            elif code == "STOP":
+                if len(stack) != 1 or not isinstance(stack[0], _Array) or not stack[0].built or marks:
+                    refuse("it stops with something other than the built array")
+                finished = True
+                break
+            else:
+                refuse(f"the opcode {code}, which NumPy does not write for an array of byte strings")
+        if finished and handle.read(1):
+            refuse("bytes after its pickle")
+
+
+def read_block_emb(files, count: int, dim: int | None = None):
+    """`block_emb` of the checkpoint's weights, float32 [count, dim], memory-mapped from the
+    file (torch.load(mmap=True, weights_only=True): 7.9 GB are never read into memory at once)."""
+    import torch
+
+    try:
+        state = torch.load(files.weights, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        raise CorpusError(f"cannot read the weights of {files.source!r} ({type(exc).__name__}: {exc})") from None
+    emb = state.get("block_emb") if isinstance(state, dict) else None
+    if not isinstance(emb, torch.Tensor) or emb.dtype != torch.float32 or emb.ndim != 2:
+        raise CorpusError(f"{files.source!r} holds no float32 [blocks, dim] tensor `block_emb`: not REALM's open-QA")
+    if emb.shape[0] != count or (dim is not None and emb.shape[1] != dim):
+        raise CorpusError(
+            f"{files.source!r}: block_emb is {tuple(emb.shape)}, but there are {count:,} block records"
+            + (f" and the embedder makes {dim}-d vectors" if dim is not None else "")
+        )
+    return emb
+
+
+def convert_realm_openqa(
+    checkpoint: str = CHECKPOINT, out: str | Path = "realm-openqa", progress: Progress | None = None
+) -> tuple[Path, Path]:
+    """Write REALM's open-QA blocks as Parquet shards in wiki_dpr's layout (id, text, title) and
+    `block_emb` as a .npy (module docstring); returns (corpus dir, vectors file). Each file is
+    written under a temporary name and renamed when whole; a rerun replaces them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from ..models.checkpoint_io import read_config
+    from ..models.hub import resolve_checkpoint
+
+    files = resolve_checkpoint(checkpoint, ("config.json", RECORDS_FILE))
+    config = read_config(files)
+    count, blocks = read_block_records(files.directory / RECORDS_FILE)
+    if config.get("num_block_records") not in (None, count):
+        raise CorpusError(f"config.json says {config['num_block_records']:,} blocks, {RECORDS_FILE} holds {count:,}")
+    emb = read_block_emb(files, count, config.get("retriever_proj_size"))
+    out = Path(out)
+    corpus = out / CORPUS_DIR
+    corpus.mkdir(parents=True, exist_ok=True)
+    for old in corpus.glob("*.parquet"):
+        old.unlink()
+
+    shards = max(1, math.ceil(count / SHARD_ROWS))
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("title", pa.string())])
+    done = 0
+    for shard in range(shards):
+        rows = min(SHARD_ROWS, count - done)
+        texts = []
+        for _ in range(rows):
+            block = next(blocks)
+            try:
+                texts.append(block.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise CorpusError(f"block {done + len(texts):,} of {RECORDS_FILE} is not UTF-8 text") from None
+        ids = [str(i) for i in range(done, done + rows)]
+        table = pa.table({"id": ids, "text": texts, "title": [""] * rows}, schema=schema)
+        path = corpus / f"train-{shard:05d}-of-{shards:05d}.parquet"
+        pq.write_table(table, path.with_suffix(".partial"), row_group_size=10_000)
+        os.replace(path.with_suffix(".partial"), path)
+        done += rows
+        if progress:
+            progress("blocks", done, count)
+    for _ in blocks:  # the rest of the pickle: its BUILD, its STOP, nothing after (checked)
+        raise CorpusError(f"{RECORDS_FILE} holds more blocks than its header says")
+
+    vectors = out / VECTORS_FILE
+    partial = out / (VECTORS_FILE + ".partial")
+    written = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=tuple(emb.shape))
+    with torch.no_grad():
+        for start in range(0, count, CHUNK_ROWS):
+            chunk = emb[start : start + CHUNK_ROWS].numpy()  # [<= CHUNK_ROWS, dim], read from the mapping
+            if not np.isfinite(chunk).all():
+                raise CorpusError(f"block_emb rows {start:,}-{start + len(chunk) - 1:,} are not all finite")
+            written[start : start + len(chunk)] = chunk
+            if progress:
+                progress("block_emb", start + len(chunk), count)
+    written.flush()
+    del written
+    os.replace(partial, vectors)
+    return corpus, vectors

@@ -19,7 +19,7 @@ import pytest
 from lfqa_demo.__main__ import main
 from lfqa_demo.errors import CheckpointError, CorpusError
 from lfqa_demo.retrieval import realm_openqa
-from lfqa_demo.retrieval.realm_openqa import read_block_records
+from lfqa_demo.retrieval.realm_openqa import convert_realm_openqa, read_block_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = FIXTURES / "hub" / "google--realm-orqa-nq-openqa"
@@ -101,8 +101,11 @@ class Boom:
         (pickle.dumps(np.array([b"a", Boom()], dtype=object), protocol=4), "it names 'shutil rmtree'"),
         (pickle.dumps(np.array([b"a", "text"], dtype=object), protocol=3), "not a byte string"),
         (pickle.dumps(np.array([b"a", 7], dtype=object), protocol=3), "not a byte string"),
-        (pickle.dumps(np.array([b"a", b"b", b"c"], dtype=object), protocol=3), "3 blocks where its header says 2"),
-        (pickle.dumps(np.array([1.5, 2.5]), protocol=3), "a byte string outside its list|other arguments"),
+        (
+            pickle.dumps(np.array([b"a", b"b", b"c"], dtype=object), protocol=3),
+            r"shape \(3,\) where its header says \(2,\)",
+        ),
+        (pickle.dumps(np.array([1.5, 2.5]), protocol=3), r"a dtype other than the object dtype: \('f8'"),
         (pickle.dumps({"a": b"b"}, protocol=3), "opcode|without"),
         (pickle.dumps(np.array([b"a", b"b"], dtype=object), protocol=3)[:-10], "ends before its STOP|Error"),
         (pickle.dumps(np.array([b"a", b"b"], dtype=object), protocol=3) + b"x", "bytes after its pickle"),
@@ -170,3 +173,84 @@ def test_the_pickers_offer_realm_open_qa_only_where_a_corpus_holds_it(bundle):
     realm = RetrievalEngine(corpus_bundle=open_corpus_bundle(bundle / "bundle"))
     served = Service(EngineRegistry(realm.corpus, standing=[realm]))
     assert served.offered == ("retribert", "dpr", "realm", "realm-orqa", "bm25", "minilm")
+
+
+P = pickle  # the opcodes, to write what np.save never would
+
+
+def opcodes_array(count: int, elements: bytes) -> bytes:
+    """A protocol-3 pickle of an object array as NumPy 1.x writes it, with `elements` (opcodes)
+    between its list's EMPTY_LIST and the tuple's end."""
+    short = lambda b: P.SHORT_BINBYTES + bytes([len(b)]) + b  # noqa: E731
+    head = P.PROTO + b"\x03" + P.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n" + P.GLOBAL + b"numpy\nndarray\n"
+    head += P.BININT1 + b"\x00" + P.TUPLE1 + short(b"b") + P.TUPLE3 + P.REDUCE + P.MARK + P.BININT1 + b"\x01"
+    head += P.BININT1 + bytes([count]) + P.TUPLE1
+    dtype = P.GLOBAL + b"numpy\ndtype\n" + P.SHORT_BINUNICODE + b"\x02O8" + P.NEWFALSE + P.NEWTRUE + P.TUPLE3 + P.REDUCE
+    dtype += P.MARK + P.BININT1 + b"\x03" + P.SHORT_BINUNICODE + b"\x01|" + P.NONE * 3
+    dtype += (P.BININT + (-1).to_bytes(4, "little", signed=True)) * 2 + P.BININT1 + b"\x3f" + P.TUPLE + P.BUILD
+    return head + dtype + P.NEWFALSE + P.EMPTY_LIST + elements + P.TUPLE + P.BUILD + P.STOP
+
+
+def short(b: bytes) -> bytes:
+    return P.SHORT_BINBYTES + bytes([len(b)]) + b
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+@pytest.mark.parametrize("count", [0, 1, 2, 1001, 2001])
+def test_what_numpy_writes_is_read_as_np_load_reads_it(tmp_path, protocol, count):
+    """One block (EMPTY_LIST, bytes, APPEND: no MARK), batches of 1,000 and a last one of 1,
+    empty and single-byte blocks (objects CPython shares, so a pickle refers back to them)."""
+    blocks = np.empty(count, dtype=object)
+    blocks[:] = [[b"", b"b", b"x" * (i % 70), "é".encode()][i % 4] for i in range(count)]
+    path = npy_with_pickle(tmp_path / "block_records.npy", pickle.dumps(blocks, protocol=protocol), count)
+    assert list(read_block_records(path)[1]) == list(np.load(path, allow_pickle=True))
+
+
+@pytest.mark.parametrize(
+    "elements,reason",
+    [
+        # A PUT over a slot that held b"x", then a GET of it: np.load gives the long block; refused, not b"x".
+        (
+            P.MARK
+            + short(b"x")
+            + P.BINPUT
+            + b"\x14"
+            + short(b"L" * 100)
+            + P.BINPUT
+            + b"\x14"
+            + P.BINGET
+            + b"\x14"
+            + P.APPENDS,
+            "cannot repeat",
+        ),
+        (P.MARK + short(b"a") + P.TUPLE2 + P.APPENDS, "takes more than its MARK"),  # a pop across a MARK
+        (P.MARK + short(b"a") + P.APPENDS + P.EMPTY_TUPLE + P.TUPLE1 * 20_000, "more than 10,000 objects"),
+    ],
+    ids=["stale-memo", "across-mark", "tuple-heap"],
+)
+def test_a_pickle_that_numpy_would_not_write_is_refused(tmp_path, elements, reason):
+    path = npy_with_pickle(tmp_path / "block_records.npy", opcodes_array(2, elements))
+    with pytest.raises(CorpusError, match=reason):
+        list(read_block_records(path)[1])
+
+
+def test_a_refused_conversion_leaves_no_corpus_behind(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(REPO, checkpoint)
+    records = np.load(checkpoint / "block_records.npy", allow_pickle=True)
+    records[-1] = "text, not bytes"  # the last block only: every other block is read and written first
+    np.save(checkpoint / "block_records.npy", records, allow_pickle=True)
+    with pytest.raises(CorpusError, match="not a byte string"):
+        convert_realm_openqa(str(checkpoint), tmp_path / "out")
+    assert not (tmp_path / "out" / "corpus").exists() and not (tmp_path / "out" / "block_emb.npy").exists()
+
+
+@pytest.mark.parametrize("value", ['"60"', "[60]", "61"])
+def test_a_config_that_miscounts_its_blocks_is_refused(tmp_path, value):
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(REPO, checkpoint)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["num_block_records"] = json.loads(value)
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CorpusError, match="blocks, block_records.npy holds 60"):
+        convert_realm_openqa(str(checkpoint), tmp_path / "out")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lfqa_demo.errors import CorpusError, InvalidInputError
-from lfqa_demo.retrieval import compressed
+from lfqa_demo.retrieval import compressed, refine_codes
 from lfqa_demo.retrieval.compressed import build_compressed, exact_search, open_compressed, recall_at
 from lfqa_demo.retrieval.vectors import ArrayVectors
 from tools.wiki_corpus import passage_vectors
@@ -37,6 +37,7 @@ def build_generated(tmp_path_factory, rows: int, dim: int):
         patch.setattr(compressed, "OPQ_FIRST_PQ_ITERATIONS", 2)
         patch.setattr(compressed, "OPQ_TRAIN_ROWS", 4096)
         patch.setattr(compressed, "PQ_ITERATIONS", 4)
+        patch.setattr(refine_codes, "PQ_ITERATIONS", 4)
         build = build_compressed(source, tmp_path_factory.mktemp(f"compressed-{dim}"))
     return source, vectors[rows:], build
 
@@ -297,6 +298,48 @@ def test_wide_vectors_get_4_bit_fast_scan_codes_of_65_bytes(built_768):
     index = open_compressed(built_768[2].path)  # held: the faiss objects below live inside it
     ivf = faiss.downcast_index(faiss.extract_index_ivf(index.index))
     assert type(ivf).__name__ == "IndexIVFPQFastScan" and ivf.code_size == 65
+    # ... ranked again by 8-bit codes of the same 65 bytes, in memory, before rows are read from disk
+    assert record.refine_m == 65 and index.refine.codes.shape == (10_000, 65)
+    assert record.settings.refine_depth in compressed.REFINE_DEPTHS
+
+
+def test_refine_scores_are_the_inner_products_of_the_coded_vectors(built_768):
+    """The NumPy scorer against faiss's own decoding of the same codes (rotation undone)."""
+    import faiss
+
+    source, held, build = built_768
+    index = open_compressed(build.path)
+    refine = index.refine
+    quantizer = faiss.ProductQuantizer(index.index.d, refine.m, 8)
+    faiss.copy_array_to_vector(refine.centroids.reshape(-1), quantizer.centroids)
+    rows = np.array([7, 3, 9_999, 0])
+    decoded = quantizer.decode(np.ascontiguousarray(refine.codes[rows])) @ refine.rotation  # [4, d]: back to x
+    query = np.zeros(index.index.d, dtype=np.float32)
+    query[:768] = held[0]
+    assert np.allclose(refine.scores(query, rows), decoded @ query, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        ("rotation", "refine_rotation.npy is not a rotation"),
+        ("codes", r"refine_codes.npy holds uint8 \(9999, 65\)"),
+        ("record", "a refine depth without refine codes, or none"),
+    ],
+)
+def test_refine_files_that_disagree_are_refused(copy_768, damage, reason):
+    if damage == "rotation":
+        rotation = np.load(copy_768 / "refine_rotation.npy")
+        np.save(copy_768 / "refine_rotation.npy", 2 * rotation)
+    elif damage == "codes":
+        np.save(copy_768 / "refine_codes.npy", np.load(copy_768 / "refine_codes.npy")[:-1])
+    else:
+        edit_record(copy_768, refine_depth=None)
+    files = json.loads((copy_768 / compressed.RECORD_FILE).read_text())["files"]
+    sizes = {name: (copy_768 / name).stat().st_size for name in files}
+    edit_record(copy_768, files=sizes)
+    with pytest.raises(CorpusError, match=reason):
+        open_compressed(copy_768)
 
 
 def test_a_wide_index_of_8_bit_codes_built_before_fast_scan_still_opens(tmp_path):

@@ -79,6 +79,9 @@ from pydantic import Field
 
 from ..errors import CorpusError, InvalidInputError
 from .index_checks import _FAISS_READ, Count, IndexRefused, Name, Seconds, StrictModel, Text, read_json_model
+from .refine_codes import CODES_FILE as REFINE_CODES_FILE
+from .refine_codes import FILES as REFINE_FILES
+from .refine_codes import RefineCodes
 from .vectors import CHUNK_ROWS, VectorSource, gather_rows
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,7 @@ TUNED_K = 10  # settings are tuned for recall@10; a search for more scales the d
 # 2,828 lists needed more than 512 of them for 0.96 (0.960 at 512, lower bound 0.954).
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 DEPTHS = (25, 50, 100, 200, 400, 800)  # past 800 rows a query, a cold disk costs more than PQ saves
+REFINE_DEPTHS = (800, 1600, 3200)  # fast-scan candidates ranked again by refine codes, in memory
 MAX_NPROBE = 65_536  # bounds on what a compressed.json may ask for (a hostile one asks 10**9)
 MAX_DEPTH = 100_000
 MAX_K = 10_000
@@ -135,6 +139,7 @@ class Settings(StrictModel):
 
     nprobe: Annotated[int, Field(ge=1, le=MAX_NPROBE)]
     depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)]
+    refine_depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] | None = None  # fast-scan candidates ranked again
 
 
 class Tried(StrictModel):
@@ -142,6 +147,7 @@ class Tried(StrictModel):
 
     nprobe: Annotated[int, Field(ge=1, le=MAX_NPROBE)]
     depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)]
+    refine_depth: Annotated[int, Field(ge=1, le=MAX_DEPTH)] | None = None
     rescore_dtype: Name
     recall_at_10: Fraction
     recall_at_10_lower: Fraction | None = None  # its 90% lower confidence bound (None: built before it was kept)
@@ -177,6 +183,7 @@ class CompressedRecord(StrictModel):
     candidate_dim: Annotated[int, Field(ge=2, le=(1 << 16) + 256)]  # dim + 1, padded for the PQ
     max_norm: Annotated[float, Field(gt=0.0)]  # the norm every candidate vector is brought to
     factory: Name  # faiss index_factory string of the candidate index
+    refine_m: Annotated[int, Field(ge=1, le=4096)] | None = None  # refine codes' sub-spaces (refine_codes.py)
     rescore_dtype: RescoreDtype
     settings: Settings
     target_recall: Fraction
@@ -217,15 +224,19 @@ class CompressedIndex:
         path: Path,
         record: CompressedRecord | None = None,
         prefetch: bool = True,
+        refine: RefineCodes | None = None,
     ):
         """`index`: the faiss candidate index; `codes`: int8 or float16 [n, d] (a memmap);
         `scale`: float32 [n] and `offset`: float32 [d], so that row i = codes[i] * scale[i] +
         offset; `path`: the directory of the files; `record`: the CompressedRecord, once
-        measured; `prefetch`: ask the kernel for the rows to rescore before reading them."""
+        measured; `prefetch`: ask the kernel for the rows to rescore before reading them;
+        `refine`: codes that rank fast-scan candidates again (settings.refine_depth of them)."""
         self.index = index
         self.codes = codes
         self.scale, self.offset = scale, offset
         self.nprobe, self.depth = settings.nprobe, settings.depth
+        self.refine = refine
+        self.refine_depth = settings.refine_depth if refine is not None else None
         self.path = Path(path)
         self.record: CompressedRecord | None = record
         self.ntotal, self.d = int(codes.shape[0]), int(codes.shape[1])
@@ -242,7 +253,7 @@ class CompressedIndex:
 
     @property
     def settings(self) -> dict:
-        return {"nprobe": self.nprobe, "depth": self.depth}
+        return {"nprobe": self.nprobe, "depth": self.depth, "refine_depth": self.refine_depth}
 
     @property
     def recall(self) -> dict:
@@ -253,11 +264,12 @@ class CompressedIndex:
     def nbytes_in_ram(self) -> int:
         """About what the process holds: the faiss index (its file is what it holds in memory)
         and the scales; the rescoring file's pages are the OS's page cache, not counted."""
-        return (self.path / FAISS_FILE).stat().st_size + self.scale.nbytes + self.offset.nbytes
+        refine = self.refine.codes.nbytes if self.refine is not None else 0  # mapped, but read by every search
+        return (self.path / FAISS_FILE).stat().st_size + self.scale.nbytes + self.offset.nbytes + refine
 
     @property
     def nbytes_on_disk(self) -> int:
-        names = (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE, RECORD_FILE)
+        names = (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE, RECORD_FILE, *REFINE_FILES)
         return sum((self.path / name).stat().st_size for name in names if (self.path / name).exists())
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -266,7 +278,8 @@ class CompressedIndex:
         queries = self._checked_queries(queries)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= MAX_K:
             raise InvalidInputError(f"k must be an integer from 0 to {MAX_K:,}, not {k!r}")
-        return self._search(queries, int(k), self.nprobe, self.depth_for(int(k), self.depth))
+        refine_depth = self.depth_for(int(k), self.refine_depth) if self.refine_depth else None
+        return self._search(queries, int(k), self.nprobe, self.depth_for(int(k), self.depth), refine_depth=refine_depth)
 
     def depth_for(self, k: int, depth: int) -> int:
         """Candidates to rescore for the top k: `depth` was tuned for TUNED_K, so a search for
@@ -292,20 +305,25 @@ class CompressedIndex:
             raise InvalidInputError("queries must be finite (no NaN or infinity)")
         return np.ascontiguousarray(queries)
 
-    def _search(self, queries: np.ndarray, k: int, nprobe: int, depth: int, own=None):
+    def _search(self, queries: np.ndarray, k: int, nprobe: int, depth: int, own=None, refine_depth=None):
         """Search with the given settings; `own` (int64 [n], from measurements) is a row per
-        query whose article (LEAVE_OUT rows each side) is left out of its results."""
+        query whose article (LEAVE_OUT rows each side) is left out of its results; with
+        `refine_depth`, that many candidates are ranked by the refine codes and the best
+        `depth` of them rescored."""
         n = len(queries)
         scores = np.full((n, k), -np.inf, dtype=np.float32)
         ids = np.full((n, k), -1, dtype=np.int64)
         if n == 0 or k == 0:
             return scores, ids
         extra = 0 if own is None else 2 * LEAVE_OUT + 1  # more candidates for the rows left out
-        candidates = self.candidates(queries, min(depth + extra, self.ntotal), nprobe)  # [n, depth(+1)]
+        wanted = max(depth, refine_depth or 0)
+        candidates = self.candidates(queries, min(wanted + extra, self.ntotal), nprobe)  # [n, wanted(+extra)]
         for i in range(n):
             rows = candidates[i]
             if own is not None:
-                rows = rows[np.abs(rows - own[i]) > LEAVE_OUT][:depth]
+                rows = rows[np.abs(rows - own[i]) > LEAVE_OUT][:wanted]
+            if refine_depth:
+                rows = self.refine_top(queries[i], rows[rows >= 0], depth)
             found_scores, found = self.rescore(queries[i], rows)
             top = min(k, len(found))
             scores[i, :top], ids[i, :top] = found_scores[:top], found[:top]
@@ -324,6 +342,12 @@ class CompressedIndex:
         padded[:, : self.d] = queries  # 0 in the norm coordinate: inner products unchanged
         _, ids = self.index.search(padded, depth, params=params)
         return ids
+
+    def refine_top(self, query: np.ndarray, rows: np.ndarray, depth: int) -> np.ndarray:
+        """The `depth` of candidate `rows` whose refine codes score best with `query` [d]."""
+        padded = np.zeros(self.index.d, dtype=np.float32)  # the candidate index's query: 0 past d
+        padded[: self.d] = query
+        return self.refine.top(padded, rows, depth)
 
     def rescore(self, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Candidates `rows` of one query [d] ranked by their stored vectors: (scores, rows),
@@ -438,6 +462,13 @@ def candidate_factory(count: int, dim: int) -> str:
     return f"IVF{nlist},PQ{math.ceil((dim + 1) / 4)}"
 
 
+def refine_subspaces(factory: str) -> int | None:
+    """The refine codes' sub-spaces for a fast-scan factory (one byte for two of its 4-bit
+    codes' sub-spaces: the same bytes a vector), None for any other."""
+    found = re.search(r"PQ(\d+)x4fs", factory)
+    return int(found.group(1)) // 2 if found and int(found.group(1)) % 2 == 0 else None
+
+
 def candidate_dim(dim: int, factory: str) -> int:
     """The candidate index's dimension: `dim` + 1 (the norm coordinate), rounded up to a
     multiple of every PQ and OPQ sub-space count in `factory` (zeros fill the rest)."""
@@ -514,6 +545,14 @@ def build_compressed(
     report("train", 0, 1)
     max_norm = float(np.linalg.norm(train, axis=1).max())  # longer rows are rare: brought to norm 1 too
     index.train(equalised(train, max_norm, wide))
+    refine_m = refine_subspaces(factory)
+    refine = None
+    if refine_m:
+        rotation = (
+            faiss.downcast_VectorTransform(index.chain.at(0)) if isinstance(index, faiss.IndexPreTransform) else None
+        )
+        matrix = faiss.vector_to_array(rotation.A).reshape(wide, wide) if rotation else np.eye(wide, dtype=np.float32)
+        refine = RefineCodes.train(equalised(train, max_norm, wide), refine_m, matrix, seed)
     offset = train.mean(axis=0)  # [dim]: the rescoring codes' centre
     del train
     seconds["train"] = time.perf_counter() - t
@@ -523,11 +562,25 @@ def build_compressed(
     t = time.perf_counter()
     dtypes = RESCORE_TRIES[rescore_dtype]
 
-    def add(chunk: np.ndarray) -> None:  # [m, dim] float32 -> codes in the candidate index
-        index.add(equalised(chunk, max_norm, wide))
+    refine_codes = None
+    if refine is not None:  # [count, refine_m] uint8, written as the rows are added
+        refine_codes = np.lib.format.open_memmap(
+            out_dir / REFINE_CODES_FILE, mode="w+", dtype=np.uint8, shape=(count, refine_m)
+        )
+        refine.write(out_dir)
+
+    def add(chunk: np.ndarray) -> None:  # [m, dim] float32 -> codes in the candidate index (and refine codes)
+        rows = equalised(chunk, max_norm, wide)
+        if refine_codes is not None:
+            start = index.ntotal
+            refine_codes[start : start + len(rows)] = refine.encode(rows)
+        index.add(rows)
 
     _write_rescore(source, out_dir, dtypes[0], offset, add=add, progress=report)
     (out_dir / FAISS_FILE).write_bytes(faiss.serialize_index(index).tobytes())  # Python's write: OSError on ENOSPC
+    if refine_codes is not None:
+        refine_codes.flush()
+        refine = RefineCodes(refine.rotation, refine.centroids, refine_codes)
     seconds["add"] = time.perf_counter() - t
 
     # Pass 3: exact answers for the held-out queries, then the cheapest setting that reaches the
@@ -542,7 +595,9 @@ def build_compressed(
         codes = np.load(out_dir / RESCORE_FILE, mmap_mode="r", allow_pickle=False)
         scale = np.load(out_dir / SCALE_FILE, allow_pickle=False)
         # No prefetching while tuning: the file was just written, its pages are in the page cache.
-        compressed = CompressedIndex(index, codes, scale, offset, Settings(nprobe=1, depth=1), out_dir, prefetch=False)
+        compressed = CompressedIndex(
+            index, codes, scale, offset, Settings(nprobe=1, depth=1), out_dir, prefetch=False, refine=refine
+        )
         chosen, measured, grid = _tune(compressed, held, own, exact_ids, target_recall)
         tried += [{**row, "rescore_dtype": dtype} for row in grid]
         if measured["recall_at_10_lower"] >= target_recall:
@@ -556,7 +611,8 @@ def build_compressed(
     seconds["measure"] = time.perf_counter() - t
     report("measure", 1, 1)
 
-    files = {name: (out_dir / name).stat().st_size for name in (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE)}
+    names = (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE, *(REFINE_FILES if refine is not None else ()))
+    files = {name: (out_dir / name).stat().st_size for name in names}
     record = CompressedRecord(
         format=FORMAT_VERSION,
         count=count,
@@ -564,6 +620,7 @@ def build_compressed(
         candidate_dim=wide,
         max_norm=max_norm,
         factory=factory,
+        refine_m=refine_m,
         rescore_dtype=dtype,
         settings=Settings(**chosen),
         target_recall=target_recall,
@@ -638,24 +695,29 @@ def _write_rescore(source: VectorSource, out_dir: Path, dtype: str, offset: np.n
 
 
 def _tune(compressed: CompressedIndex, held: np.ndarray, own: np.ndarray, exact_ids: np.ndarray, target: float):
-    """The cheapest (nprobe, depth) whose recall@10 on the held-out queries `held` (rows `own`,
-    their articles left out of every result) reaches `target` by its lower confidence bound: for each nprobe
-    the smallest depth that does, then the fastest of those. Returns (settings, measured, grid
-    of every recall measured)."""
+    """The cheapest (nprobe, depth[, refine_depth]) whose recall@10 on the held-out queries `held`
+    (rows `own`, their articles left out of every result) reaches `target` by its lower
+    confidence bound: for each nprobe the smallest depth (then refine depth) that does, then the
+    fastest of those. Returns (settings, measured, grid of every recall measured)."""
     import faiss
 
     nlist = faiss.extract_index_ivf(compressed.index).nlist
     n = compressed.ntotal
     depths = sorted({min(d, n - 1) for d in DEPTHS} - {0}) or [1]
+    refine_depths = [None]
+    if compressed.refine is not None:
+        refine_depths = sorted({min(r, n - 1) for r in REFINE_DEPTHS} - {0}) or [1]
     grid: list[dict] = []
     reaching: list[dict] = []
     for nprobe in sorted({min(p, nlist) for p in NPROBES}):
-        found = _top_by_depth(compressed, held, own, nprobe, depths)  # {depth: ids [q, 10]}
+        found = _top_by_depth(compressed, held, own, nprobe, depths, refine_depths)  # {(refine, depth): [q, 10]}
         rows = []
-        for depth in depths:
-            hits = recalls_at(found[depth], exact_ids, TUNED_K)  # [q]
-            recall, lower = float(hits.mean()), lower_bound(hits)
-            rows.append({"nprobe": nprobe, "depth": depth, "recall_at_10": recall, "recall_at_10_lower": lower})
+        for depth in depths:  # cheapest first: rows read from disk, then candidates ranked in memory
+            for refine_depth in refine_depths:
+                hits = recalls_at(found[refine_depth, depth], exact_ids, TUNED_K)  # [q]
+                recall, lower = float(hits.mean()), lower_bound(hits)
+                row = {"nprobe": nprobe, "depth": depth, "recall_at_10": recall, "recall_at_10_lower": lower}
+                rows.append(row | ({"refine_depth": refine_depth} if refine_depth else {}))
         grid += rows
         first = next((row for row in rows if row["recall_at_10_lower"] >= target), None)
         if first is not None:
@@ -663,11 +725,12 @@ def _tune(compressed: CompressedIndex, held: np.ndarray, own: np.ndarray, exact_
             if first["depth"] == depths[0] or [r["depth"] for r in reaching[-3:]].count(first["depth"]) == 3:
                 break  # more lists cost more, and saved no depth (twice running)
     for row in reaching or [max(grid, key=lambda r: r["recall_at_10"])]:  # none reaches: the most accurate
-        row["search_ms"] = _time_search(compressed, held, row["nprobe"], row["depth"])
+        row["search_ms"] = _time_search(compressed, held, row["nprobe"], row["depth"], row.get("refine_depth"))
     best = min(reaching, key=lambda r: r["search_ms"]) if reaching else next(r for r in grid if "search_ms" in r)
-    nprobe, depth = best["nprobe"], best["depth"]
-    _, at10 = compressed._search(held, TUNED_K, nprobe, depth, own=own)
-    _, at100 = compressed._search(held, 100, nprobe, compressed.depth_for(100, depth), own=own)
+    nprobe, depth, refine_depth = best["nprobe"], best["depth"], best.get("refine_depth")
+    _, at10 = compressed._search(held, TUNED_K, nprobe, depth, own=own, refine_depth=refine_depth)
+    deep = compressed.depth_for(100, refine_depth) if refine_depth else None
+    _, at100 = compressed._search(held, 100, nprobe, compressed.depth_for(100, depth), own=own, refine_depth=deep)
     ceiling = np.stack([compressed.rescore(q, ids)[1][:TUNED_K] for q, ids in zip(held, exact_ids)])
     hits = recalls_at(at10, exact_ids, TUNED_K)  # [q]
     measured = {
@@ -680,32 +743,36 @@ def _tune(compressed: CompressedIndex, held: np.ndarray, own: np.ndarray, exact_
         "search_ms": best["search_ms"],
         "threads": faiss.omp_get_max_threads(),
     }
-    return {"nprobe": nprobe, "depth": depth}, measured, grid
+    chosen = {"nprobe": nprobe, "depth": depth} | ({"refine_depth": refine_depth} if refine_depth else {})
+    return chosen, measured, grid
 
 
-def _top_by_depth(compressed: CompressedIndex, held, own, nprobe: int, depths: list[int]) -> dict:
-    """The rescored top 10 of each query at every depth, from one faiss search at the deepest:
-    a search at `depth` rescores the first `depth` of those candidates."""
-    deepest = depths[-1]
+def _top_by_depth(compressed: CompressedIndex, held, own, nprobe: int, depths: list[int], refine_depths) -> dict:
+    """The rescored top 10 of each query at every (refine depth, depth), from one faiss search
+    at the deepest: a search at `depth` rescores the first `depth` candidates (of the first
+    `refine depth` ranked by the refine codes, where there are some; None: none)."""
+    deepest = max(depths[-1], *(r or 0 for r in refine_depths))
     wanted = min(deepest + 2 * LEAVE_OUT + 1, compressed.ntotal)  # with room for the rows left out
     candidates = compressed.candidates(held, wanted, nprobe)  # [q, wanted]
-    found = {d: np.full((len(held), TUNED_K), -1, dtype=np.int64) for d in depths}
+    found = {(r, d): np.full((len(held), TUNED_K), -1, dtype=np.int64) for r in refine_depths for d in depths}
     for i, query in enumerate(held):
         rows = candidates[i][(np.abs(candidates[i] - own[i]) > LEAVE_OUT) & (candidates[i] >= 0)][:deepest]
-        scores = compressed.scores(query, rows)  # [r]
-        for d in depths:
-            top = np.lexsort((rows[:d], -scores[:d]))[:TUNED_K]
-            found[d][i, : len(top)] = rows[:d][top]
+        for r in refine_depths:
+            ranked = rows if r is None else compressed.refine_top(query, rows[:r], depths[-1])
+            scores = compressed.scores(query, ranked[: depths[-1]])  # [<= deepest depth]
+            for d in depths:
+                top = np.lexsort((ranked[:d], -scores[:d]))[:TUNED_K]
+                found[r, d][i, : len(top)] = ranked[:d][top]
     return found
 
 
-def _time_search(compressed: CompressedIndex, held: np.ndarray, nprobe: int, depth: int) -> float:
+def _time_search(compressed: CompressedIndex, held: np.ndarray, nprobe: int, depth: int, refine_depth=None) -> float:
     """p50 milliseconds of one query at a time (after one untimed search)."""
-    compressed._search(held[:1], TUNED_K, nprobe, depth)
+    compressed._search(held[:1], TUNED_K, nprobe, depth, refine_depth=refine_depth)
     times = []
     for query in held[:TIMED_QUERIES]:
         t = time.perf_counter()
-        compressed._search(query[None], TUNED_K, nprobe, depth)
+        compressed._search(query[None], TUNED_K, nprobe, depth, refine_depth=refine_depth)
         times.append(1000 * (time.perf_counter() - t))
     return statistics.median(times)
 
@@ -723,7 +790,12 @@ def open_compressed(out_dir: Path) -> CompressedIndex:
         raise CorpusError(f"the compressed index's {RECORD_FILE} {exc}") from None
     except OSError as exc:
         raise CorpusError(f"the compressed index has no readable {RECORD_FILE} ({type(exc).__name__})") from None
-    for name in (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE):
+    if record.refine_m != refine_subspaces(record.factory):
+        raise CorpusError(f"the compressed index's {RECORD_FILE} has refine codes that its factory does not make")
+    if (record.settings.refine_depth is None) != (record.refine_m is None):
+        raise CorpusError(f"the compressed index's {RECORD_FILE} has a refine depth without refine codes, or none")
+    refined = REFINE_FILES if record.refine_m else ()
+    for name in (FAISS_FILE, RESCORE_FILE, SCALE_FILE, OFFSET_FILE, *refined):
         path = out_dir / name
         if not path.is_file():
             raise CorpusError(f"the compressed index has no {name}")
@@ -751,7 +823,10 @@ def open_compressed(out_dir: Path) -> CompressedIndex:
     except IndexRefused as exc:
         raise CorpusError(f"the compressed index's {FAISS_FILE} {exc}") from None
     _check_candidates(index, record)
-    return CompressedIndex(index, codes, scale, offset, record.settings, out_dir, record)
+    refine = None
+    if record.refine_m:
+        refine = RefineCodes.open(out_dir, record.count, record.candidate_dim, record.refine_m)
+    return CompressedIndex(index, codes, scale, offset, record.settings, out_dir, record, refine=refine)
 
 
 def read_candidates(path: Path):

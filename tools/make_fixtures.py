@@ -48,6 +48,17 @@ REF = ROOT / "tests" / "fixtures" / "reference"
 SHARED = ROOT.parent / "shared" / "data" / "squad2-dev-5" / "passages.jsonl"
 
 TINY = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, max_position_embeddings=512, type_vocab_size=2)
+# REALM: gelu_new; the reader's span LayerNorm has eps 1e-3.
+REALM_TINY = dict(
+    num_hidden_layers=2,
+    hidden_act="gelu_new",
+    retriever_proj_size=16,
+    span_hidden_size=24,
+    max_span_width=10,
+    reader_layer_norm_eps=1e-3,
+    reader_beam_size=5,
+    **TINY,
+)
 
 # ---- hard inputs ---------------------------------------------------------------------------
 LONG = " ".join(["the normans conquered england in 1066 and built castles"] * 80)  # ~800 pieces
@@ -213,18 +224,7 @@ def main() -> None:
         save_checkpoint(m, cfg, d, unused_extras(prefix, 32, g, pooler=True))
         write_tokenizer_files(d, vocab_file, "dpr")
 
-    # REALM: gelu_new; the reader's span LayerNorm has eps 1e-3.
-    realm_cfg = dict(
-        vocab_size=V,
-        num_hidden_layers=2,
-        hidden_act="gelu_new",
-        retriever_proj_size=16,
-        span_hidden_size=24,
-        max_span_width=10,
-        reader_layer_norm_eps=1e-3,
-        reader_beam_size=5,
-        **TINY,
-    )
+    realm_cfg = dict(vocab_size=V, **REALM_TINY)
     d = dirs["realm"] = HUB / "google--realm-cc-news-pretrained-embedder"
     cfg = RealmConfig(**realm_cfg)
     m = RealmEmbedder(cfg)

@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 import torch
-from make_fixtures import HUB, REF, SHARED, TINY, randomize, save_checkpoint, write_tokenizer_files
+from make_fixtures import HUB, REALM_TINY, REF, SHARED, randomize, save_checkpoint, write_tokenizer_files
 from transformers import RealmConfig, RealmForOpenQA, RealmRetriever, RealmTokenizerFast
 
 REPO = HUB / "google--realm-orqa-nq-openqa"
@@ -43,19 +43,7 @@ def main() -> None:
     texts += ["Ångström, naïve café — résumé of 東京 and 北京", ""]  # non-ASCII bytes, and an empty block
     records = np.array([t.encode("utf-8") for t in texts], dtype=object)  # [blocks] of bytes, as the hub's
 
-    config = RealmConfig(
-        vocab_size=len(vocab),
-        num_hidden_layers=2,
-        hidden_act="gelu_new",
-        retriever_proj_size=16,
-        span_hidden_size=24,
-        max_span_width=10,
-        reader_layer_norm_eps=1e-3,
-        reader_beam_size=5,
-        searcher_beam_size=20,
-        num_block_records=BLOCKS,
-        **TINY,
-    )
+    config = RealmConfig(vocab_size=len(vocab), searcher_beam_size=20, num_block_records=BLOCKS, **REALM_TINY)
     model = RealmForOpenQA(config)
     randomize(model, 40)
     with torch.no_grad():

@@ -11,6 +11,8 @@ DPR index do it:
    130 codes of 4 bits after an OPQ rotation, scanned with faiss's "fast-scan" SIMD kernels
    (André et al. 2017, "Accelerated nearest neighbor search with Quick ADC"); 33 bytes for a
    128-d one: 33 codes of 8 bits) held in RAM, searched with `nprobe` lists;
+   with fast-scan codes, the top `refine_depth` (thousands) are ranked again by a finer code
+   of the same 65 bytes, 8-bit PQ in the same rotation, in memory (refine_codes.py);
 2. rescoring: the best `depth` candidates are read from `rescore.npy`, a memory-mapped [n, d]
    file of int8 codes (float16 where int8 cannot reach the target recall), and ranked again
    by their inner product with the query.
@@ -48,6 +50,7 @@ goes into `compressed.json`:
       rescore.npy          int8 or float16 [n, d], row i = passage i (a .npy header, memory-mapped)
       rescore_scale.npy    float32 [n], one scale a row (read into memory: 4 bytes a row)
       rescore_offset.npy   float32 [d]; vector i = rescore[i] * rescore_scale[i] + rescore_offset
+      refine_*.npy         with fast-scan codes only: the refine codes (refine_codes.py)
       compressed.json      written last (a build that stopped midway has none): format, count,
                            dim, candidate_dim, max_norm, factory, rescore_dtype, settings {nprobe,
                            depth}, target_recall, reached, measured {queries, recall_at_1,

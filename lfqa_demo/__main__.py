@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="REALM's own open-QA index (its blocks and block_emb) as Parquet passages and a vector file for `index`",
     )
     conv.add_argument("--checkpoint", default=REALM_OPENQA, help=f"repo id or directory (default {REALM_OPENQA})")
-    conv.add_argument("--out", required=True, help="writes OUT/corpus/*.parquet and OUT/block_emb.npy")
+    conv.add_argument("--out", required=True, help="writes OUT/realm-wikipedia/*.parquet and OUT/block_emb.npy")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
     cmp.add_argument("-k", type=int, default=5)

@@ -35,7 +35,7 @@ def bundle(tmp_path_factory, hub_cache) -> Path:
         mp.setenv("HF_HUB_CACHE", str(hub_cache))
         mp.setenv("LFQA_DTYPE", "float32")
         assert main(["convert-realm-openqa", "--out", str(work)]) == 0
-        command = ["index", "--corpus", str(work / "corpus"), "--retrievers", "realm-orqa,bm25"]
+        command = ["index", "--corpus", str(work / "realm-wikipedia"), "--retrievers", "realm-orqa,bm25"]
         command += ["--vectors", f"realm-orqa={work / 'block_emb.npy'}", "--out", str(work / "bundle")]
         assert main(command) == 0
     return work
@@ -45,7 +45,7 @@ def test_the_converted_blocks_and_vectors_are_the_checkpoints(bundle):
     import pyarrow.parquet as pq
     import torch
 
-    table = pq.read_table(bundle / "corpus")
+    table = pq.read_table(bundle / "realm-wikipedia")
     records = np.load(REPO / "block_records.npy", allow_pickle=True)  # the test's own oracle: a known file
     assert table.column("text").to_pylist() == [bytes(b).decode("utf-8") for b in records]
     assert table.column("id").to_pylist() == [str(i) for i in range(len(records))]
@@ -242,7 +242,7 @@ def test_a_refused_conversion_leaves_no_corpus_behind(tmp_path):
     np.save(checkpoint / "block_records.npy", records, allow_pickle=True)
     with pytest.raises(CorpusError, match="not a byte string"):
         convert_realm_openqa(str(checkpoint), tmp_path / "out")
-    assert not (tmp_path / "out" / "corpus").exists() and not (tmp_path / "out" / "block_emb.npy").exists()
+    assert not (tmp_path / "out" / "realm-wikipedia").exists() and not (tmp_path / "out" / "block_emb.npy").exists()
 
 
 @pytest.mark.parametrize("value", ['"60"', "[60]", "61"])

@@ -9,9 +9,9 @@ RealmForOpenQA ranks the blocks by the inner product of the question's projectio
 row of `block_emb` (exact top-k over all of them); the bundle keeps those rows as given.
 
     python -m lfqa_demo convert-realm-openqa [--checkpoint google/realm-orqa-nq-openqa] --out DIR
-      DIR/corpus/blocks-00000.parquet ...       id ("0".."N-1": the block's row), text, title ("")
-      DIR/block_emb.npy                         float32 [N, 128], row i = block i
-    python -m lfqa_demo index --corpus DIR/corpus --retrievers realm-orqa,bm25 \
+      DIR/realm-wikipedia/blocks-00000.parquet id ("0".."N-1": the block's row), text, title ("")
+      DIR/block_emb.npy                        float32 [N, 128], row i = block i
+    python -m lfqa_demo index --corpus DIR/realm-wikipedia --retrievers realm-orqa,bm25 \
         --vectors realm-orqa=DIR/block_emb.npy --out BUNDLE
 
 `block_records.npy` is never unpickled. A pickle is a program: `np.load(allow_pickle=True)` on a
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "google/realm-orqa-nq-openqa"
 RECORDS_FILE = "block_records.npy"
 VECTORS_FILE = "block_emb.npy"
-CORPUS_DIR = "corpus"
+CORPUS_DIR = "realm-wikipedia"  # its name is the corpus name a visitor sees
 MAX_BLOCK_BYTES = 1 << 20  # REALM's blocks are 288 word pieces (~1-2 KB); a megabyte is not a block
 SHARD_ROWS = 500_000  # blocks per Parquet shard at most (13.3M -> ~27 shards, as wiki_dpr's ~50 of 420k)
 SHARD_BYTES = 512 << 20  # and text per shard at most: a shard's texts are held until it is written

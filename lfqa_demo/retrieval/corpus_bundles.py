@@ -205,14 +205,15 @@ def _write_exact(out: Path, vectors: VectorSource) -> IndexEntry:
 
 
 def _write_compressed(out: Path, vectors: VectorSource, progress) -> IndexEntry:
-    from .compressed import FAISS_FILE, build_compressed
+    from .compressed import FAISS_FILE, REFINE_CODES_FILE, build_compressed
 
     record = build_compressed(vectors, out, target_recall=TUNED_RECALL, progress=progress).record
     return IndexEntry(
         kind="compressed",
         recall_at_10=record.measured.recall_at_10,
         reached=record.reached,
-        nbytes_in_memory=record.files.get(FAISS_FILE, 0),  # the candidate index is what stays in memory
+        # What every search reads stays in memory: the candidate index, and the refine codes where there are some.
+        nbytes_in_memory=record.files.get(FAISS_FILE, 0) + record.files.get(REFINE_CODES_FILE, 0),
     )
 
 

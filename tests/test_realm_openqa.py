@@ -24,6 +24,7 @@ from lfqa_demo.retrieval.realm_openqa import convert_realm_openqa, read_block_re
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = FIXTURES / "hub" / "google--realm-orqa-nq-openqa"
 REFERENCE = json.loads((FIXTURES / "reference" / "realm_openqa.json").read_text(encoding="utf-8"))
+BLOCKS = json.loads((FIXTURES / "reference" / "realm_openqa_blocks.json").read_text(encoding="utf-8"))  # texts
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,8 @@ def test_the_converted_blocks_and_vectors_are_the_checkpoints(bundle):
     import torch
 
     table = pq.read_table(bundle / "realm-wikipedia")
-    records = np.load(REPO / "block_records.npy", allow_pickle=True)  # the test's own oracle: a known file
-    assert table.column("text").to_pylist() == [bytes(b).decode("utf-8") for b in records]
-    assert table.column("id").to_pylist() == [str(i) for i in range(len(records))]
+    assert table.column("text").to_pylist() == BLOCKS  # as the fixture script wrote them
+    assert table.column("id").to_pylist() == [str(i) for i in range(len(BLOCKS))]
     emb = torch.load(REPO / "pytorch_model.bin", weights_only=True)["block_emb"].numpy()
     assert np.array_equal(np.load(bundle / "block_emb.npy"), emb)
 
@@ -123,7 +123,7 @@ def test_a_crafted_block_records_file_is_refused(tmp_path, payload, reason):
 def test_a_block_longer_than_the_bound_is_refused_before_it_is_read(tmp_path, monkeypatch):
     monkeypatch.setattr(realm_openqa, "MAX_BLOCK_BYTES", 100)
     path = tmp_path / "block_records.npy"
-    np.save(path, np.array([b"a", b"x" * 101], dtype=object), allow_pickle=True)
+    np.save(path, np.array([b"a", b"x" * 101], dtype=object))
     with pytest.raises(CorpusError, match="longer than 100 bytes"):
         list(read_block_records(path)[1])
 
@@ -139,9 +139,10 @@ def test_both_numpy_layouts_are_read(tmp_path):
     """numpy 1.x writes protocol 3 and numpy.core; numpy 2 protocol 4 and numpy._core: both are admitted."""
     blocks = [b"first block", "sécond".encode(), b""]
     path = tmp_path / "block_records.npy"
-    np.save(path, np.array(blocks, dtype=object), allow_pickle=True)  # this environment's numpy
+    np.save(path, np.array(blocks, dtype=object))  # this environment's numpy writes it
     assert list(read_block_records(path)[1]) == blocks
-    assert list(read_block_records(REPO / "block_records.npy")[1])[0]  # numpy 1.26's, from the reference venv
+    fixture = [b.decode("utf-8") for b in read_block_records(REPO / "block_records.npy")[1]]
+    assert fixture == BLOCKS  # numpy 1.26's, from the reference venv
 
 
 def test_a_weights_file_far_larger_than_a_model_is_mapped_not_read(offline_hub, monkeypatch):
@@ -203,7 +204,7 @@ def test_what_numpy_writes_is_read_as_np_load_reads_it(tmp_path, protocol, count
     blocks = np.empty(count, dtype=object)
     blocks[:] = [[b"", b"b", b"x" * (i % 70), "é".encode()][i % 4] for i in range(count)]
     path = npy_with_pickle(tmp_path / "block_records.npy", pickle.dumps(blocks, protocol=protocol), count)
-    assert list(read_block_records(path)[1]) == list(np.load(path, allow_pickle=True))
+    assert list(read_block_records(path)[1]) == list(blocks)
 
 
 @pytest.mark.parametrize(
@@ -237,9 +238,9 @@ def test_a_pickle_that_numpy_would_not_write_is_refused(tmp_path, elements, reas
 def test_a_refused_conversion_leaves_no_corpus_behind(tmp_path):
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(REPO, checkpoint)
-    records = np.load(checkpoint / "block_records.npy", allow_pickle=True)
-    records[-1] = "text, not bytes"  # the last block only: every other block is read and written first
-    np.save(checkpoint / "block_records.npy", records, allow_pickle=True)
+    records = np.array([*(t.encode("utf-8") for t in BLOCKS[:-1]), "text, not bytes"], dtype=object)
+    # the last block only is wrong: every other block is read and written first
+    npy_with_pickle(checkpoint / "block_records.npy", pickle.dumps(records, protocol=3), len(records))
     with pytest.raises(CorpusError, match="not a byte string"):
         convert_realm_openqa(str(checkpoint), tmp_path / "out")
     assert not (tmp_path / "out" / "realm-wikipedia").exists() and not (tmp_path / "out" / "block_emb.npy").exists()

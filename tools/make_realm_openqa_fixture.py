@@ -12,6 +12,7 @@ Writes tests/fixtures/hub/google--realm-orqa-nq-openqa/:
   block_records.npy                  the block texts, an object array of byte strings saved by
                                      np.save as RealmRetriever.save_pretrained saves it (a pickle)
   vocab.txt, tokenizer_config.json, special_tokens_map.json
+tests/fixtures/reference/realm_openqa_blocks.json: the blocks' texts (so that no test unpickles),
 and tests/fixtures/reference/realm_openqa.json: per question, the block ids RealmForOpenQA's
 own forward pass hands its retriever (reader_beam_size of them, best first) and the score of
 every block (block_emb @ question projection).
@@ -81,6 +82,7 @@ def main() -> None:
                 }
             )
     (REF / "realm_openqa.json").write_text(json.dumps(reference, indent=1), encoding="utf-8")
+    (REF / "realm_openqa_blocks.json").write_text(json.dumps(texts, ensure_ascii=False, indent=0), encoding="utf-8")
     size = sum(f.stat().st_size for f in REPO.iterdir())
     print(f"{REPO.name}: {size / 1024:.0f} KiB, files {sorted(f.name for f in REPO.iterdir())}")
 

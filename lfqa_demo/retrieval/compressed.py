@@ -550,15 +550,16 @@ def build_compressed(
     t = time.perf_counter()
     report("train", 0, 1)
     max_norm = float(np.linalg.norm(train, axis=1).max())  # longer rows are rare: brought to norm 1 too
-    index.train(equalised(train, max_norm, wide))
+    sample = equalised(train, max_norm, wide)  # [n_train, wide]
+    index.train(sample)
     refine_m = refine_subspaces(factory)
     refine = None
-    if refine_m:
-        rotation = (
-            faiss.downcast_VectorTransform(index.chain.at(0)) if isinstance(index, faiss.IndexPreTransform) else None
-        )
-        matrix = faiss.vector_to_array(rotation.A).reshape(wide, wide) if rotation else np.eye(wide, dtype=np.float32)
-        refine = RefineCodes.train(equalised(train, max_norm, wide), refine_m, matrix, seed)
+    if refine_m:  # fast-scan codes: the refine codes share their OPQ rotation (none: the identity)
+        matrix = np.eye(wide, dtype=np.float32)
+        if isinstance(index, faiss.IndexPreTransform):
+            matrix = faiss.vector_to_array(faiss.downcast_VectorTransform(index.chain.at(0)).A).reshape(wide, wide)
+        refine = RefineCodes.train(sample, refine_m, matrix, seed)
+    del sample
     offset = train.mean(axis=0)  # [dim]: the rescoring codes' centre
     del train
     seconds["train"] = time.perf_counter() - t

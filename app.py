@@ -76,20 +76,20 @@ def release_session(request: gr.Request):
 
 def build_demo() -> gr.Blocks:
     """The whole app; building it loads no model."""
-    compare = CompareTab(service)
+    compare, status = CompareTab(service), StatusPanel(service)
+    working = [compare, AnswerTab(service), EmbedTab(service), CorpusTab(service), EvaluateTab(service)]
     with gr.Blocks(title="lfqa-demo: retrievers and readers side by side", delete_cache=(600, 3600)) as demo:
         corpus_ref = gr.State(registry.default_ref)
         gr.Markdown(text("header.md"))
-        StatusPanel(service).build(corpus_ref)
+        status.build(corpus_ref)
         with gr.Tabs(elem_id="tabs") as tabs:
-            compare.build(corpus_ref)
-            AnswerTab(service).build(corpus_ref)
-            EmbedTab(service).build(corpus_ref)
-            CorpusTab(service).build(corpus_ref)
-            EvaluateTab(service).build(corpus_ref)
+            for tab in working:
+                tab.build(corpus_ref)
             with gr.Tab("About", id="about"):
                 gr.Markdown(text("about.md"))
         SearchApi(service).build()
+        # The status panel polls while something moves, and again once a visitor starts something.
+        status.resume_on([event for tab in working for event in tab.starts] + [corpus_ref.change])
         tabs.select(None, None, None, js=script("remember_tab", tab_ids=TAB_IDS))
         # A link with ?q=...&k=...&r=...&gold=...&tab=... opens that comparison (or tab).
         opened = demo.load(opened_tab, None, tabs, api_visibility="private")

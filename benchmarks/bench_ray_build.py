@@ -43,10 +43,10 @@ def hub_cache(work: Path, full_size: bool) -> Path:
     return write_hub_cache(work / "hf-cache-fixtures")
 
 
-def run_build(corpus: Path, out: Path, retriever: str, cache: Path, engine: list[str]) -> tuple[float, str]:
+def run_build(corpus: Path, out: Path, retriever: str, cache: Path, engine: list[str], dtype: str) -> tuple[float, str]:
     """One `index` command in a child process: (wall seconds, its output)."""
     command = [sys.executable, "-m", "lfqa_demo", "index", "--corpus", str(corpus), "--retrievers", retriever]
-    command += ["--out", str(out), "--dtype", "float32", *engine]
+    command += ["--out", str(out), "--dtype", dtype, *engine]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "OMP_NUM_THREADS": "2"}
     started = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -63,12 +63,16 @@ def main() -> None:
     parser.add_argument("--retriever", default="dpr")
     parser.add_argument("--workers", default="1,2", help="Ray actor counts to run")
     parser.add_argument("--full-size", action="store_true")
+    parser.add_argument("--dtype", default="float32", help="float32 (parity), or bfloat16 where the CPU has it")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     from tools.wiki_corpus import Layout, write_corpus
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    print(f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores; {args.passages:,} passages; {args.retriever}")
+    print(
+        f"CPU flags: {cpu_flags()}; {os.cpu_count()} cores; {args.passages:,} passages; "
+        f"{args.retriever}, {'full-size' if args.full_size else 'fixture'}, {args.dtype}"
+    )
     cache = hub_cache(work, args.full_size)
     corpus = work / "corpus"
     if not corpus.exists():
@@ -80,12 +84,15 @@ def main() -> None:
     base = None
     for name, engine in runs:
         out = work / f"out-{len(engine)}-{engine[-1] if engine else 0}"
-        seconds, log = run_build(corpus, out, args.retriever, cache, engine)
+        seconds, log = run_build(corpus, out, args.retriever, cache, engine, args.dtype)
         encoding = re.search(r"\(([\d,]+) passages in ([\d.]+) s", log)  # Ray's own line: encoding alone
         inner = f"; encoding alone {encoding.group(2)} s" if encoding else ""
         overhead = "" if base is None else f"; overhead against in-process {100 * (seconds - base) / base:+.0f}%"
         base = seconds if base is None else base
-        print(f"{name:<16} {seconds:7.1f} s whole build, {args.passages / seconds:7.0f} passages/s{inner}{overhead}")
+        print(
+            f"{name:<16} {seconds:7.1f} s whole build, {args.passages / seconds:7.1f} passages/s{inner}{overhead}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Command line: `python -m lfqa_demo {index,evaluate,compare} ...` (see --help)."""
+"""Command line: `python -m lfqa_demo {index,evaluate,calibrate-readers,compare,convert-realm-openqa} ...`
+(see --help)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from .bundle_build import build as build_bundle
 from .bundle_build import encoded_here, is_table_source, passage_source
+from .calibration import ReaderRules
 from .engine import RetrievalEngine, default_names
 from .errors import InvalidInputError, LfqaError
 from .evaluation import evaluation_report, format_table
@@ -239,6 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--checkpoint", default=REALM_OPENQA, help=f"repo id or directory (default {REALM_OPENQA})")
     conv.add_argument("--out", required=True, help="writes OUT/realm-wikipedia/*.parquet and OUT/block_emb.npy")
+    cal = sub.add_parser(
+        "calibrate-readers",
+        help="fit each reader's no-answer rule on half of a QA set and measure it on the other half",
+    )
+    cal.add_argument(
+        "--qa", default="bundled", help=f"bundled ({BUNDLED_DIR}) or a dir with passages.jsonl and questions.jsonl"
+    )
+    cal.add_argument("--readers", default="dpr,realm", help="comma-separated: dpr, realm")
+    cal.add_argument("--retriever", default="bm25", help="whose passages the readers read (default bm25)")
+    cal.add_argument("-k", type=_positive_int, default=5, help="passages read per question (default 5, as the app)")
+    cal.add_argument("--seed", type=int, default=0, help="the shuffle that splits the questions in two halves")
+    cal.add_argument(
+        "--rules", default=None, help="the rules file to update (default $LFQA_READER_RULES or the index cache's)"
+    )
+    cal.add_argument("--cache-dir", default=None)
+    cal.add_argument("--device", default=None)
+    cal.add_argument("--dtype", default=None)
+    cal.add_argument("--max-questions", type=_positive_int, default=None, help="use the first N questions only")
     cmp = sub.add_parser("compare", parents=[common], help="rank the corpus for one question")
     cmp.add_argument("question")
     cmp.add_argument("-k", type=int, default=5)
@@ -436,6 +456,40 @@ def run_convert_realm_openqa(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_calibrate_readers(args: argparse.Namespace) -> int:
+    """Fit and measure each reader's no-answer rule (reader_calibration.py), print the figures and
+    write the rules where the app reads them."""
+    from .reader_calibration import calibrate_reader, format_report, save_rules
+    from .service import READERS, default_reader_rules
+
+    qa_dir = BUNDLED_DIR if args.qa == "bundled" else Path(args.qa)
+    if not qa_dir.is_dir():
+        raise InvalidInputError(f"--qa {args.qa!r} is not a directory holding passages.jsonl and questions.jsonl")
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    unknown = [r for r in readers if r not in READERS]
+    if not readers or unknown:
+        raise InvalidInputError(f"--readers takes {', '.join(READERS)}, not {args.readers!r}")
+    _check_device_and_dtype(args)
+    engine = RetrievalEngine(
+        load_corpus_dir(qa_dir),
+        retrievers={args.retriever: args.retriever},
+        cache_dir=args.cache_dir,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    qa = load_qa_set(qa_dir)[: args.max_questions]
+    engine.build_indexes([args.retriever], progress=_progress)
+    rules = ReaderRules(Path(args.rules)) if args.rules else default_reader_rules()
+    for reader in readers:
+        report = calibrate_reader(
+            engine, reader, args.retriever, qa, k=args.k, seed=args.seed, qa_name=qa_dir.name, progress=_progress
+        )
+        save_rules(report, rules)
+        print(format_report(report))
+    print(f"rules written to {rules.path}")
+    return EXIT_OK
+
+
 COMMANDS = {"index": run_index, "evaluate": run_evaluate, "compare": run_compare}
 
 
@@ -445,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "convert-realm-openqa":
             return run_convert_realm_openqa(args)
+        if args.command == "calibrate-readers":
+            return run_calibrate_readers(args)
         return COMMANDS[args.command](args, _retriever_names(args))
     except LfqaError as exc:
         # Only our own errors: their messages are written for the user. Anything else is a bug

@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import string
 import sys
 import unicodedata
 from typing import Iterable
@@ -133,3 +134,21 @@ def _nfd_origin(text: str) -> list[int]:
     for i, char in enumerate(text):
         origin += [i] * len(unicodedata.normalize("NFD", char))
     return origin
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)  # ASCII only, as DPR's and SQuAD's scripts
+
+
+def normalize_answer(text: str) -> str:
+    """A predicted or gold answer as DPR's `_normalize_answer` (SQuAD's) compares them: lower-cased,
+    ASCII punctuation removed, the articles a/an/the removed, spaces squeezed. For exact match only."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, answers: Iterable[str]) -> bool:
+    """Whether a reader's `prediction` equals any gold answer after `normalize_answer` (DPR's and
+    SQuAD's exact match); an answer that normalises to nothing matches nothing."""
+    predicted = normalize_answer(prediction)
+    return bool(predicted) and any(predicted == normalize_answer(a) for a in answers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Sequence
 
+from .calibration import ReaderRules, RetrievalCalibration, no_answer, reader_identity
 from .comparison import rank
 from .errors import LfqaError, failure_message
 from .reading.answers import ReadResult
@@ -34,10 +35,14 @@ def answer(
     max_answer_tokens: int | None,
     reader_checkpoints: dict[str, str],
     timeout: float | None,
+    retrieval: RetrievalCalibration | None = None,
+    rules: ReaderRules | None = None,
 ) -> AnswerReport:
     """Retrieve `k` passages with `retriever`, or read `given` (id, title, text) passages (the `k`
     that BM25 ranks highest when there are more), then read them with each reader. A reader that
-    adds passage relevance to its span scores (REALM) gets it from its `prior_relevance`."""
+    adds passage relevance to its span scores (REALM) gets it from its `prior_relevance`.
+    With `retrieval` (the retriever's calibration on this corpus) and `rules` (reader rules by
+    checkpoint), each reading gets its no-answer verdict (calibration.no_answer)."""
     report = AnswerReport(question, retriever, [], {})
     if given is None:
         result = rank(engine, [question], [retriever], k, [None], timeout)[0].results[retriever]
@@ -67,14 +72,19 @@ def answer(
                 top_k,
                 max_answer_tokens,
                 reader_checkpoints.get(name),
+                retrieval,
+                rules,
             )
         except Exception as exc:  # one reader failing never takes the other down
             report.reader_errors[name] = failure_message(exc)
     return report
 
 
-def _read(engine, report, name, to_read, hits, retrieved_by, top_k, max_answer_tokens, checkpoint) -> ReadResult:
-    """One reader over the passages, with its relevance scores when it adds them (REALM)."""
+def _read(
+    engine, report, name, to_read, hits, retrieved_by, top_k, max_answer_tokens, checkpoint, retrieval, rules
+) -> ReadResult:
+    """One reader over the passages, with its relevance scores when it adds them (REALM), and
+    its no-answer verdict."""
     reader = load_reader(name, device=engine.device, dtype=engine.dtype, checkpoint=checkpoint)
     relevance = None
     if to_read:
@@ -91,6 +101,11 @@ def _read(engine, report, name, to_read, hits, retrieved_by, top_k, max_answer_t
     started = time.perf_counter()
     result = reader.read(report.question, to_read, top_k, max_answer_tokens, relevance)
     report.timings_ms[f"read_{name}"] = 1000 * (time.perf_counter() - started)
+    retrieved = report.retriever is not None and bool(hits)
+    best_score = hits[0].score if retrieved else None
+    calibration = retrieval if retrieved else None
+    rule = rules.get(reader_identity(reader), calibration is not None) if rules is not None else None
+    result.no_answer = no_answer(result.answers[0] if result.answers else None, rule, calibration, best_score)
     return result
 
 

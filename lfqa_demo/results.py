@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from .errors import InvalidInputError, InvalidTypeError
 from .reading.answers import ReadResult
 from .retrieval.indexes import DenseIndex
 from .status import Status
+
+if TYPE_CHECKING:
+    from .calibration import RetrievalCalibration
 
 MAX_K = 100
 RBO_P = 0.9  # rank-biased overlap persistence: the top 10 carry ~86% of the weight
@@ -65,6 +68,9 @@ class Comparison:
     results: dict[str, RetrieverResult]
     agreement: list[Agreement] = field(default_factory=list)
     gold_answer: str | None = None
+    # Per retriever, where its scores sit on this corpus's QA set (weak match, score position);
+    # only retrievers with a calibration are here (the bundled corpus's, once computed).
+    calibrations: dict[str, RetrievalCalibration] = field(default_factory=dict)
 
     def found_by(self) -> dict[str, list[str]]:
         """passage id -> the retrievers that returned it (to mark passages found by several)."""
@@ -137,4 +143,5 @@ class AnswerReport:
     reader_errors: dict[str, str] = field(default_factory=dict)  # reader -> why it could not read
     relevance_errors: dict[str, str] = field(default_factory=dict)  # reader -> why it read without relevance
     given: int | None = None  # how many passages the caller gave (None: retrieved); the k best by BM25 are read
+    calibration: RetrievalCalibration | None = None  # the retriever's, when the readers' verdicts used it
     clipped_at: int | None = None  # passages longer than this many characters were read up to it

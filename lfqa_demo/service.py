@@ -11,6 +11,7 @@ Heavy work (embeddings, index builds, evaluations) goes through the service's wo
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -21,9 +22,10 @@ from typing import Callable, Iterator, Sequence
 
 from . import answering, comparison
 from .admission import Visitor, WorkLine
+from .calibration import ReaderRules, RetrievalCalibration, calibrate_retrieval
 from .embedding import EmbeddingReport, embed_texts
 from .engine import RetrievalEngine
-from .errors import InvalidInputError, LfqaError
+from .errors import InvalidInputError, LfqaError, failure_message
 from .evaluation import MAX_EVAL_K, EvaluationReport, evaluate_retriever
 from .inputs import chosen, display_name, form_text, whole_number
 from .models.registry import model_states
@@ -39,7 +41,7 @@ from .retrieval.corpus import (
     qa_from_file,
 )
 from .retrieval.corpus_bundles import describe
-from .retrieval.indexes import DenseIndex
+from .retrieval.indexes import DenseIndex, default_cache_dir
 from .sessions import CorpusRef, EngineRegistry
 from .status import NOT_LOADED, WAITING, ModelKey, Phase, Status
 
@@ -59,6 +61,49 @@ KEPT_EVALUATION_BYTES = 20_000_000
 # How long one request waits for dense indexes before builds go on in the background: long
 # enough for a small upload on a 2-core CPU, short enough that nobody stares at a spinner.
 REQUEST_BUDGET_S = float(os.environ.get("LFQA_REQUEST_BUDGET_S", "60"))
+_log = logging.getLogger(__name__)
+
+
+def default_reader_rules() -> ReaderRules:
+    """The reader rules file: $LFQA_READER_RULES, else reader-rules.json in the index cache
+    (`python -m lfqa_demo calibrate-readers` writes it there)."""
+    return ReaderRules(Path(os.environ.get("LFQA_READER_RULES") or default_cache_dir() / "reader-rules.json"))
+
+
+class Calibrations:
+    """The retrieval calibrations of the corpus that has a QA set (the bundled one), each computed
+    once: BM25's at once (a fraction of a second), a dense retriever's in the background once its
+    index is ready (its questions are encoded, a few seconds); until then there is none."""
+
+    def __init__(self, qa: Sequence[QAItem]):
+        self.qa = tuple(qa)
+        self._done: dict[tuple[str, str], RetrievalCalibration | None] = {}
+        self._started: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def get(self, engine: RetrievalEngine, corpus_key: str, name: str) -> RetrievalCalibration | None:
+        key = (corpus_key, name)
+        with self._lock:
+            if key in self._done or key in self._started:
+                return self._done.get(key)
+            dense = name in engine.dense_names()
+            if dense and engine.built_index(name) is None:
+                return None  # asked again once the index is ready
+            self._started.add(key)
+        if not dense:
+            return self._compute(engine, key)
+        threading.Thread(target=self._compute, args=(engine, key), name=f"calibrate-{name}", daemon=True).start()
+        return None
+
+    def _compute(self, engine: RetrievalEngine, key: tuple[str, str]) -> RetrievalCalibration | None:
+        try:
+            calibration = calibrate_retrieval(engine, key[1], self.qa, timeout=0)
+        except Exception as exc:  # no calibration: the page shows scores without it
+            _log.warning("retrieval calibration of %s failed: %s", key[1], failure_message(exc))
+            calibration = None
+        with self._lock:
+            self._done[key] = calibration
+        return calibration
 
 
 # -- requests: raw input, checked once ---------------------------------------------------------------
@@ -257,6 +302,7 @@ class Service:
         budget_s: float = REQUEST_BUDGET_S,
         upload_dir: Callable[[], Path] | None = None,
         warmup=None,
+        reader_rules: ReaderRules | None = None,
     ):
         """`upload_dir` says where files uploaded through the page are: only those may become a
         corpus or a QA set. `warmup` (lfqa_demo.warmup.WarmUp), if any, adds its plan to status."""
@@ -266,6 +312,8 @@ class Service:
         self._upload_dir = upload_dir
         self.warmup = warmup
         self.bundled_qa = QASet("bundled QA set", tuple(load_bundled_questions()))
+        self.calibrations = Calibrations(self.bundled_qa.items)
+        self.reader_rules = reader_rules or default_reader_rules()
         self.dense = tuple(n for n in RETRIEVERS if n in registry.bundled.dense_names())
         # The pickers' retrievers: all of RETRIEVERS but those only a corpus bundle serves (REALM
         # open-QA), unless a corpus offered at start holds one.
@@ -343,7 +391,24 @@ class Service:
         budget = self.budget_s if budget_s is None else budget_s
         # The request was checked once, here: the engine's own checks are for its script callers.
         names = list(request.retrievers)
-        yield from comparison.live(self.engine(ref), request.question, names, request.k, request.gold, budget)
+        engine = self.engine(ref)
+        for c in comparison.live(engine, request.question, names, request.k, request.gold, budget):
+            yield self._calibrated(ref, engine, c)
+
+    def calibration(self, ref: CorpusRef, name: str) -> RetrievalCalibration | None:
+        """Retriever `name`'s calibration on the corpus, when it has a QA set and it is computed."""
+        if ref.key != self.registry.bundled_ref.key:
+            return None
+        return self.calibrations.get(self.engine(ref), ref.key, name)
+
+    def _calibrated(self, ref: CorpusRef, engine: RetrievalEngine, c: Comparison) -> Comparison:
+        """`c` with the calibrations of its ready columns."""
+        for name, result in c.results.items():
+            if not result.error and result.pending is None:
+                calibration = self.calibration(ref, name)
+                if calibration is not None:
+                    c.calibrations[name] = calibration
+        return c
 
     def search(self, ref: CorpusRef, request: CompareRequest, budget_s: float | None = None) -> dict:
         """The hits of each retriever as JSON: {retriever: [{"id", "title", "score", "rank"}]}, in the
@@ -387,7 +452,8 @@ class Service:
             kept = comparison.rank(engine, [request.question], ready, request.k, [request.gold], 0)[0].results
         results |= {n: kept[n] for n in ready}
         ordered = {n: results[n] for n in request.retrievers}
-        return Comparison(request.question, request.k, ordered, agreement(ordered, request.k), request.gold)
+        c = Comparison(request.question, request.k, ordered, agreement(ordered, request.k), request.gold)
+        return self._calibrated(ref, engine, c)
 
     def index_status(self, ref: CorpusRef, name: str) -> Status | None:
         """Where the index of `name` over the corpus stands; None if nothing asked for it yet."""
@@ -417,7 +483,22 @@ class Service:
         for key in engine.load_models(readers=request.readers):
             yield Loading(key)
         given = None if request.passages is None else [(p["id"], p["title"], p["text"]) for p in request.passages]
-        report = answering.answer(engine, request.question, name, request.readers, request.k, 5, given, None, {}, 0)
+        retrieval = self.calibration(ref, name) if given is None else None
+        report = answering.answer(
+            engine,
+            request.question,
+            name,
+            request.readers,
+            request.k,
+            5,
+            given,
+            None,
+            {},
+            0,
+            retrieval,
+            self.reader_rules,
+        )
+        report.calibration = retrieval
         index = engine.index_states().get(name) if request.passages is None else None
         if request.passages is not None:
             yield Answered(report, "", len(request.passages))

@@ -82,6 +82,12 @@ class Status:
         return self.phase is Phase.READY
 
     @property
+    def moving(self) -> bool:
+        """True while something is under way or about to be (waiting, loading, queued, indexing,
+        downloading): a page showing it has a reason to look again."""
+        return self.phase in (Phase.WAITING, Phase.LOADING, Phase.QUEUED, Phase.INDEXING, Phase.DOWNLOADING)
+
+    @property
     def over(self) -> bool:
         """True when nothing more will happen without another request (ready, failed, cancelled)."""
         return self.phase in (Phase.READY, Phase.FAILED, Phase.CANCELLED)

@@ -23,8 +23,10 @@ def hub_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def offline_hub(hub_cache, monkeypatch):
+def offline_hub(hub_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # No reader rules unless a test writes some: never the developer's own file in ~/.cache.
+    monkeypatch.setenv("LFQA_READER_RULES", str(tmp_path / "reader-rules.json"))
     monkeypatch.setenv("LFQA_DTYPE", "float32")  # the exact mode; reduced precision is tested explicitly
     monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
     lfqa_demo.clear_loaded_models()

@@ -190,3 +190,25 @@ def test_build_indexes_and_status(client):
 
     expected = str(automatic_dtype(__import__("torch").device("cpu"))).removeprefix("torch.")
     assert status["REALM encoders"] == f"ready on cpu, {expected}"  # the precision policy, as the app runs it
+
+
+def test_the_page_is_sent_compressed_to_a_client_that_accepts_it(server, client):
+    """Issue 21: the ~140 KB HTML page went uncompressed (Gradio's Brotli middleware compresses
+    only paths with a text file's extension). Now "/" and /config are gzipped for a client that
+    asks; the same bytes come to one that does not; the queue's event stream is never compressed."""
+    plain = httpx.get(server.url, headers={"Accept-Encoding": "identity"})
+    packed = httpx.get(server.url, headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content and packed.num_bytes_downloaded < len(plain.content) / 4
+    config = httpx.get(server.url + "config", headers={"Accept-Encoding": "gzip"})
+    assert config.headers["content-encoding"] == "gzip" and config.json()["components"]
+    # A script still gets Brotli from Gradio (not gzip inside it): the page's own assets are left to it.
+    script = next(u for u in packed.text.split('"') if u.endswith(".js") and "/assets/" in u)
+    asset = httpx.get(
+        server.url.rstrip("/") + script if script.startswith("/") else server.url + script,
+        headers={"Accept-Encoding": "gzip, deflate, br"},
+    )
+    assert asset.status_code == 200 and asset.headers.get("content-encoding") == "br"
+    # A comparison through the queue (server-sent events) still works for a compressing client.
+    html, *_ = client.predict("who led the normans?", 2, ["bm25"], "", api_name="/compare")
+    assert hits_per_column(html) == [2]

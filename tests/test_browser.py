@@ -45,6 +45,12 @@ BOXES_JS = """(selector) => [...document.querySelectorAll(selector)]
   .map(r => [r.left, r.top, r.right, r.bottom])"""
 
 
+# The gold verdicts a visitor can see (labels, badges, marks), with their text.
+VISIBLE_GOLD_VERDICTS_JS = """() => [...document.querySelectorAll(
+    '#compare-results .gold-rank.found, #compare-results .gold-rank.missed, #compare-results .badge.gold')]
+  .filter(e => e.offsetParent && getComputedStyle(e).visibility !== 'hidden').map(e => e.innerText)"""
+
+
 def overlapping(boxes: list[list[float]]) -> list[tuple[int, int]]:
     """Pairs of boxes that overlap by more than a pixel."""
     pairs = []
@@ -191,6 +197,36 @@ def test_a_comparison_as_a_visitor_sees_it(app, width, height, theme):
     # The address holds the comparison that is shown.
     query = page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
     assert query["q"] == question and query["gold"] == gold and query["r"] == ",".join(ALL)
+    # The example's gold answer went with its question: cleared, and no verdict on it is shown.
+    assert page.locator("#compare-gold textarea, #compare-gold input").first.input_value() == ""
+    assert page.evaluate(VISIBLE_GOLD_VERDICTS_JS) == []
+    # Compared again: no gold verdict for the new question, and no gold answer in its link.
+    page.locator("#compare-button").click()
+    page.wait_for_function(
+        "(q) => document.querySelector('#compare-results .results')?.dataset.question === q",
+        arg="who was the first emperor of rome",
+        timeout=30_000,
+    )
+    wait_for_results(page, 5, 20)
+    query = page.evaluate("() => Object.fromEntries(new URLSearchParams(location.search))")
+    assert "gold" not in query and query["q"] == "who was the first emperor of rome"
+    assert set(page.locator("#compare-results .sum-card .gold-rank").all_inner_texts()) <= {
+        "no gold answer given",
+        "unavailable",
+    }
+    page.close()
+
+
+def test_a_gold_answer_typed_by_the_visitor_stays_when_the_question_changes(app):
+    page = open_page(app, 1440, 900, "light")
+    page.locator("#compare-examples button").first.click()
+    page.wait_for_function(
+        "() => document.querySelector('#compare-gold textarea, #compare-gold input').value !== ''", timeout=10_000
+    )
+    page.locator("#compare-gold textarea, #compare-gold input").first.fill("Octavian")
+    page.locator("#compare-question textarea").fill("who was the first emperor of rome")
+    page.wait_for_timeout(500)
+    assert page.locator("#compare-gold textarea, #compare-gold input").first.input_value() == "Octavian"
     page.close()
 
 
@@ -204,6 +240,12 @@ def test_a_link_restores_a_comparison(app, width, height, theme):
     assert page.evaluate("() => document.querySelector('#compare-results .results').dataset.question") == question
     assert not page.locator("#compare-results .results.stale").count()
     shot(page, width, height, theme, "from-link")
+    # The link's gold answer belongs to the link's question: editing the question clears it.
+    page.locator("#compare-question textarea").fill("who was the first emperor of rome")
+    page.wait_for_function(
+        "() => document.querySelector('#compare-gold textarea, #compare-gold input').value === ''", timeout=10_000
+    )
+    assert page.evaluate(VISIBLE_GOLD_VERDICTS_JS) == []
     page.close()
 
 

@@ -284,7 +284,7 @@ def _answer_card(report: AnswerReport, reader: str, n: int, a) -> str:
         f"<div class='answer-card'><div class='answer-head'><span class='rank'>#{n}</span> <b "
         f"class='answer-text'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</b>"
         "<span class='metric' title='softmax over the candidates considered'>confidence "
-        f"<b>{percent(a.confidence)}</b></span>"
+        f"<b>{esc(percent(a.confidence))}</b></span>"
         "<span class='metric' title='the reader&#39;s score of this span alone'>span score "
         f"<b>{a.score:.2f}</b></span><span class='metric' title='{esc(relevance_meaning(reader))}'>passage relevance "
         f"<b>{a.relevance:.2f}</b></span>"
@@ -299,24 +299,56 @@ def _titled(title: str) -> str:
     return f": {esc(clip(title, 80))}" if title.strip() else ""
 
 
-def _best_answers(report: AnswerReport) -> str:
-    """Each reader's best answer, large, and whether the readers agree."""
-    best = {name: r.answers[0] for name, r in report.answers.items() if r.answers}
-    if not best:
-        return ""
-    cards = "".join(
-        f"<div class='best'><div class='who'>{esc(label(name))} reader's answer</div>"
-        f"<div class='what'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</div>"
-        f"<div class='metric'>{percent(a.confidence)} confident · from passage {a.passage_index + 1}"
-        f"{_titled(report.passages[a.passage_index].title)}</div></div>"
-        for name, a in best.items()
+def no_answer_words(report: AnswerReport, reader: str, verdict) -> str:
+    """Why `reader` says the passages hold no answer (a calibration.NoAnswer), in one sentence."""
+    if verdict.basis == "reader":
+        return (
+            f"The {label(reader)} reader's evidence is weak: it gives its best span a {percent(verdict.p_answerable)} "
+            f"chance of being an answer, and answers from {percent(verdict.cut)} (calibrated on answerable and "
+            "unanswerable questions)."
+        )
+    return (
+        f"The {label(report.retriever or '')} retriever's best match is weak (score {verdict.best_score:.2f}; "
+        f"on this corpus's QA set a best match below {verdict.threshold:.2f} usually means the answer is not there), "
+        f"and the {label(reader)} reader has no calibration of its own."
     )
-    texts = {" ".join(a.text.casefold().split()) for a in best.values()}
+
+
+def _best_answers(report: AnswerReport) -> str:
+    """Each reader's best answer (or "No answer in these passages"), large, and whether the
+    readers agree."""
+    results = {name: r for name, r in report.answers.items() if r.answers}
+    if not results:
+        return ""
+    cards = []
+    for name, result in results.items():
+        a = result.answers[0]
+        if result.no_answer is not None:
+            cards.append(
+                f"<div class='best none'><div class='who'>{esc(label(name))} reader</div>"
+                "<div class='what'>No answer in these passages</div>"
+                f"<div class='metric'>Best rejected span: “{esc(clip(a.text, 80))}” from passage "
+                f"{a.passage_index + 1}</div></div>"
+            )
+            continue
+        cards.append(
+            f"<div class='best'><div class='who'>{esc(label(name))} reader's answer</div>"
+            f"<div class='what'>{esc(clip(a.text, SHOWN_TITLE_CHARS))}</div>"
+            f"<div class='metric'>{esc(percent(a.confidence))} confident · from passage {a.passage_index + 1}"
+            f"{_titled(report.passages[a.passage_index].title)}</div></div>"
+        )
+    answered = {name: r.answers[0] for name, r in results.items() if r.no_answer is None}
+    texts = {" ".join(a.text.casefold().split()) for a in answered.values()}
     agree = ""
-    if len(best) > 1:
-        agree = "The readers agree." if len(texts) == 1 else "The readers give different answers."
+    if len(results) > 1:
+        if not answered:
+            agree = "No reader finds an answer in these passages."
+        elif len(answered) < len(results):
+            agree = "The readers disagree on whether these passages answer the question."
+        else:
+            agree = "The readers agree." if len(texts) == 1 else "The readers give different answers."
         agree = f"<div class='agree-note'>{agree}</div>"
-    return f"<div class='best-answers'>{cards}</div>{agree}"
+    return f"<div class='best-answers'>{''.join(cards)}</div>{agree}"
 
 
 def answer_notes(report: AnswerReport) -> list[str]:
@@ -362,6 +394,14 @@ def render_answers(report: AnswerReport) -> str:
             blocks.append(f"<div class='reader'>{title}<div>No answer: {esc(result.reason)}</div></div>")
             continue
         cards = [_answer_card(report, name, n, a) for n, a in enumerate(result.answers, start=1)]
+        if result.no_answer is not None:  # the verdict first; every candidate folded below it
+            verdict = (
+                "<div class='no-answer'><b>No answer in these passages.</b> "
+                f"{esc(no_answer_words(report, name, result.no_answer))}</div>"
+            )
+            rejected = f"<details><summary>The {len(cards)} rejected spans</summary>{''.join(cards)}</details>"
+            blocks.append(f"<div class='reader'>{title}{verdict}{rejected}</div>")
+            continue
         more = ""
         if len(cards) > 1:
             summary = f"{len(cards) - 1} more {esc(label(name))} answers"

@@ -46,7 +46,7 @@ def tame_malloc(arenas: int = 2, trim_every_s: float = 30.0) -> None:
 
 def launch_settings(work_lines: tuple) -> dict:
     """The keyword arguments of `demo.launch`: theme and CSS, the upload cap, bounded request
-    bodies (ui/request_limits.py), MCP when asked for, and worker threads for every place in the
+    bodies (ui/request_limits.py), compressed responses, MCP when asked for, and worker threads for every place in the
     work lines (each waiting or running place holds one) on top of Gradio's default 40."""
     import gradio as gr
     from starlette.middleware import Middleware
@@ -61,8 +61,29 @@ def launch_settings(work_lines: tuple) -> dict:
         # fetched from a font CDN); assets/app.css builds on its CSS variables.
         "theme": gr.Theme.load(str(ASSETS / "theme.json")),
         "max_file_size": MAX_UPLOAD_BYTES,
-        "app_kwargs": {"middleware": [Middleware(BoundedBodies)]},
+        # Bodies are bounded before anything reads them; the page itself is compressed (CompressedPages).
+        "app_kwargs": {"middleware": [Middleware(BoundedBodies), Middleware(CompressedPages)]},
         "mcp_server": os.environ.get("GRADIO_MCP_SERVER", "").lower() in ("1", "true"),
         "max_threads": 40 + sum(line.capacity for line in work_lines),
         "prevent_thread_lock": True,  # the page is up when launch returns: only then does the warm-up start
     }
+
+
+class CompressedPages:
+    """ASGI middleware: gzip (for a client that accepts it) on the responses Gradio's own Brotli
+    middleware leaves as they are: it compresses only paths that end in a text file's extension
+    (.js, .css, .json...), so the page itself ("/", ~129 KB of HTML), /config and the API's JSON
+    went uncompressed. Paths with an extension are left to Gradio (Brotli, or gzip); a response
+    already encoded, one under 1 KB, and server-sent events (the queue's stream) are never
+    compressed here (Starlette's GZipMiddleware leaves them)."""
+
+    def __init__(self, app):
+        from starlette.middleware.gzip import GZipMiddleware
+
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=1000)
+
+    async def __call__(self, scope, receive, send):
+        last = scope.get("path", "").rsplit("/", 1)[-1] if scope["type"] == "http" else "."
+        handler = self.app if "." in last else self.gzip
+        await handler(scope, receive, send)

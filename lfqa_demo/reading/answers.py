@@ -46,10 +46,18 @@ class Answer:
 
 @dataclass
 class ReadResult:
-    """Answers best first; `reason` says why there are none when the list is empty."""
+    """Answers best first; `reason` says why there are none when the list is empty. `no_answer`
+    (a calibration.NoAnswer), when set, is the verdict that the passages hold no answer: the
+    answers are then the candidates the reader rejected."""
 
     answers: list[Answer]
     reason: str | None = None
+    no_answer: object | None = None
+
+    @property
+    def answered(self) -> bool:
+        """True when there is an answer to give: candidates, and no "no answer" verdict."""
+        return bool(self.answers) and self.no_answer is None
 
     def __iter__(self) -> Iterator[Answer]:
         return iter(self.answers)

@@ -128,6 +128,7 @@ class AnswerTab:
             quiet = {"api_visibility": "private", "preprocess": False, "show_progress": "hidden"}
             # One lane for answers, however they are asked for (the button, or an index that became ready).
             lane = {"concurrency_id": "answer", "concurrency_limit": 2}
+            self.starts = [button.click]  # the events that start work
             button.click(
                 self.extract_answers, inputs, [answers, timings], api_name="answer", preprocess=False, **lane
             ).success(self.watch, inputs, [watched, timer], **quiet)

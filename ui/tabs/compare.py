@@ -193,6 +193,7 @@ class CompareTab:
                     pd.DataFrame(columns=TIMING_COLUMNS), label="Time per retriever", interactive=False
                 )
             self.inputs = [self.question, self.k, self.retrievers, self.gold]
+            self.starts = [button.click, self.question.submit]  # the events that start work
             self.outputs = [results, agreement, timings]
             # The request to repeat while columns are pending (server-side state), and its timer.
             self.shown = gr.State(None)
@@ -223,13 +224,17 @@ class CompareTab:
                 [self.question, self.gold],
                 api_visibility="private",
                 show_progress="hidden",
-            )
+            ).then(None, [self.question, self.gold], None, js=script("remember_gold"))
             corpus_ref.change(
                 self.corpus_line, corpus_ref, corpus_line, api_visibility="private", show_progress="hidden"
             )
 
     def wire_link(self, load: gr.events.Dependency, corpus_ref: gr.State) -> None:
-        """After the page's load event set the form from the link: compare, then watch."""
+        """After the page's load event set the form from the link: compare, then watch (a gold
+        answer from the link belongs to its question, as an example's does)."""
+        load.then(None, [self.question, self.gold], None, js=script("remember_gold"))
+        # A gold answer filled in with its question is cleared when the question is edited.
+        load.then(None, None, None, js=script("fresh_gold"))
         load.then(
             self.compare_if_asked,
             [*self.inputs, corpus_ref],

@@ -163,6 +163,7 @@ class CorpusTab:
                 preprocess=False,
                 **hidden,
             )
+            self.starts = [build.click]  # the events that start work (a corpus chosen: corpus_ref.change)
             build.click(
                 self.build_indexes,
                 [models, corpus_ref],

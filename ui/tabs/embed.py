@@ -119,6 +119,7 @@ class EmbedTab:
                 )
             heatmap = gr.HTML(label="Similarity")
             download = gr.File(label="Embeddings (JSON)")
+            self.starts = [button.click]  # the events that start work
             button.click(
                 self.embed_questions,
                 [questions, passages, models, map_model, corpus_ref],

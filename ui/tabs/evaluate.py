@@ -102,6 +102,7 @@ class EvaluateTab:
                 elem_id="eval-table",
             )
             question = gr.HTML(elem_id="eval-question")
+            self.starts = [button.click]  # the events that start work
             # Never waits in Gradio's queue: the service's evaluations line lets it in.
             button.click(
                 self.evaluate_retrievers,

@@ -1,5 +1,6 @@
-"""The status panel (every model and index, refreshed every few seconds) and /status, the same
-as JSON for scripts that poll readiness."""
+"""The status panel (every model and index, refreshed every few seconds while any of them is
+loading, indexing or waiting; quiet otherwise, until the visitor starts something) and /status,
+the same as JSON for scripts that poll readiness."""
 
 from __future__ import annotations
 
@@ -31,6 +32,22 @@ class StatusPanel:
             rows.append(["corpus", public_message(status.error)])
         return pd.DataFrame(rows, columns=["model", "state"])
 
+    def tick(self, corpus_ref=None, request: gr.Request = None):
+        """The table again, and the timer kept on only while something moves (loading, indexing,
+        waiting for the warm-up): a page where everything is ready or idle stops asking."""
+        status = self.service.status(corpus_ref, session(request))
+        groups = (status.models, status.indexes, status.corpora)
+        moving = any(state.moving for group in groups for state in group.values())
+        return self.model_status(corpus_ref, request), gr.Timer(active=moving)
+
+    def resume(self):
+        """Something was started (a comparison, an answer, an index build...): look again."""
+        return gr.Timer(active=True)
+
+    def resume_on(self, triggers: list) -> None:
+        """The events that start work: each switches the status timer back on."""
+        gr.on(triggers, self.resume, None, self.timer, api_visibility="private", show_progress="hidden", **_SLOT)
+
     def status(self, request: gr.Request) -> dict:
         """Every model's and index's state as JSON: {"corpus", "models": {"retriever dpr": {"state",
         "done", "total", "seconds_left", "note", ...}}, "indexes": {"dpr": {...}}, "corpora": {LFQA_CORPORA
@@ -47,8 +64,14 @@ class StatusPanel:
         with gr.Accordion("Model status", open=False):
             table = gr.Dataframe(self.model_status(), interactive=False, elem_id="model-status")
             refresh = gr.Button("Refresh", size="sm")
-        # The status has a queue slot of its own: it must answer while comparisons wait for indexes.
-        slot = {"concurrency_id": "status", "concurrency_limit": 4}
-        refresh.click(self.model_status, corpus_ref, table, api_name="model_status", **slot)
-        gr.Timer(3).tick(self.model_status, corpus_ref, table, api_visibility="private", show_progress="hidden", **slot)
-        gr.api(self.status, api_name="status", **slot)
+        refresh.click(self.model_status, corpus_ref, table, api_name="model_status", **_SLOT)
+        self.timer = gr.Timer(REFRESH_EVERY_S)
+        self.timer.tick(
+            self.tick, corpus_ref, [table, self.timer], api_visibility="private", show_progress="hidden", **_SLOT
+        )
+        gr.api(self.status, api_name="status", **_SLOT)
+
+
+REFRESH_EVERY_S = 3.0
+# The status has a queue slot of its own: it must answer while comparisons wait for indexes.
+_SLOT = {"concurrency_id": "status", "concurrency_limit": 4}

@@ -76,23 +76,34 @@ def release_session(request: gr.Request):
 
 def build_demo() -> gr.Blocks:
     """The whole app; building it loads no model."""
-    compare, status = CompareTab(service), StatusPanel(service)
-    working = [compare, AnswerTab(service), EmbedTab(service), CorpusTab(service), EvaluateTab(service)]
+    compare, answer, status = CompareTab(service), AnswerTab(service), StatusPanel(service)
+    working = [compare, answer, EmbedTab(service), CorpusTab(service), EvaluateTab(service)]
     with gr.Blocks(title="lfqa-demo: retrievers and readers side by side", delete_cache=(600, 3600)) as demo:
         corpus_ref = gr.State(registry.default_ref)
-        gr.Markdown(text("header.md"))
+        gr.Markdown(text("header.md"), elem_id="page-header")
         status.build(corpus_ref)
         with gr.Tabs(elem_id="tabs") as tabs:
             for tab in working:
                 tab.build(corpus_ref)
             with gr.Tab("About", id="about"):
-                gr.Markdown(text("about.md"))
+                gr.Markdown(text("about.md"), elem_id="about")
         SearchApi(service).build()
+        # "Read these passages" on a comparison: its question, retriever and k go to the Answer tab.
+        handed = compare.read_button.click(
+            answer.take_over,
+            [compare.question, compare.k, compare.retrievers],
+            [answer.question, answer.retriever, answer.k, tabs],
+            api_visibility="private",
+            show_progress="hidden",
+        )
+        answer.answer_after(handed)
         # The status panel polls while something moves, and again once a visitor starts something.
-        status.resume_on([event for tab in working for event in tab.starts] + [corpus_ref.change])
+        starts = [event for tab in working for event in tab.starts]
+        status.resume_on([*starts, corpus_ref.change, compare.read_button.click])
         tabs.select(None, None, None, js=script("remember_tab", tab_ids=TAB_IDS))
         # A link with ?q=...&k=...&r=...&gold=...&tab=... opens that comparison (or tab).
         opened = demo.load(opened_tab, None, tabs, api_visibility="private")
+        opened.then(None, None, None, js=script("accessible_widgets"))
         restored = opened.then(compare.restore, None, compare.inputs, api_visibility="private")
         compare.wire_link(restored, corpus_ref)
         demo.unload(release_session)

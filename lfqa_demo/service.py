@@ -53,6 +53,7 @@ MAX_EMBED_TEXTS = 10  # questions, and passages, per embedding: bounds the work 
 MAX_HUB_PASSAGES = 20_000
 MAX_COMPARE_K = 50
 MAX_READ_K = 20
+MAX_TOPIC_PASSAGES = 20_000  # a corpus this large or smaller lists its titles as what it covers
 # Each session's last evaluation is kept for its row clicks, least recently made dropped first: at
 # most KEPT_EVALUATIONS of them, and at most KEPT_EVALUATION_BYTES of QA text in all (UTF-8, ids
 # included: an uploaded QA file can hold ~18 MB; the bundled QA set's are shared and not counted).
@@ -322,6 +323,8 @@ class Service:
         # Each session's last evaluation, for its row clicks (a row sends its question's number only).
         self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport, int]] = OrderedDict()
         self._evaluations_lock = threading.Lock()
+        self._topics: dict[str, tuple[str, ...]] = {}  # corpus key -> its titles (topics)
+        self._topics_lock = threading.Lock()
 
     # -- corpora ---------------------------------------------------------------------------------
     def ref(self, held: object, session: str | None) -> CorpusRef:
@@ -454,6 +457,21 @@ class Service:
         ordered = {n: results[n] for n in request.retrievers}
         c = Comparison(request.question, request.k, ordered, agreement(ordered, request.k), request.gold)
         return self._calibrated(ref, engine, c)
+
+    def topics(self, ref: CorpusRef) -> tuple[str, ...] | None:
+        """The corpus's distinct passage titles in corpus order (what it covers), or None for a
+        corpus too large to list them (over MAX_TOPIC_PASSAGES passages: a Wikipedia bundle)."""
+        if ref.size > MAX_TOPIC_PASSAGES:
+            return None
+        with self._topics_lock:
+            known = self._topics.get(ref.key)
+        if known is None:
+            known = tuple(dict.fromkeys(p.title for p in self.engine(ref).corpus if p.title.strip()))
+            with self._topics_lock:
+                self._topics[ref.key] = known
+                while len(self._topics) > 64:
+                    self._topics.pop(next(iter(self._topics)))
+        return known
 
     def index_status(self, ref: CorpusRef, name: str) -> Status | None:
         """Where the index of `name` over the corpus stands; None if nothing asked for it yet."""

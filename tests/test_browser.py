@@ -401,3 +401,190 @@ def test_an_answer_waiting_for_its_index_comes_by_itself(app, hub_cache, tmp_pat
         page.close()
     finally:
         server.stop()
+
+
+# -- issue 21: a phone-first page, accessibility measured, "no answer", a quiet status poll ----------------
+
+PHONES = [(390, 844, "light"), (390, 844, "dark")]
+TABS = {
+    "compare": "Retrieval comparison",
+    "answer": "Answer extraction",
+    "embed": "Question embedding",
+    "corpus": "Corpus",
+    "evaluate": "Evaluation",
+    "about": "About",
+}
+# Each element's box [left, top, width, height] for a selector (the visible ones).
+SIZES_JS = """(selector) => [...document.querySelectorAll(selector)].filter(e => e.offsetParent)
+  .map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })"""
+# For each element matching a selector, how many lines its text takes (1 = the name stays whole).
+LINES_JS = """(selector) => [...document.querySelectorAll(selector)].filter(e => e.offsetParent && e.innerText.trim())
+  .map(e => {
+    const range = document.createRange();
+    range.selectNodeContents(e);
+    const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+    return [e.innerText.trim(), tops.size];
+  })"""
+
+
+@pytest.mark.parametrize("width, height, theme", PHONES)
+def test_a_phone_gets_the_question_and_compare_in_its_first_screen(app, width, height, theme):
+    page = open_page(app, width, height, theme)
+    page.wait_for_timeout(500)
+    shot_first = OUTPUT / f"{width}x{height}-{theme}-first-screen.png"
+    page.screenshot(path=str(shot_first))  # the first screen only, as a visitor sees it
+    header = page.locator("#page-header").bounding_box()
+    assert header["y"] + header["height"] <= 0.25 * height
+    for selector in ("#compare-question textarea", "#compare-button"):
+        box = page.locator(selector).bounding_box()
+        assert box["y"] + box["height"] <= height, selector
+    question = page.locator("#compare-question textarea").bounding_box()
+    assert question["width"] >= width - 100  # the whole width, not a column beside the k slider
+    # Every tab in the bar with its whole label; none hidden behind "•••".
+    tabs = page.evaluate(
+        "() => [...document.querySelectorAll('#tabs [role=tablist] [role=tab]')]"
+        ".map(t => [t.innerText.trim(), t.scrollWidth <= t.clientWidth + 1])"
+    )
+    assert tabs == [[name, True] for name in TABS.values()]
+    assert not page.locator("#tabs .overflow-menu").is_visible()
+    # Tap targets: 44 x 44 px at least (WCAG 2.5.5) on the main controls.
+    for selector in (
+        "#tabs [role=tab]",
+        "#compare-question textarea",
+        "#compare-button",
+        "#compare-retrievers label",
+        "#compare-k input[type=number]",
+    ):
+        sizes = page.evaluate(SIZES_JS, selector)
+        assert sizes and all(w >= 44 and h >= 44 for _, _, w, h in sizes), (selector, sizes)
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+    # After Compare, the results come into view by themselves.
+    page.locator("#compare-question textarea").fill("who was known as the king of swing")
+    page.locator("#compare-button").click()
+    wait_for_results(page, 4, 20)
+    page.wait_for_timeout(1000)  # the smooth scroll
+    top = page.evaluate("() => document.querySelector('#compare-results .results').getBoundingClientRect().top")
+    assert -60 <= top <= 0.5 * height, top
+    shot(page, width, height, theme, "results-in-view")
+    page.screenshot(path=str(OUTPUT / f"{width}x{height}-{theme}-results-in-view-screen.png"))
+    # The agreement matrix keeps every name on one line, and its shading shows (dark mode too).
+    page.locator("#compare-results .agreement summary").click()
+    names = page.evaluate(LINES_JS, "#compare-results .matrix th")
+    assert names and all(lines == 1 for _, lines in names), names
+    # Each cell's --level and the alpha (0-255) its background paints with, read back from a canvas.
+    shading = page.evaluate(
+        """() => [...document.querySelectorAll('#compare-results .matrix td:not(.self)')].map(td => {
+          const canvas = document.createElement('canvas');
+          canvas.width = canvas.height = 1;
+          const context = canvas.getContext('2d');
+          context.fillStyle = getComputedStyle(td).backgroundColor;
+          context.fillRect(0, 0, 1, 1);
+          return [parseFloat(td.style.getPropertyValue('--level')), context.getImageData(0, 0, 1, 1).data[3]];
+        })"""
+    )
+    assert shading and any(level >= 0.2 for level, _ in shading), shading
+    for level, alpha in shading:
+        assert alpha >= 255 * 0.4 * level, (level, alpha)  # the tint grows with the overlap
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    # The About table keeps the models' names whole.
+    page.get_by_role("tab", name="About").click()
+    names = page.evaluate(LINES_JS, "#about td:first-child")
+    assert [n for n, _ in names] == ["RetriBERT", "DPR", "REALM", "BM25", "MiniLM"]
+    assert all(lines == 1 for _, lines in names), names
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, width, height, theme, "about")
+    page.close()
+
+
+@pytest.mark.parametrize("width, height, theme", VIEWS)
+def test_axe_finds_no_serious_or_critical_violation_on_any_tab(app, width, height, theme):
+    """axe-core (through axe-playwright-python) on every tab, the comparison and the answers
+    shown, at both sizes and in both themes."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    found = []
+    for tab in TABS:
+        params = {"tab": tab}
+        if tab == "compare":
+            params |= {"q": "which enzyme fixes carbon dioxide in the calvin cycle", "k": 3, "r": "dpr,bm25"}
+            params["gold"] = "RuBisCO"
+        page = open_page(app, width, height, theme, **params)
+        page.get_by_role("tab", name=TABS[tab]).click()
+        if tab == "compare":
+            wait_for_results(page, 2, 6)
+            page.locator("#compare-results .agreement summary").click()
+        elif tab == "answer":
+            page.locator("#answer-question textarea").fill("who is the current president of France")
+            page.locator("#answer-button").click()
+            page.locator("#answer-results .best").first.wait_for(timeout=60_000)
+        # Until the events have ended: Gradio dims an output while its event runs.
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=status-tracker]')]"
+            ".every(t => t.classList.contains('hide') || !t.offsetParent)",
+            timeout=60_000,
+        )
+        page.wait_for_timeout(300)
+        for violation in axe.run(page).response["violations"]:
+            if violation["impact"] in ("serious", "critical"):
+                targets = [node["target"] for node in violation["nodes"][:3]]
+                found.append((tab, violation["id"], violation["impact"], targets))
+        page.close()
+    assert found == []
+
+
+@pytest.mark.parametrize("width, height, theme", [(1440, 900, "light"), (390, 844, "dark")])
+def test_a_question_the_corpus_cannot_answer_gets_a_no_answer_card(app, width, height, theme):
+    page = open_page(app, width, height, theme, tab="answer")
+    page.get_by_role("tab", name="Answer extraction").click()
+    page.locator("#answer-question textarea").fill("who is the current president of France")
+    page.locator("#answer-button").click()
+    page.locator("#answer-results .best").first.wait_for(timeout=60_000)
+    cards = page.locator("#answer-results .best .what").all_inner_texts()
+    assert cards == ["No answer in these passages"] * 2
+    assert "Answers to who is the current president of France" in page.locator("#answer-results .asked").inner_text()
+    assert page.locator("#answer-results").get_by_text("Best rejected span").first.is_visible()
+    assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, width, height, theme, "no-answer")
+    page.close()
+
+
+def test_read_these_passages_hands_the_comparison_to_the_answer_tab(app):
+    question = "who was known as the king of swing"
+    page = open_page(app, 1440, 900, "light", q=question, k=3, r="bm25,dpr", tab="compare")
+    wait_for_results(page, 2, 6)
+    page.locator("#compare-read").click()
+    page.locator("#answer-results .best").first.wait_for(timeout=60_000)
+    assert page.get_by_role("tab", name="Answer extraction").get_attribute("aria-selected") == "true"
+    assert page.locator("#answer-question textarea").input_value() == question
+    assert question in page.locator("#answer-results .asked").inner_text()
+    assert "the 3 passages read" in page.locator("#answer-results").inner_text().lower()
+    page.close()
+
+
+def test_keyboard_focus_is_visible_on_the_retriever_checkboxes(app):
+    page = open_page(app, 1440, 900, "light")
+    page.locator("#compare-question textarea").click()
+    for _ in range(6):  # the question, Compare, then the retriever checkboxes
+        page.keyboard.press("Tab")
+        if page.evaluate("() => !!document.activeElement.closest('#compare-retrievers')"):
+            break
+    outline = page.evaluate(
+        "() => { const l = document.activeElement.closest('label'); const s = getComputedStyle(l);"
+        " return [document.activeElement.type, s.outlineStyle, parseFloat(s.outlineWidth)]; }"
+    )
+    assert outline[0] == "checkbox" and outline[1] != "none" and outline[2] >= 2, outline
+    page.close()
+
+
+def test_the_status_panel_stops_asking_once_nothing_moves(app):
+    """A 3 s status poll ran forever after everything was ready; now it stops when no model or
+    index is loading, indexing or waiting (this app has no warm-up), and starts again with work."""
+    page = open_page(app, 1440, 900, "light")
+    page.wait_for_timeout(4000)  # the page's load events and the first status tick
+    joins = []
+    page.on("request", lambda r: joins.append(r.url) if r.url.endswith("/queue/join") else None)
+    page.wait_for_timeout(7000)
+    assert joins == []  # two or more ticks before
+    page.close()

@@ -26,6 +26,17 @@ def corpus_note(name: str, size: int) -> str:
     return f"<div class='corpus-note'>Corpus: <b>{esc(name)}</b> · {size:,} passages</div>"
 
 
+def corpus_coverage(name: str, size: int, topics: Sequence[str] | None, shown: int = 4) -> str:
+    """The line near the question (Markdown): the corpus, its size and what it covers (its first
+    titles, when it is small enough to list them)."""
+    line = f"Corpus: **{esc(name)}** · {size:,} passages"
+    if topics:
+        first = ", ".join(esc(t) for t in topics[:shown])
+        more = f" and {len(topics) - shown} more" if len(topics) > shown else ""
+        line += f" from {len(topics)} articles ({first}{more}). Questions outside them have no answer here."
+    return line
+
+
 SHOWN_CHARS = 2000  # of a passage in a result card: a 1 MB passage must not become 16 MB of HTML
 SHOWN_TITLE_CHARS = 200
 
@@ -132,7 +143,7 @@ def render_agreement(c: Comparison) -> str:
         rows.append(f"<tr><th scope='row'>{esc(label(a))}</th>{''.join(cells)}</tr>")
     return (
         "<details class='agreement'><summary>How much the retrievers agree</summary>"
-        f"<table class='matrix'><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+        f"<div class='matrix-wrap'><table class='matrix'><tr><th></th>{head}</tr>{''.join(rows)}</table></div>"
         f"<div class='note'>Large: the share of the top {c.k} two retrievers have in common (overlap@{c.k}). "
         "Small: rank-biased overlap, which also weighs where they agree (1 = the same ranking).</div></details>"
     )
@@ -150,13 +161,59 @@ def render_pending(status: Status) -> str:
     return f"<div class='pending'{left}>Not ready yet: {esc(status_words(status))}{by_itself}{bar}</div>"
 
 
-def _bar_widths(scores: Sequence[float]) -> list[float]:
-    """Bar lengths in % for one column: where each score lies between the column's lowest and
-    highest (15% at the lowest, so that every bar shows); all equal scores give full bars."""
+def _bar_widths(scores: Sequence[float], calibration=None) -> list[float]:
+    """Bar lengths in % for one column. With the retriever's calibration on this corpus: where
+    each score sits among the best scores of the corpus's answerable QA questions (a weak match
+    gives a short bar however it ranks in its column; 4% at the least, so that every bar shows).
+    Without one: where each score lies between the column's lowest and highest (15% at the
+    lowest); all equal scores give full bars."""
     if not scores:
         return []
+    if calibration is not None:
+        return [max(4.0, 100.0 * calibration.position(s)) for s in scores]
     lo, hi = min(scores), max(scores)
     return [100.0 if hi == lo else 15 + 85 * (s - lo) / (hi - lo) for s in scores]
+
+
+SNIPPET_CHARS = 240  # shown of a closed passage: around its first gold answer (or question word)
+COMPACT_ABOVE_K = 10  # above this k, a closed passage is one line (its head), and a column can jump to the gold
+
+
+def _snippet_start(text: str, question: str, golds: Sequence[str]) -> int:
+    """Where a closed passage's window starts: a little before its first gold answer, else before
+    its first question word; 0 when that lies within the first lines anyway."""
+    spans = _gold_spans(text, golds)
+    if spans:
+        first = spans[0][0]
+    else:
+        terms = set(bm25_terms(question))
+        first = next((m.start() for m in _WORD.finditer(text) if m.group(0).lower() in terms), 0)
+    if first < SNIPPET_CHARS // 2:
+        return 0
+    start = first - SNIPPET_CHARS // 3
+    space = text.find(" ", start, first)  # start on a word boundary
+    return space + 1 if space >= 0 else start
+
+
+def _hit_text(text: str, question: str, golds: Sequence[str]) -> str:
+    """A hit's text: the passage (marked), and when its answer (or first question word) lies past the
+    first lines, a window around it shown while the card is closed."""
+    text = clip(text, SHOWN_CHARS)
+    marked = highlight_words(text, question, golds)
+    start = _snippet_start(text, question, golds)
+    if start == 0:
+        return f"<div class='text'>{marked}</div>"
+    window = highlight_words(text[start : start + SNIPPET_CHARS], question, golds)
+    return f"<div class='text snippet'>… {window}</div><div class='text full'>{marked}</div>"
+
+
+def _score_words(score_kind: str, calibration) -> str:
+    if calibration is None:
+        return f"Score: {score_kind}; bars: within this column only."
+    return (
+        f"Score: {score_kind}; bars: where the score sits among the best scores of {len(calibration.answerable)} "
+        "answerable questions on this corpus."
+    )
 
 
 def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) -> str:
@@ -166,6 +223,7 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
     `gold_answers` marks several answers (a QA set's); by default `c.gold_answer`."""
     golds = list(gold_answers) if gold_answers is not None else [c.gold_answer or ""]
     found = c.found_by()
+    group = f"cols-{uuid.uuid4().hex[:8]}"  # this rendering's ids: column switcher, hits
     cols = []
     for name, result in c.results.items():
         kind, words = _gold_label(c, name)
@@ -181,31 +239,41 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
         if result.pending:
             cols.append(f"<section class='col'>{head}{render_pending(result.pending)}</section>")
             continue
+        calibration = c.calibrations.get(name)
         cards = []
-        for h, width in zip(result.hits, _bar_widths([h.score for h in result.hits])):
+        for h, width in zip(result.hits, _bar_widths([h.score for h in result.hits], calibration)):
             others = [label(o) for o in found.get(h.passage_id, []) if o != name]
             badges = f"<span class='badge shared'>also {esc(', '.join(others))}</span>" if others else ""
             if h.contains_answer:
                 badges += "<span class='badge gold'>contains the answer</span>"
             cards.append(
-                f"<details class='hit{' shared-hit' if others else ''}'><summary>"
+                f"<details class='hit{' shared-hit' if others else ''}' id='{group}-{name}-{h.rank}'><summary>"
                 f"<div class='hit-head'><span class='rank'>#{h.rank}</span>"
                 f"<span class='bar' title='{esc(result.score_kind)}'><span style='width: {width:.0f}%'></span></span>"
                 f"<span class='score'>{h.score:.2f}</span>"
                 f"<span class='title'>{esc(clip(h.title, SHOWN_TITLE_CHARS))}</span>{badges}</div>"
-                f"<div class='text'>{highlight_words(clip(h.text, SHOWN_CHARS), c.question, golds)}</div>"
-                "</summary></details>"
+                f"{_hit_text(h.text, c.question, golds)}</summary></details>"
             )
-        note = f"<div class='score-note'>Score: {esc(result.score_kind)}; bars: within this column only.</div>"
+        note = f"<div class='score-note'>{esc(_score_words(result.score_kind, calibration))}</div>"
+        weak = ""
+        if calibration is not None and result.hits and calibration.weak(result.hits[0].score):
+            weak = (
+                "<div class='weak-note'>Weak match: the best score here is lower than most answerable questions get "
+                f"on this corpus (below {calibration.threshold:.2f}); the answer may not be in it.</div>"
+            )
         timing = f"<div class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</div>"
+        jump = ""
+        rank = gold_rank(result.hits)
+        if c.k > COMPACT_ABOVE_K and rank:
+            jump = f"<a class='jump' href='#{group}-{name}-{rank}'>Jump to the gold answer (#{rank})</a>"
         body = "".join(cards) or "<div class='note'>No passage shares a word with the question.</div>"
-        cols.append(f"<section class='col'>{head}{timing}{note}{body}</section>")
+        cols.append(f"<section class='col'>{head}{weak}{timing}{note}{jump}{body}</section>")
     # On a phone the columns are one at a time, picked with these radio buttons (CSS only, see
     # app.css); on a wide screen they are hidden and every column shows.
-    group = f"cols-{uuid.uuid4().hex[:8]}"
     picks = "".join(
-        f"<input type='radio' class='col-pick i{i}' name='{group}' id='{group}-{i}'{' checked' if i == 0 else ''}>"
-        for i in range(len(cols))
+        f"<input type='radio' class='col-pick i{i}' name='{group}' id='{group}-{i}' "
+        f"aria-label='Show the {esc(label(name))} column'{' checked' if i == 0 else ''}>"
+        for i, name in enumerate(c.results)
     )
     tabs = "".join(
         f"<label class='i{i}' for='{group}-{i}'>{esc(label(name))}</label>" for i, name in enumerate(c.results)
@@ -218,8 +286,9 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
         + "</div><div class='stale-note' role='status'>The question has changed since these results: press "
         "Compare to update them.</div>"
     )
+    compact = " compact" if c.k > COMPACT_ABOVE_K else ""
     return (
-        f"<div class='results' data-question='{esc(c.question)}'>{asked}{render_summary(c)}"
+        f"<div class='results{compact}' data-question='{esc(c.question)}'>{asked}{render_summary(c)}"
         f"{render_agreement(c)}{picks}<nav class='col-tabs' aria-label='Retrievers'>{tabs}</nav>"
         f"<div class='compare-grid'>{''.join(cols)}</div></div>"
     )
@@ -243,8 +312,21 @@ def timing_rows(c: Comparison) -> list[list]:
 
 
 def answer_timings(report: AnswerReport) -> str:
-    """The time of each stage of an answer, in one line: "retrieve encode 12 ms · read dpr 840 ms"."""
-    return " · ".join(f"{name.replace('_', ' ')} {ms:.0f} ms" for name, ms in report.timings_ms.items())
+    """The time of each stage of an answer, in one line of words: "encoding the question 12 ms ·
+    searching 3 ms · REALM's passage relevance 251 ms · the DPR reader 840 ms"."""
+
+    def step(key: str) -> str:
+        if key == "retrieve_encode":
+            return "encoding the question"
+        if key == "retrieve_search":
+            return "searching"
+        if key.startswith("read_"):
+            return f"the {label(key[5:])} reader"
+        if key.endswith("_relevance"):
+            return f"{label(key[: -len('_relevance')])}'s passage relevance"
+        return key.replace("_", " ")
+
+    return " · ".join(f"{step(name)} {ms:.0f} ms" for name, ms in report.timings_ms.items())
 
 
 def marked_passage(text: str, spans: Sequence[tuple[int, int]], limit: int = SHOWN_CHARS) -> str:
@@ -373,7 +455,9 @@ def render_answers(report: AnswerReport) -> str:
     """Each reader's best answer first; then per reader all its answers (beyond the first
     collapsed) with what each number means, highlighted at their exact offsets; then the
     passages that were read."""
-    blocks = [f"<div class='note'>{esc(note)}</div>" for note in answer_notes(report)]
+    asked = esc(clip(report.question, SHOWN_TITLE_CHARS))
+    blocks = [f"<div class='asked'>Answers to <q class='asked-q'>{asked}</q></div>"]
+    blocks += [f"<div class='note'>{esc(note)}</div>" for note in answer_notes(report)]
     errors = []  # a retriever or relevance failure: before the readers
     if report.retriever_error:
         errors.append((f"{label(report.retriever or '')} retriever", report.retriever_error))

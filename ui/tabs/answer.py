@@ -10,7 +10,17 @@ from dataclasses import dataclass
 import gradio as gr
 
 from lfqa_demo.errors import LfqaError
-from lfqa_demo.service import Answered, AnswerRequest, IndexWait, Loading, Service
+from lfqa_demo.inputs import whole_number
+from lfqa_demo.service import (
+    MAX_COMPARE_K,
+    MAX_READ_K,
+    RETRIEVERS,
+    Answered,
+    AnswerRequest,
+    IndexWait,
+    Loading,
+    Service,
+)
 from lfqa_demo.sessions import CorpusRef
 from lfqa_demo.status import NOT_LOADED, Origin, Status
 from ui import render
@@ -106,21 +116,22 @@ class AnswerTab:
 
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Answer extraction", id="answer"):
-            with gr.Row():
-                question = gr.Textbox(label="Question", scale=4, elem_id="answer-question")
-                k = gr.Slider(1, 20, value=5, step=1, label="Passages to read")
+            with gr.Row(elem_classes="ask-row"):
+                question = gr.Textbox(label="Question", scale=5, elem_id="answer-question")
+                button = gr.Button("Answer", variant="primary", scale=1, min_width=120, elem_id="answer-button")
             with gr.Row():
                 retriever = gr.Dropdown(
                     compare_choices(self.service.offered), value="bm25", label="Retriever", elem_id="answer-retriever"
                 )
                 readers = gr.CheckboxGroup(READER_CHOICES, value=["dpr", "realm"], label="Readers")
-                button = gr.Button("Answer", variant="primary", elem_id="answer-button")
+                k = gr.Slider(1, MAX_READ_K, value=5, step=1, label="Passages to read", elem_id="answer-k")
             pasted = gr.Textbox(
                 label="Or paste passages to read instead (blank lines separate them)", lines=3, elem_id="answer-pasted"
             )
             gr.Examples([[q.question] for q in example_items("factoid")], inputs=[question], label="Example questions")
-            timings = gr.Markdown()
             answers = gr.HTML(elem_id="answer-results")
+            with gr.Accordion("Details: time per step", open=False):
+                timings = gr.Markdown(elem_id="answer-timings")
             inputs = [question, retriever, readers, k, pasted, corpus_ref]
             watched = gr.State(None)  # the answer waiting for its index (server-side)
             ready = gr.State(0)  # goes up when that index is ready: the answer is then asked for
@@ -142,3 +153,24 @@ class AnswerTab:
             ready.change(
                 self.extract_answers, inputs, [answers, timings], api_visibility="private", preprocess=False, **lane
             )
+            self.question, self.retriever, self.k = question, retriever, k
+            self._ask = (inputs, [answers, timings], lane, watched, timer, quiet)
+
+    @staticmethod
+    def take_over(question, k, retrievers):
+        """A comparison's "Read these passages": its question, its first retriever and its k (at
+        most the readers' MAX_READ_K) for this tab, and this tab opened."""
+        names = retrievers if isinstance(retrievers, list) else []
+        try:
+            count = min(whole_number(k, "k", 1, MAX_COMPARE_K), MAX_READ_K)
+        except LfqaError:
+            count = 5
+        first = next((n for n in names if n in RETRIEVERS), "bm25")
+        return question if isinstance(question, str) else "", first, count, gr.Tabs(selected="answer")
+
+    def answer_after(self, event: gr.events.Dependency) -> None:
+        """After `event` filled this tab's form: answer, then watch the index as the button does."""
+        inputs, outputs, lane, watched, timer, quiet = self._ask
+        event.then(self.extract_answers, inputs, outputs, api_visibility="private", preprocess=False, **lane).success(
+            self.watch, inputs, [watched, timer], **quiet
+        )

@@ -131,7 +131,7 @@ class CompareTab:
 
     def corpus_line(self, ref: object) -> str:
         ref = self.service.ref(ref, None)
-        return f"Corpus: **{render.esc(ref.name)}** · {ref.size:,} passages (choose another in the *Corpus* tab)"
+        return render.corpus_coverage(ref.name, ref.size, self.service.topics(ref))
 
     def restore(self, request: gr.Request):
         """The comparison a link names (?q=&k=&r=&gold=): each value checked by the rule typed input
@@ -160,9 +160,10 @@ class CompareTab:
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Retrieval comparison", id="compare"):
             corpus_line = gr.Markdown(self.corpus_line(self.service.registry.default_ref), elem_classes="corpus-note")
-            with gr.Row():
-                self.question = gr.Textbox(label="Question", scale=4, elem_id="compare-question")
-                self.k = gr.Slider(1, 50, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k")
+            # The question and its button first: on a phone both fit the first screen.
+            with gr.Row(elem_classes="ask-row"):
+                self.question = gr.Textbox(label="Question", scale=5, elem_id="compare-question")
+                button = gr.Button("Compare", variant="primary", scale=1, min_width=120, elem_id="compare-button")
             with gr.Row():
                 self.retrievers = gr.CheckboxGroup(
                     compare_choices(self.service.offered),
@@ -170,10 +171,12 @@ class CompareTab:
                     label="Retrievers",
                     elem_id="compare-retrievers",
                 )
+                self.k = gr.Slider(
+                    1, MAX_COMPARE_K, value=5, step=1, label="k (passages per retriever)", elem_id="compare-k"
+                )
                 self.gold = gr.Textbox(
                     label="Gold answer (optional: marks the passages that contain it)", elem_id="compare-gold"
                 )
-                button = gr.Button("Compare", variant="primary", elem_id="compare-button")
             # Questions of the bundled QA set: a click fills the question and its gold answer.
             examples = gr.Dataset(
                 components=[self.question],
@@ -183,6 +186,8 @@ class CompareTab:
                 elem_id="compare-examples",
             )
             results = gr.HTML(elem_id="compare-results")
+            # Hands the question, the first retriever and k to the Answer tab (app.py wires it).
+            self.read_button = gr.Button("Read these passages with the readers", size="md", elem_id="compare-read")
             with gr.Accordion("Tables: agreement and time per retriever", open=False):
                 agreement = gr.Dataframe(
                     pd.DataFrame(columns=AGREEMENT_COLUMNS),
@@ -217,6 +222,8 @@ class CompareTab:
                 concurrency_limit=2,
             )
             gr.on([button.click, self.question.submit], None, self.inputs, None, js=script("remember_comparison"))
+            # On a phone the form fills the first screen: the results are scrolled into view when they come.
+            results.change(None, None, None, js=script("show_results"))
             self.question.change(None, self.question, None, js=script("mark_stale"))
             examples.click(
                 self.fill_example,
@@ -235,6 +242,7 @@ class CompareTab:
         load.then(None, [self.question, self.gold], None, js=script("remember_gold"))
         # A gold answer filled in with its question is cleared when the question is edited.
         load.then(None, None, None, js=script("fresh_gold"))
+        load.then(None, None, None, js=script("results_into_view"))
         load.then(
             self.compare_if_asked,
             [*self.inputs, corpus_ref],

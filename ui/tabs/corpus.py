@@ -144,7 +144,10 @@ class CorpusTab:
                     dense_choices(self.service.dense), value=["retribert", "dpr", "realm"], label="Indexes to build"
                 )
                 build = gr.Button("Build indexes", variant="primary")
-            indexes = gr.Dataframe(label="Indexes", interactive=False)
+            # With its columns from the start: an empty table without them is a grid with no rows
+            # (accessibility checkers flag it).
+            # Wrapped: on a phone it fits the screen instead of scrolling inside itself.
+            indexes = gr.Dataframe(pd.DataFrame(columns=INDEX_COLUMNS), label="Indexes", interactive=False, wrap=True)
             bundled.click(self.use_bundled, None, [corpus_ref, info], api_name="use_bundled_corpus", **hidden)
             # preprocess=False here too: Gradio's own preprocessing would download a URL a client names.
             upload.click(

@@ -92,7 +92,7 @@ def build_demo() -> gr.Blocks:
         handed = compare.read_button.click(
             answer.take_over,
             [compare.question, compare.k, compare.retrievers],
-            [answer.question, answer.retriever, answer.k, tabs],
+            [answer.question, answer.retriever, answer.k, answer.pasted, tabs],
             api_visibility="private",
             show_progress="hidden",
         )

@@ -484,8 +484,8 @@ def run_calibrate_readers(args: argparse.Namespace) -> int:
         report = calibrate_reader(
             engine, reader, args.retriever, qa, k=args.k, seed=args.seed, qa_name=qa_dir.name, progress=_progress
         )
-        save_rules(report, rules)
         print(format_report(report))
+        save_rules(report, rules)
     print(f"rules written to {rules.path}")
     return EXIT_OK
 

@@ -3,6 +3,7 @@ spans out of them. Called by `RetrievalEngine.answer`, which checks the input fi
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Sequence
 
@@ -19,6 +20,7 @@ from .retrieval.searchers import DenseSearch
 if TYPE_CHECKING:
     from .engine import RetrievalEngine
 
+_log = logging.getLogger(__name__)
 # Characters of each passage the readers read in one request: bounds their work (a passage is
 # read in overlapping windows of ~350 word pieces) whatever a visitor uploads or pastes.
 MAX_READ_CHARS = 2000
@@ -101,11 +103,14 @@ def _read(
     started = time.perf_counter()
     result = reader.read(report.question, to_read, top_k, max_answer_tokens, relevance)
     report.timings_ms[f"read_{name}"] = 1000 * (time.perf_counter() - started)
-    retrieved = report.retriever is not None and bool(hits)
-    best_score = hits[0].score if retrieved else None
-    calibration = retrieval if retrieved else None
-    rule = rules.get(reader_identity(reader), calibration is not None) if rules is not None else None
-    result.no_answer = no_answer(result.answers[0] if result.answers else None, rule, calibration, best_score)
+    try:  # the verdict never costs the reader its answers
+        retrieved = report.retriever is not None and bool(hits)
+        best_score = hits[0].score if retrieved else None
+        calibration = retrieval if retrieved else None
+        rule = rules.get(reader_identity(reader), calibration is not None) if rules is not None else None
+        result.no_answer = no_answer(result.answers[0] if result.answers else None, rule, calibration, best_score)
+    except Exception as exc:
+        _log.warning("the %s reader's no-answer verdict failed: %s", name, failure_message(exc))
     return result
 
 

@@ -199,9 +199,17 @@ def calibrate_reader(
     return CalibrationReport(reader, retriever, k, len(fit), len(held), retrieval, rules, outcomes)
 
 
-def save_rules(report: CalibrationReport, rules: ReaderRules) -> None:
-    for rule in report.rules:
+MIN_RULE_ACCURACY = 0.6  # a rule no better than this (balanced accuracy on its fit half) is not kept
+
+
+def save_rules(report: CalibrationReport, rules: ReaderRules) -> list[ReaderRule]:
+    """Write the report's rules that separate answerable from unanswerable readings (balanced
+    accuracy of MIN_RULE_ACCURACY or more on their fit half); the others would only add noise (a
+    reader without a rule falls back on the weak retrieval match). Returns those written."""
+    kept = [rule for rule in report.rules if rule.accuracy >= MIN_RULE_ACCURACY]
+    for rule in kept:
         rules.put(rule)
+    return kept
 
 
 def format_report(report: CalibrationReport) -> str:
@@ -212,7 +220,8 @@ def format_report(report: CalibrationReport) -> str:
         f"{report.reader} reader, passages from {report.retriever} (top {report.k}): fitted on "
         f"{report.fit_questions} questions, measured on {report.held_questions} others "
         f"({held.answerable} answerable and {held.unanswerable} unanswerable readings)",
-        f"  weak retrieval match: best score below {report.retrieval.threshold:.3f}",
+        f"  weak retrieval match: best score below {report.retrieval.threshold:.3f} (below every answerable "
+        "question's best on the fit half)",
         f"  {'rule':<30} {'answer accuracy':>16} {'no-answer precision':>20} {'no-answer recall':>17}",
     ]
     for o in report.outcomes:
@@ -220,4 +229,8 @@ def format_report(report: CalibrationReport) -> str:
             f"  {o.rule:<30} {percent(o.answer_accuracy):>16} {percent(o.no_answer_precision):>20} "
             f"{percent(o.no_answer_recall):>17}"
         )
+    for rule in report.rules:
+        kind = "with retrieval" if rule.uses_position else "passages alone"
+        verdict = "kept" if rule.accuracy >= MIN_RULE_ACCURACY else f"not kept (below {MIN_RULE_ACCURACY:.0%})"
+        lines.append(f"  fitted rule, {kind}: balanced accuracy {percent(rule.accuracy)} on its fit half: {verdict}")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
@@ -54,6 +55,7 @@ MAX_HUB_PASSAGES = 20_000
 MAX_COMPARE_K = 50
 MAX_READ_K = 20
 MAX_TOPIC_PASSAGES = 20_000  # a corpus this large or smaller lists its titles as what it covers
+SHOWN_TOPICS, MAX_TOPIC_CHARS = 4, 60
 # Each session's last evaluation is kept for its row clicks, least recently made dropped first: at
 # most KEPT_EVALUATIONS of them, and at most KEPT_EVALUATION_BYTES of QA text in all (UTF-8, ids
 # included: an uploaded QA file can hold ~18 MB; the bundled QA set's are shared and not counted).
@@ -76,21 +78,27 @@ class Calibrations:
     once: BM25's at once (a fraction of a second), a dense retriever's in the background once its
     index is ready (its questions are encoded, a few seconds); until then there is none."""
 
+    RETRY_AFTER_S = 300.0  # a calibration that failed is tried again after this long
+
     def __init__(self, qa: Sequence[QAItem]):
         self.qa = tuple(qa)
         self._done: dict[tuple[str, str], RetrievalCalibration | None] = {}
-        self._started: set[tuple[str, str]] = set()
+        self._started: dict[tuple[str, str], float] = {}  # key -> when it was started
         self._lock = threading.Lock()
 
     def get(self, engine: RetrievalEngine, corpus_key: str, name: str) -> RetrievalCalibration | None:
         key = (corpus_key, name)
         with self._lock:
-            if key in self._done or key in self._started:
-                return self._done.get(key)
+            done = self._done.get(key)
+            if done is not None:
+                return done
+            started = self._started.get(key)
+            if started is not None and (key not in self._done or time.monotonic() - started < self.RETRY_AFTER_S):
+                return None  # running, or failed a short while ago
             dense = name in engine.dense_names()
             if dense and engine.built_index(name) is None:
                 return None  # asked again once the index is ready
-            self._started.add(key)
+            self._started[key] = time.monotonic()
         if not dense:
             return self._compute(engine, key)
         threading.Thread(target=self._compute, args=(engine, key), name=f"calibrate-{name}", daemon=True).start()
@@ -99,7 +107,7 @@ class Calibrations:
     def _compute(self, engine: RetrievalEngine, key: tuple[str, str]) -> RetrievalCalibration | None:
         try:
             calibration = calibrate_retrieval(engine, key[1], self.qa, timeout=0)
-        except Exception as exc:  # no calibration: the page shows scores without it
+        except Exception as exc:  # no calibration for now: the page shows scores without it
             _log.warning("retrieval calibration of %s failed: %s", key[1], failure_message(exc))
             calibration = None
         with self._lock:
@@ -323,7 +331,7 @@ class Service:
         # Each session's last evaluation, for its row clicks (a row sends its question's number only).
         self._evaluations: OrderedDict[str, tuple[CorpusRef, EvaluationReport, int]] = OrderedDict()
         self._evaluations_lock = threading.Lock()
-        self._topics: dict[str, tuple[str, ...]] = {}  # corpus key -> its titles (topics)
+        self._topics: dict[str, tuple[int, tuple[str, ...]]] = {}  # corpus key -> its topics (see topics)
         self._topics_lock = threading.Lock()
 
     # -- corpora ---------------------------------------------------------------------------------
@@ -458,15 +466,18 @@ class Service:
         c = Comparison(request.question, request.k, ordered, agreement(ordered, request.k), request.gold)
         return self._calibrated(ref, engine, c)
 
-    def topics(self, ref: CorpusRef) -> tuple[str, ...] | None:
-        """The corpus's distinct passage titles in corpus order (what it covers), or None for a
-        corpus too large to list them (over MAX_TOPIC_PASSAGES passages: a Wikipedia bundle)."""
+    def topics(self, ref: CorpusRef) -> tuple[int, tuple[str, ...]] | None:
+        """What the corpus covers: how many distinct passage titles it has and the first
+        SHOWN_TOPICS of them (in corpus order, each clipped to MAX_TOPIC_CHARS, spaces squeezed),
+        or None for a corpus too large to count them (over MAX_TOPIC_PASSAGES passages)."""
         if ref.size > MAX_TOPIC_PASSAGES:
             return None
         with self._topics_lock:
             known = self._topics.get(ref.key)
         if known is None:
-            known = tuple(dict.fromkeys(p.title for p in self.engine(ref).corpus if p.title.strip()))
+            titles = dict.fromkeys(" ".join(p.title.split()) for p in self.engine(ref).corpus)
+            titles.pop("", None)
+            known = (len(titles), tuple(t[:MAX_TOPIC_CHARS] for t in list(titles)[:SHOWN_TOPICS]))
             with self._topics_lock:
                 self._topics[ref.key] = known
                 while len(self._topics) > 64:

@@ -145,7 +145,7 @@ def test_answer_extraction(client):
     html, timings = client.predict("who led the normans?", "bm25", ["dpr", "realm"], 3, "", api_name="/answer")
     assert "DPR reader" in html and "REALM reader" in html and "<mark class='answer'>" in html
     assert "confidence" in html and "span score" in html and "passage relevance" in html
-    assert "read dpr" in timings and "read realm" in timings
+    assert "the DPR reader" in timings and "the REALM reader" in timings and "searching" in timings
     pasted, _ = client.predict(
         "who led the normans?",
         "bm25",

@@ -152,7 +152,7 @@ def test_answer_and_status_tools(server):
     assert [h["rank"] for h in hits] == [1, 2, 3] and set(hits[0]) == {"id", "title", "score", "rank"}
     text = text_of(answers)
     assert "DPR reader" in text and "REALM reader" in text and "<mark class='answer'>" in text and "Rollo" in text
-    assert "read dpr" in text and "read realm" in text  # the stage timings
+    assert "the DPR reader" in text and "the REALM reader" in text  # the stage timings
     assert "'DPR reader', 'ready on cpu" in text_of(status)
     assert bad.isError  # a bad input is an MCP tool error, and the server keeps serving
     assert server.alive()

@@ -26,15 +26,15 @@ def corpus_note(name: str, size: int) -> str:
     return f"<div class='corpus-note'>Corpus: <b>{esc(name)}</b> · {size:,} passages</div>"
 
 
-def corpus_coverage(name: str, size: int, topics: Sequence[str] | None, shown: int = 4) -> str:
-    """The line near the question (Markdown): the corpus, its size and what it covers (its first
-    titles, when it is small enough to list them)."""
-    line = f"Corpus: **{esc(name)}** · {size:,} passages"
-    if topics:
-        first = ", ".join(esc(t) for t in topics[:shown])
-        more = f" and {len(topics) - shown} more" if len(topics) > shown else ""
-        line += f" from {len(topics)} articles ({first}{more}). Questions outside them have no answer here."
-    return line
+def corpus_coverage(name: str, size: int, topics: tuple[int, Sequence[str]] | None) -> str:
+    """The line near the question (HTML): the corpus, its size and what it covers (how many
+    articles, the first of them), when it is small enough to count them."""
+    line = f"Corpus: <b>{esc(clip(name, SHOWN_TITLE_CHARS))}</b> · {size:,} passages"
+    if topics and topics[1]:
+        count, first = topics
+        more = f" and {count - len(first)} more" if count > len(first) else ""
+        line += f" from {count:,} articles ({esc(', '.join(first))}{more}). Questions outside them have no answer here."
+    return f"<div class='corpus-note'>{line}</div>"
 
 
 SHOWN_CHARS = 2000  # of a passage in a result card: a 1 MB passage must not become 16 MB of HTML
@@ -258,8 +258,8 @@ def render_comparison(c: Comparison, gold_answers: Sequence[str] | None = None) 
         weak = ""
         if calibration is not None and result.hits and calibration.weak(result.hits[0].score):
             weak = (
-                "<div class='weak-note'>Weak match: the best score here is lower than most answerable questions get "
-                f"on this corpus (below {calibration.threshold:.2f}); the answer may not be in it.</div>"
+                "<div class='weak-note'>Weak match: the best score here is lower than any answerable question of "
+                f"this corpus's QA set gets (below {calibration.threshold:.2f}); the answer may not be in it.</div>"
             )
         timing = f"<div class='timing'>encode {result.encode_ms:.1f} ms · search {result.search_ms:.1f} ms</div>"
         jump = ""
@@ -390,9 +390,9 @@ def no_answer_words(report: AnswerReport, reader: str, verdict) -> str:
             "unanswerable questions)."
         )
     return (
-        f"The {label(report.retriever or '')} retriever's best match is weak (score {verdict.best_score:.2f}; "
-        f"on this corpus's QA set a best match below {verdict.threshold:.2f} usually means the answer is not there), "
-        f"and the {label(reader)} reader has no calibration of its own."
+        f"The {label(report.retriever or '')} retriever's best match is weak (score {verdict.best_score:.2f}, "
+        f"lower than any of the {verdict.questions} answerable questions of this corpus's QA set gets: "
+        f"{verdict.threshold:.2f} or more), and the {label(reader)} reader has no calibration of its own."
     )
 
 

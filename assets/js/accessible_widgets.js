@@ -17,6 +17,11 @@
     });
   };
   fix(document);
-  new MutationObserver(() => fix(document)).observe(document.body, {childList: true, subtree: true});
+  let queued = false;  // one pass per frame, however many changes came in it
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; fix(document); });
+  }).observe(document.body, {childList: true, subtree: true});
   return [];
 }

@@ -153,24 +153,26 @@ class AnswerTab:
             ready.change(
                 self.extract_answers, inputs, [answers, timings], api_visibility="private", preprocess=False, **lane
             )
-            self.question, self.retriever, self.k = question, retriever, k
+            self.question, self.retriever, self.k, self.pasted = question, retriever, k, pasted
             self._ask = (inputs, [answers, timings], lane, watched, timer, quiet)
 
     @staticmethod
     def take_over(question, k, retrievers):
         """A comparison's "Read these passages": its question, its first retriever and its k (at
-        most the readers' MAX_READ_K) for this tab, and this tab opened."""
+        most the readers' MAX_READ_K) for this tab, no pasted passages (they would be read
+        instead), and this tab opened."""
         names = retrievers if isinstance(retrievers, list) else []
         try:
             count = min(whole_number(k, "k", 1, MAX_COMPARE_K), MAX_READ_K)
         except LfqaError:
             count = 5
         first = next((n for n in names if n in RETRIEVERS), "bm25")
-        return question if isinstance(question, str) else "", first, count, gr.Tabs(selected="answer")
+        return question if isinstance(question, str) else "", first, count, "", gr.Tabs(selected="answer")
 
     def answer_after(self, event: gr.events.Dependency) -> None:
         """After `event` filled this tab's form: answer, then watch the index as the button does."""
         inputs, outputs, lane, watched, timer, quiet = self._ask
-        event.then(self.extract_answers, inputs, outputs, api_visibility="private", preprocess=False, **lane).success(
-            self.watch, inputs, [watched, timer], **quiet
+        answered = event.success(
+            self.extract_answers, inputs, outputs, api_visibility="private", preprocess=False, **lane
         )
+        answered.success(self.watch, inputs, [watched, timer], **quiet)

@@ -159,7 +159,7 @@ class CompareTab:
     # -- layout ---------------------------------------------------------------------------------------
     def build(self, corpus_ref: gr.State) -> None:
         with gr.Tab("Retrieval comparison", id="compare"):
-            corpus_line = gr.Markdown(self.corpus_line(self.service.registry.default_ref), elem_classes="corpus-note")
+            corpus_line = gr.HTML(self.corpus_line(self.service.registry.default_ref), elem_id="compare-corpus")
             # The question and its button first: on a phone both fit the first screen.
             with gr.Row(elem_classes="ask-row"):
                 self.question = gr.Textbox(label="Question", scale=5, elem_id="compare-question")

@@ -4,6 +4,8 @@ the same as JSON for scripts that poll readiness."""
 
 from __future__ import annotations
 
+import time
+
 import gradio as gr
 import pandas as pd
 
@@ -32,21 +34,32 @@ class StatusPanel:
             rows.append(["corpus", public_message(status.error)])
         return pd.DataFrame(rows, columns=["model", "state"])
 
-    def tick(self, corpus_ref=None, request: gr.Request = None):
+    def tick(self, corpus_ref=None, resumed=None, request: gr.Request = None):
         """The table again, and the timer kept on only while something moves (loading, indexing,
-        waiting for the warm-up): a page where everything is ready or idle stops asking."""
+        waiting for the warm-up), or for GRACE_S after the visitor started something (its work may
+        still wait in a queue): a page where everything is ready or idle stops asking."""
         status = self.service.status(corpus_ref, session(request))
         groups = (status.models, status.indexes, status.corpora)
         moving = any(state.moving for group in groups for state in group.values())
-        return self.model_status(corpus_ref, request), gr.Timer(active=moving)
+        recent = isinstance(resumed, float) and time.monotonic() - resumed < GRACE_S
+        return self.model_status(corpus_ref, request), gr.Timer(active=moving or recent)
 
     def resume(self):
-        """Something was started (a comparison, an answer, an index build...): look again."""
-        return gr.Timer(active=True)
+        """Something was started (a comparison, an answer, an index build...): look again, and
+        keep looking for GRACE_S at least."""
+        return gr.Timer(active=True), time.monotonic()
 
     def resume_on(self, triggers: list) -> None:
         """The events that start work: each switches the status timer back on."""
-        gr.on(triggers, self.resume, None, self.timer, api_visibility="private", show_progress="hidden", **_SLOT)
+        gr.on(
+            triggers,
+            self.resume,
+            None,
+            [self.timer, self.resumed],
+            api_visibility="private",
+            show_progress="hidden",
+            **_SLOT,
+        )
 
     def status(self, request: gr.Request) -> dict:
         """Every model's and index's state as JSON: {"corpus", "models": {"retriever dpr": {"state",
@@ -66,12 +79,19 @@ class StatusPanel:
             refresh = gr.Button("Refresh", size="sm")
         refresh.click(self.model_status, corpus_ref, table, api_name="model_status", **_SLOT)
         self.timer = gr.Timer(REFRESH_EVERY_S)
+        self.resumed = gr.State(None)  # when the visitor last started something (server-side)
         self.timer.tick(
-            self.tick, corpus_ref, [table, self.timer], api_visibility="private", show_progress="hidden", **_SLOT
+            self.tick,
+            [corpus_ref, self.resumed],
+            [table, self.timer],
+            api_visibility="private",
+            show_progress="hidden",
+            **_SLOT,
         )
         gr.api(self.status, api_name="status", **_SLOT)
 
 
 REFRESH_EVERY_S = 3.0
+GRACE_S = 15.0  # the status keeps refreshing this long after the visitor starts something
 # The status has a queue slot of its own: it must answer while comparisons wait for indexes.
 _SLOT = {"concurrency_id": "status", "concurrency_limit": 4}

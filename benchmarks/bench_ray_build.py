@@ -4,10 +4,12 @@ same command but for `--engine ray --workers N`, each run in its own process and
 the in-process build, (ray - in-process) / in-process; asserts nothing.
 
     .venv/bin/python benchmarks/bench_ray_build.py [--passages 20000] [--retriever dpr] [--full-size]
+        [--dtype bfloat16] [--workers 1,2]
 
 The fixture checkpoints (tests/fixtures, tiny BERTs) show the engine's own cost; `--full-size`
-uses full-size random-weight checkpoints (benchmarks/full_size_checkpoints.py, ~35 passages/s a
-model on 2 cores: keep --passages small). Needs requirements-build.txt (Ray).
+uses full-size random-weight checkpoints (benchmarks/full_size_checkpoints.py; in bf16 on 2 cores
+RetriBERT encodes ~26 passages/s and REALM ~9: 20,000 RetriBERT passages take 13 minutes a run).
+Needs requirements-build.txt (Ray). Figures: docs/backend.md, "Encoding a large corpus with Ray".
 """
 
 from __future__ import annotations

@@ -466,8 +466,8 @@ def test_a_phone_gets_the_question_and_compare_in_its_first_screen(app, width, h
     page.wait_for_timeout(1000)  # the smooth scroll
     top = page.evaluate("() => document.querySelector('#compare-results .results').getBoundingClientRect().top")
     assert -60 <= top <= 0.5 * height, top
+    page.screenshot(path=str(OUTPUT / f"{width}x{height}-{theme}-results-in-view-screen.png"))  # before a full one
     shot(page, width, height, theme, "results-in-view")
-    page.screenshot(path=str(OUTPUT / f"{width}x{height}-{theme}-results-in-view-screen.png"))
     # The agreement matrix keeps every name on one line, and its shading shows (dark mode too).
     page.locator("#compare-results .agreement summary").click()
     names = page.evaluate(LINES_JS, "#compare-results .matrix th")

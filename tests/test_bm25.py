@@ -193,7 +193,7 @@ def _edit_json(name: str, **changes):
 def _edit_array(name: str, change):
     def edit(directory):
         path = directory / name
-        np.save(path, change(np.load(path).copy()), allow_pickle=True)
+        np.save(path, change(np.load(path).copy()))  # np.save writes an object array as a pickle by default
 
     return edit
 

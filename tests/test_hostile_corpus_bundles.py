@@ -306,7 +306,7 @@ def test_names_outside_the_bundle_are_refused(bundle, name):
 
 
 def test_a_pickled_vectors_file_is_refused(bundle):
-    np.save(bundle / "dpr" / "vectors.npy", np.array([object()] * 3, dtype=object), allow_pickle=True)
+    np.save(bundle / "dpr" / "vectors.npy", np.array([object()] * 3, dtype=object))  # pickled by default
     vouch(bundle)
     with pytest.raises(CorpusError, match="cannot be read"):
         _dpr_index(bundle)

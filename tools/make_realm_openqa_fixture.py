@@ -56,7 +56,7 @@ def main() -> None:
 
     # The reference: RealmForOpenQA.forward on each question, its retriever call recorded.
     tokenizer = RealmTokenizerFast.from_pretrained(REPO)
-    retriever = RealmRetriever.from_pretrained(REPO)  # np.load(allow_pickle=True): the reference may
+    retriever = RealmRetriever.from_pretrained(REPO)  # np.load with pickles allowed: the reference may
     assert [bytes(b) for b in retriever.block_records] == [bytes(b) for b in records]
     model = RealmForOpenQA.from_pretrained(REPO, retriever=retriever).eval()
     handed: list[list[int]] = []

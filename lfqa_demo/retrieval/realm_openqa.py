@@ -4,7 +4,7 @@ vector file that `python -m lfqa_demo index` builds a bundle from.
 That checkpoint holds REALM's NQ-fine-tuned question embedder (`embedder.*`), its reader
 (`reader.*`) and `block_emb`, float32 [13,353,718, 128]: every Wikipedia block REALM searches,
 embedded; the blocks' texts are `block_records.npy`, a NumPy object array of UTF-8 byte strings
-saved with pickle (`np.save(..., allow_pickle=True)`, as transformers' RealmRetriever does).
+saved with pickle (`np.save` of an object array, as transformers' RealmRetriever does).
 RealmForOpenQA ranks the blocks by the inner product of the question's projection with each
 row of `block_emb` (exact top-k over all of them); the bundle keeps those rows as given.
 
@@ -14,7 +14,7 @@ row of `block_emb` (exact top-k over all of them); the bundle keeps those rows a
     python -m lfqa_demo index --corpus DIR/realm-wikipedia --retrievers realm-orqa,bm25 \
         --vectors realm-orqa=DIR/block_emb.npy --out BUNDLE
 
-`block_records.npy` is never unpickled. A pickle is a program: `np.load(allow_pickle=True)` on a
+`block_records.npy` is never unpickled. A pickle is a program: `np.load` with pickles allowed, on a
 hostile file runs whatever it names. `read_block_records` instead walks the file's pickle
 opcodes (pickletools.genops: parsed, not executed) and admits exactly what NumPy writes for a
 one-dimensional array of byte strings: `numpy...multiarray._reconstruct(numpy.ndarray, (0,),

@@ -42,7 +42,8 @@ _OPTIONAL_FILES = ("tokenizer_config.json", "sentence_bert_config.json")
 def _build(
     files: CheckpointFiles, make: Callable[[BertConfig, dict], nn.Module], device: str, dtype: torch.dtype
 ) -> nn.Module:
-    """Build the module on the meta device (no random init), adopt the file's tensors, move it."""
+    """Build the module on the meta device (no random init), adopt the file's tensors, move it
+    (and on a bf16 CPU, pack its encoder's weights: packed_linear.py)."""
     import torch
 
     from .bert import BertConfig
@@ -54,8 +55,13 @@ def _build(
             module = make(BertConfig.from_dict(raw), raw)
     except CheckpointError as exc:  # a config field the family's head needs
         raise CheckpointError(f"{files.source!r}: {exc}") from exc
+    from .packed_linear import pack_encoder_linears, packing_applies
+
     load_strict(module, read_state_dict(files), files, getattr(module, "IGNORED", ()))
-    return module.to(device=device, dtype=dtype).eval()
+    module = module.to(device=device, dtype=dtype).eval()
+    if packing_applies(device, dtype):
+        pack_encoder_linears(module)  # bf16 on the CPU: weights packed once for oneDNN
+    return module
 
 
 def _tokenizer(files: CheckpointFiles) -> WordPieceTokenizer:

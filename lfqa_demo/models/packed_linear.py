@@ -1,0 +1,107 @@
+"""Linear layers with their weights packed once for oneDNN: bf16 inference on the CPU.
+
+Why: in bf16 on the CPU, `F.linear` goes to oneDNN, which first reorders the weight (768 x 3,072
+bf16 is 4.7 MB) into its blocked layout, on every call. Packed at load instead, each layer's
+matrix multiply runs straight from the blocked copy, and the feed-forward layer's GELU runs in
+the multiply's epilogue instead of as a second pass over the (rows, 3,072) activations. Measured
+with `benchmarks/bench_encoder_bound.py` (docs/performance.md): passage encoding +5% (DPR) to
++12% (RetriBERT) on an AVX512-BF16 CPU; the results are the same numbers as `F.linear`'s (one
+oneDNN kernel either way), and the fused GELU is rounded once instead of twice.
+
+Only where it applies (`packing_applies`): a CPU module in bf16 on a CPU whose oneDNN has native
+bf16, and not on ZeroGPU (whose models move to a GPU, and a packed weight cannot).
+`LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "before").
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import zerogpu
+from .bert import BertIntermediate, BertLayer, gelu_new
+from .devices import cpu_has_fast_bf16
+
+PACK_ROWS = 1024  # a hint to oneDNN for the blocked layout: the encoder's rows per batch (retrievers.BATCH_TOKENS)
+# The activations oneDNN can run in the multiply's epilogue: ours -> (oneDNN's name, its algorithm).
+# gelu_new (tanh form) is computed in the erf form in bf16 on the CPU anyway (see bert.gelu_new).
+FUSED_ACTIVATIONS = {F.gelu: ("gelu", "none"), gelu_new: ("gelu", "none"), F.relu: ("relu", "")}
+
+
+class PackedLinear(nn.Module):
+    """`activation(x @ W.T + b)` from a weight packed for oneDNN; x (..., in) -> (..., out).
+
+    The packed weight is an opaque oneDNN tensor: it lives on the CPU, in bf16, for inference
+    only (no autograd), and it is not part of `state_dict()` (the checkpoint holds the source)."""
+
+    def __init__(self, linear: nn.Linear, activation: str = "none", algorithm: str = ""):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), PACK_ROWS)  # (out, in), blocked
+        bias = None if linear.bias is None else linear.bias.detach()
+        self.register_buffer("bias", bias, persistent=False)
+        self.activation, self.algorithm = activation, algorithm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.activation, [], self.algorithm)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+def packing_applies(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether modules on `device` in `dtype` get packed linear layers (module docstring)."""
+    if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
+        return False
+    if os.environ.get("LFQA_PACKED_LINEAR", "1").strip() == "0" or zerogpu.active():
+        return False
+    return cpu_has_fast_bf16() and _packed_kernels_work()
+
+
+@functools.lru_cache(maxsize=1)
+def _packed_kernels_work() -> bool:
+    """oneDNN built in, with native bf16 here, and its packed linear equal to F.linear on a tiny case."""
+    try:
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
+        linear = nn.Linear(16, 8).to(torch.bfloat16).requires_grad_(False)
+        x = torch.randn(3, 16, dtype=torch.bfloat16)
+        return torch.equal(PackedLinear(linear)(x), F.linear(x, linear.weight, linear.bias))
+    except (RuntimeError, AttributeError):  # an op missing from this torch build, or refusing the CPU
+        return False
+
+
+def pack_encoder_linears(module: nn.Module) -> int:
+    """Replace every BERT layer's linear layers under `module` with PackedLinear, the
+    feed-forward GELU (or ReLU) fused into its up-projection; returns how many were packed.
+    The heads around the trunk (poolers, projections, span heads) keep nn.Linear: one row per
+    passage, where packing gains nothing."""
+    count = 0
+    for layer in module.modules():
+        if not isinstance(layer, BertLayer):
+            continue
+        attention = layer.attention
+        for name in ("query", "key", "value"):
+            setattr(attention.self, name, PackedLinear(getattr(attention.self, name)))
+        attention.output.dense = PackedLinear(attention.output.dense)
+        layer.output.dense = PackedLinear(layer.output.dense)
+        _pack_intermediate(layer.intermediate)
+        count += 6
+    return count
+
+
+def _pack_intermediate(intermediate: BertIntermediate) -> None:
+    fused = FUSED_ACTIVATIONS.get(intermediate.act)
+    if fused is None:
+        intermediate.dense = PackedLinear(intermediate.dense)  # the activation stays a separate pass
+        return
+    intermediate.dense = PackedLinear(intermediate.dense, *fused)
+    intermediate.act = _identity
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

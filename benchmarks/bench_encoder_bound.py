@@ -128,7 +128,7 @@ def gemm_rates(config: BertConfig, dtype: torch.dtype, rows: int = BATCH_TOKENS)
             x = torch.randn(rows, k, dtype=dtype)
             linear = torch.nn.Linear(k, n).to(dtype).requires_grad_(False)
             best = _seconds(lambda: F.linear(x, linear.weight, linear.bias))
-            if dtype == torch.bfloat16 and packed_linear._packed_kernels_work():
+            if packed_linear.packed_kernels_work(dtype):
                 packed = packed_linear.PackedLinear(linear)
                 best = min(best, _seconds(lambda: packed(x)))
             rates[f"{k}x{n}"] = 2 * rows * k * n / best / 1e9
@@ -151,7 +151,7 @@ class Encoders:
         retriever = load_retriever(specs(root)[family], device="cpu", dtype=dtype)
         plain = retriever.passage_head
         variants = {"plain": plain}
-        if dtype == torch.bfloat16 and cpu_has_fast_bf16() and packed_linear._packed_kernels_work():
+        if packed_linear.packed_kernels_work(dtype):
             variants["packed"] = copy.deepcopy(plain)
             packed_linear.pack_encoder_linears(variants["packed"])
         return cls(retriever, variants)

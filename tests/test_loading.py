@@ -135,11 +135,13 @@ def test_retribert_needs_no_tokenizer_config_and_reads_its_layer_count():
 
 def test_realm_uses_gelu_new_and_dpr_gelu():
     from lfqa_demo.models.bert import gelu_new
+    from lfqa_demo.models.packed_linear import activation_of
 
     realm = load_retriever("realm", device="cpu")
-    assert realm.question_head.realm.encoder.layer[0].intermediate.act is gelu_new
+    assert activation_of(realm.question_head.realm.encoder.layer[0].intermediate) is gelu_new
     dpr = load_retriever("dpr", device="cpu")
-    assert dpr.question_head.question_encoder.bert_model.encoder.layer[0].intermediate.act is torch.nn.functional.gelu
+    intermediate = dpr.question_head.question_encoder.bert_model.encoder.layer[0].intermediate
+    assert activation_of(intermediate) is torch.nn.functional.gelu
 
 
 def test_custom_spec_and_max_lengths(reference_inputs):

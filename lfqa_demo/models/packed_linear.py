@@ -1,16 +1,19 @@
-"""Linear layers with their weights packed once for oneDNN: bf16 inference on the CPU.
+"""Linear layers with their weights packed once for oneDNN: inference on the CPU, bf16 and fp32.
 
 Why: in bf16 on the CPU, `F.linear` goes to oneDNN, which first reorders the weight (768 x 3,072
-bf16 is 4.7 MB) into its blocked layout, on every call. Packed at load instead, each layer's
+bf16 is 4.7 MB) into its blocked layout, on every call; in fp32 it goes to MKL's sgemm, which
+oneDNN's packed kernels beat at the encoder's shapes. Packed at load instead, each layer's
 matrix multiply runs straight from the blocked copy, and the feed-forward layer's GELU runs in
-the multiply's epilogue instead of as a second pass over the (rows, 3,072) activations. Measured
-with `benchmarks/bench_encoder_bound.py` (docs/performance.md): passage encoding +5% (DPR) to
-+12% (RetriBERT) on an AVX512-BF16 CPU; the results are the same numbers as `F.linear`'s (one
-oneDNN kernel either way), and the fused GELU is rounded once instead of twice.
+the multiply's epilogue instead of as a second pass over the (rows, 3,072) activations (REALM's
+tanh form too, which is slow on its own in bf16). Measured with
+`benchmarks/bench_encoder_bound.py` on an AVX512-BF16 CPU (docs/performance.md): passage
+encoding +5 to +12% in bf16, +17 to +27% in fp32; question and reader latency drop too. The
+numbers stay those of `F.linear` within one rounding (tests/test_packed_linear.py, and the fp32
+parity tests against the reference).
 
-Only where it applies (`packing_applies`): a CPU module in bf16 on a CPU whose oneDNN has native
-bf16, and not on ZeroGPU (whose models move to a GPU, and a packed weight cannot).
-`LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "before").
+Only where it applies (`packing_applies`): a CPU module in bf16 (on a CPU with native bf16) or
+fp32, whose oneDNN kernels pass a tiny check, and not on ZeroGPU (whose models move to a GPU,
+and a packed weight cannot). `LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "plain").
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from . import zerogpu
 from .bert import BertIntermediate, BertLayer, gelu_new
 from .devices import cpu_has_fast_bf16
 
+PACKED_DTYPES = (torch.bfloat16, torch.float32)
 PACK_ROWS = 1024  # a hint to oneDNN for the blocked layout: the encoder's rows per batch (retrievers.BATCH_TOKENS)
 # The activations oneDNN can run in the multiply's epilogue: ours -> (oneDNN's name, its algorithm).
-# gelu_new (tanh form) is computed in the erf form in bf16 on the CPU anyway (see bert.gelu_new).
-FUSED_ACTIVATIONS = {F.gelu: ("gelu", "none"), gelu_new: ("gelu", "none"), F.relu: ("relu", "")}
+FUSED_ACTIVATIONS = {F.gelu: ("gelu", "none"), gelu_new: ("gelu", "tanh"), F.relu: ("relu", "")}
 
 
 class PackedLinear(nn.Module):
@@ -45,6 +48,7 @@ class PackedLinear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach()
         self.register_buffer("bias", bias, persistent=False)
         self.activation, self.algorithm = activation, algorithm
+        self.fused = None  # the model's activation function this epilogue stands for (see activation_of)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, self.activation, [], self.algorithm)
@@ -55,22 +59,28 @@ class PackedLinear(nn.Module):
 
 def packing_applies(device: torch.device | str, dtype: torch.dtype) -> bool:
     """Whether modules on `device` in `dtype` get packed linear layers (module docstring)."""
-    if torch.device(device).type != "cpu" or dtype != torch.bfloat16:
+    if torch.device(device).type != "cpu" or dtype not in PACKED_DTYPES:
         return False
     if os.environ.get("LFQA_PACKED_LINEAR", "1").strip() == "0" or zerogpu.active():
         return False
-    return cpu_has_fast_bf16() and _packed_kernels_work()
+    if dtype == torch.bfloat16 and not cpu_has_fast_bf16():
+        return False  # the precision policy never picks bf16 there; nor does packing
+    return packed_kernels_work(dtype)
 
 
-@functools.lru_cache(maxsize=1)
-def _packed_kernels_work() -> bool:
-    """oneDNN built in, with native bf16 here, and its packed linear equal to F.linear on a tiny case."""
+@functools.lru_cache(maxsize=None)
+def packed_kernels_work(dtype: torch.dtype) -> bool:
+    """oneDNN built in (with native bf16 for bf16), and its packed linear equal to F.linear on a
+    tiny case in `dtype`."""
     try:
-        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        if not torch.backends.mkldnn.is_available():
             return False
-        linear = nn.Linear(16, 8).to(torch.bfloat16).requires_grad_(False)
-        x = torch.randn(3, 16, dtype=torch.bfloat16)
-        return torch.equal(PackedLinear(linear)(x), F.linear(x, linear.weight, linear.bias))
+        if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        torch.manual_seed(0)
+        linear = nn.Linear(16, 8).to(dtype).requires_grad_(False)
+        x = torch.randn(3, 16, dtype=dtype)
+        return torch.allclose(PackedLinear(linear)(x), F.linear(x, linear.weight, linear.bias), rtol=1e-3, atol=1e-3)
     except (RuntimeError, AttributeError):  # an op missing from this torch build, or refusing the CPU
         return False
 
@@ -100,7 +110,13 @@ def _pack_intermediate(intermediate: BertIntermediate) -> None:
         intermediate.dense = PackedLinear(intermediate.dense)  # the activation stays a separate pass
         return
     intermediate.dense = PackedLinear(intermediate.dense, *fused)
+    intermediate.dense.fused = intermediate.act
     intermediate.act = _identity
+
+
+def activation_of(intermediate: BertIntermediate):
+    """The feed-forward activation an intermediate layer applies, fused into its packed dense or not."""
+    return getattr(intermediate.dense, "fused", None) or intermediate.act
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

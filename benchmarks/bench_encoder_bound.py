@@ -6,8 +6,9 @@ Prints the CPU and its flags, then per precision (bf16 where the CPU has native 
 - per family (full-size random-weight checkpoints, real bundled passages): tokens/s, the
   encoder's GFLOP/s counted from the token rows it actually computes (real tokens; the padding
   of each batch and the last layer's [CLS]-only rows accounted for) and that over the bound,
-  for the encoder as it was before packing ("plain", LFQA_PACKED_LINEAR=0) and as it is now
-  ("packed"), run in turns so that both see the same machine;
+  for the encoder as it was before packing ("plain", LFQA_PACKED_LINEAR=0) and packed (what
+  the app runs where the section's header says so), run in turns so that both see the same
+  machine;
 - with --profile, where one pass's time goes (matrix multiplies, attention, LayerNorm, GELU,
   element-wise, copies and casts, outside torch ops);
 - with --options, the alternatives measured against the current path on one family: SDPA's
@@ -136,6 +137,16 @@ def gemm_rates(config: BertConfig, dtype: torch.dtype, rows: int = BATCH_TOKENS)
     total = sum(2 * rows * k * n for k, n in shapes)
     rates["bound"] = total / sum(2 * rows * k * n / (rates[f"{k}x{n}"] * 1e9) for k, n in shapes) / 1e9
     return rates
+
+
+def app_packs(dtype: torch.dtype) -> bool:
+    """Whether the app, without LFQA_PACKED_LINEAR set, packs models in `dtype` on this CPU."""
+    saved = os.environ.pop("LFQA_PACKED_LINEAR", None)
+    try:
+        return packed_linear.packing_applies("cpu", dtype)
+    finally:
+        if saved is not None:
+            os.environ["LFQA_PACKED_LINEAR"] = saved
 
 
 # -- the encoders -----------------------------------------------------------------------------
@@ -351,7 +362,7 @@ def main() -> None:
         if dtype == torch.bfloat16 and not cpu_has_fast_bf16():
             print("\nbf16: skipped, this CPU has no native bf16 (avx512_bf16 / amx_bf16); the app runs fp32 here")
             continue
-        print(f"\n== {dtype_name}")
+        print(f"\n== {dtype_name} (the app packs {dtype_name} on this CPU: {'yes' if app_packs(dtype) else 'no'})")
         print(
             f"{'family':10s} {'variant':7s} {'tokens/s':>9s} {'GFLOP/s':>8s} {'padding':>8s} "
             f"{'bound GFLOP/s':>13s} {'of bound':>8s}"

@@ -70,6 +70,7 @@ def test_packed_encoder_keeps_its_outputs(act, dtype):
 def test_packing_applies_only_on_the_cpu_in_bf16_and_fp32(monkeypatch):
     monkeypatch.setattr(packed_linear, "packed_kernels_work", lambda dtype: True)
     monkeypatch.setattr(packed_linear, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(packed_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     assert packing_applies("cpu", torch.bfloat16)
     assert packing_applies("cpu", torch.float32)
     assert not packing_applies("cpu", torch.float16)
@@ -77,6 +78,9 @@ def test_packing_applies_only_on_the_cpu_in_bf16_and_fp32(monkeypatch):
     monkeypatch.setattr(packed_linear, "cpu_has_fast_bf16", lambda: False)
     assert not packing_applies("cpu", torch.bfloat16)  # no native bf16: the policy never picks bf16 there anyway
     assert packing_applies("cpu", torch.float32)  # what such a CPU runs
+    monkeypatch.setattr(packed_linear, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert not packing_applies("cpu", torch.float32)  # AVX2 only: MKL's sgemm, as before (not measured there)
+    monkeypatch.setattr(packed_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     monkeypatch.setattr(packed_linear, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setenv("LFQA_PACKED_LINEAR", "0")
     assert not packing_applies("cpu", torch.bfloat16) and not packing_applies("cpu", torch.float32)

@@ -70,19 +70,30 @@ def _resolve_device(device: torch.device | str | None) -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU multiplies bf16 natively (Linux /proc/cpuinfo flags avx512_bf16 or amx_bf16).
-    Without them (AVX2 only, say) torch's bf16 matmul runs at ~1 GFLOP/s: fp32 is then the choice."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where that file cannot be read."""
     try:
-        return flags_have_fast_bf16(Path("/proc/cpuinfo").read_text())
+        return flags_of(Path("/proc/cpuinfo").read_text())
     except OSError:
-        return False
+        return frozenset()
+
+
+def flags_of(cpuinfo: str) -> frozenset[str]:
+    """The flags listed on /proc/cpuinfo text's flags lines."""
+    return frozenset(
+        f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[-1].split()
+    )
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (flags avx512_bf16 or amx_bf16).
+    Without them (AVX2 only, say) torch's bf16 matmul runs at ~1 GFLOP/s: fp32 is then the choice."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def flags_have_fast_bf16(cpuinfo: str) -> bool:
     """Whether /proc/cpuinfo text lists a native bf16 matrix instruction set on its flags lines."""
-    flags = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split(":", 1)[-1].split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    return bool(flags_of(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
 def automatic_dtype(device: torch.device) -> torch.dtype:

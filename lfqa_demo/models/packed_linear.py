@@ -12,7 +12,8 @@ numbers stay those of `F.linear` within one rounding (tests/test_packed_linear.p
 parity tests against the reference).
 
 Only where it applies (`packing_applies`): a CPU module in bf16 (on a CPU with native bf16) or
-fp32, whose oneDNN kernels pass a tiny check, and not on ZeroGPU (whose models move to a GPU,
+fp32 (on a CPU with AVX512, where it was measured; AVX2-only CPUs keep MKL's sgemm), whose oneDNN
+kernels pass a tiny check, and not on ZeroGPU (whose models move to a GPU,
 and a packed weight cannot). `LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "plain").
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 
 from . import zerogpu
 from .bert import BertIntermediate, BertLayer, gelu_new
-from .devices import cpu_has_fast_bf16
+from .devices import cpu_flags, cpu_has_fast_bf16
 
 PACKED_DTYPES = (torch.bfloat16, torch.float32)
 PACK_ROWS = 1024  # a hint to oneDNN for the blocked layout: the encoder's rows per batch (retrievers.BATCH_TOKENS)
@@ -65,6 +66,10 @@ def packing_applies(device: torch.device | str, dtype: torch.dtype) -> bool:
         return False
     if dtype == torch.bfloat16 and not cpu_has_fast_bf16():
         return False  # the precision policy never picks bf16 there; nor does packing
+    if dtype == torch.float32 and "avx512f" not in cpu_flags():
+        # Measured faster on AVX512 only; an AVX2-only CPU keeps MKL's sgemm, unchanged, until a
+        # run of benchmarks/bench_encoder_bound.py --dtypes float32 there says otherwise.
+        return False
     return packed_kernels_work(dtype)
 
 

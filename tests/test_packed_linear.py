@@ -1,5 +1,6 @@
 """Packed oneDNN linear layers (models/packed_linear.py): the same numbers as nn.Linear, used
-where they apply (bf16 on a CPU with native bf16, not on ZeroGPU) and nowhere else."""
+where they apply (on the CPU: bf16 with native bf16, fp32 with AVX512; not on ZeroGPU) and
+nowhere else."""
 
 from __future__ import annotations
 
@@ -65,9 +66,18 @@ def test_packed_encoder_keeps_its_outputs(act, dtype):
     assert cosine.min() >= 0.9999, cosine
     if dtype == torch.float32:
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    cls_ours, cls_theirs = (
+        packed(ids, mask, cls_only=True).float(),
+        model(ids, mask, cls_only=True).float(),
+    )  # (3, 1, 32)
+    assert F.cosine_similarity(cls_ours[:, 0], cls_theirs[:, 0]).min() >= 0.9999
+    copied = copy.deepcopy(packed)  # copies (and pickles) carry the plain weight and pack it again
+    assert torch.equal(copied(ids, mask), packed(ids, mask))
 
 
 def test_packing_applies_only_on_the_cpu_in_bf16_and_fp32(monkeypatch):
+    monkeypatch.delenv("LFQA_PACKED_LINEAR", raising=False)
+    monkeypatch.setattr(zerogpu, "active", lambda: False)
     monkeypatch.setattr(packed_linear, "packed_kernels_work", lambda dtype: True)
     monkeypatch.setattr(packed_linear, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(packed_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
@@ -82,8 +92,9 @@ def test_packing_applies_only_on_the_cpu_in_bf16_and_fp32(monkeypatch):
     assert not packing_applies("cpu", torch.float32)  # AVX2 only: MKL's sgemm, as before (not measured there)
     monkeypatch.setattr(packed_linear, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
     monkeypatch.setattr(packed_linear, "cpu_has_fast_bf16", lambda: True)
-    monkeypatch.setenv("LFQA_PACKED_LINEAR", "0")
-    assert not packing_applies("cpu", torch.bfloat16) and not packing_applies("cpu", torch.float32)
+    for off in ("0", "false", "Off"):
+        monkeypatch.setenv("LFQA_PACKED_LINEAR", off)
+        assert not packing_applies("cpu", torch.bfloat16) and not packing_applies("cpu", torch.float32)
     monkeypatch.delenv("LFQA_PACKED_LINEAR")
     monkeypatch.setattr(zerogpu, "active", lambda: True)  # ZeroGPU moves models to a GPU: nothing packed
     assert not packing_applies("cpu", torch.bfloat16)

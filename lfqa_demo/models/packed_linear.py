@@ -7,7 +7,7 @@ matrix multiply runs straight from the blocked copy, and the feed-forward layer'
 the multiply's epilogue instead of as a second pass over the (rows, 3,072) activations (REALM's
 tanh form too, which is slow on its own in bf16). Measured with
 `benchmarks/bench_encoder_bound.py` on an AVX512-BF16 CPU (docs/performance.md): passage
-encoding +5 to +12% in bf16, +17 to +27% in fp32; question and reader latency drop too. The
+encoding +5 to +15% in bf16, +11 to +27% in fp32 (across runs); questions and readers gain too. The
 numbers stay those of `F.linear` within one rounding (tests/test_packed_linear.py, and the fp32
 parity tests against the reference).
 

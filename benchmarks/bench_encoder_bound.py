@@ -52,7 +52,7 @@ from lfqa_demo import load_retriever  # noqa: E402
 from lfqa_demo.models import bert as bert_module  # noqa: E402
 from lfqa_demo.models import packed_linear  # noqa: E402
 from lfqa_demo.models.bert import BertConfig  # noqa: E402
-from lfqa_demo.models.devices import cpu_has_fast_bf16  # noqa: E402
+from lfqa_demo.models.devices import cpu_flags, cpu_has_fast_bf16  # noqa: E402
 from lfqa_demo.models.retrievers import BATCH_TOKENS, DenseRetriever, length_batches  # noqa: E402
 from lfqa_demo.retrieval.corpus import load_bundled_corpus  # noqa: E402
 
@@ -61,13 +61,12 @@ DTYPES = {"bf16": torch.bfloat16, "float32": torch.float32}
 
 
 def cpu_line() -> str:
-    """The CPU's model name and which of FLAGS it has (Linux /proc/cpuinfo)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
+    """The CPU's model name and which of FLAGS it has (Linux /proc/cpuinfo, as devices.py reads it)."""
+    flags = cpu_flags()
+    if not flags:
         return f"{platform.processor() or 'unknown CPU'} (no /proc/cpuinfo: flags unknown)"
+    text = Path("/proc/cpuinfo").read_text()
     name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
     have = " ".join(f for f in FLAGS if f in flags)
     return f"{name}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads; flags: {have}"
 

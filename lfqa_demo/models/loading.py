@@ -50,6 +50,7 @@ def _build(
 
     from .bert import BertConfig
     from .checkpoint_io import load_strict, read_config, read_state_dict
+    from .packed_linear import pack_encoder_linears, packing_applies
 
     raw = read_config(files)
     try:
@@ -57,8 +58,6 @@ def _build(
             module = make(BertConfig.from_dict(raw), raw)
     except CheckpointError as exc:  # a config field the family's head needs
         raise CheckpointError(f"{files.source!r}: {exc}") from exc
-    from .packed_linear import pack_encoder_linears, packing_applies
-
     load_strict(module, read_state_dict(files), files, getattr(module, "IGNORED", ()))
     module = module.to(device=device, dtype=dtype).eval()
     if packing_applies(device, dtype):

@@ -1,20 +1,18 @@
-"""Linear layers with their weights packed once for oneDNN: inference on the CPU, bf16 and fp32.
+"""Linear layers with their weights packed once for oneDNN: bf16 inference on the CPU.
 
 Why: in bf16 on the CPU, `F.linear` goes to oneDNN, which first reorders the weight (768 x 3,072
-bf16 is 4.7 MB) into its blocked layout, on every call; in fp32 it goes to MKL's sgemm, which
-oneDNN's packed kernels beat at the encoder's shapes. Packed at load instead, each layer's
+bf16 is 4.7 MB) into its blocked layout, on every call. Packed at load instead, each layer's
 matrix multiply runs straight from the blocked copy, and the feed-forward layer's GELU runs in
 the multiply's epilogue instead of as a second pass over the (rows, 3,072) activations (REALM's
 tanh form too, which is slow on its own in bf16). Measured with
 `benchmarks/bench_encoder_bound.py` on an AVX512-BF16 CPU (docs/performance.md): passage
-encoding +5 to +15% in bf16, +11 to +27% in fp32 (across runs); questions and readers gain too. The
-numbers stay those of `F.linear` within one rounding (tests/test_packed_linear.py, and the fp32
-parity tests against the reference).
+encoding +5 to +15% in bf16 (across runs); questions and readers gain too. The numbers stay
+those of `F.linear` within one rounding (tests/test_packed_linear.py). fp32 is not packed (see
+PACKED_DTYPES), though the class works in fp32 and the benchmark measures it.
 
-Only where it applies (`packing_applies`): a CPU module in bf16 (on a CPU with native bf16) or
-fp32 (on a CPU with AVX512, where it was measured; AVX2-only CPUs keep MKL's sgemm), whose oneDNN
-kernels pass a tiny check, and not on ZeroGPU (whose models move to a GPU,
-and a packed weight cannot). `LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "plain").
+Only where it applies (`packing_applies`): a CPU module in bf16 on a CPU with native bf16, whose
+oneDNN kernels pass a tiny check, and not on ZeroGPU (whose models move to a GPU, and a packed
+weight cannot). `LFQA_PACKED_LINEAR=0` turns it off (the benchmark's "plain").
 """
 
 from __future__ import annotations
@@ -28,9 +26,13 @@ from torch import nn
 
 from . import zerogpu
 from .bert import BertIntermediate, BertLayer, gelu_new
-from .devices import cpu_flags, cpu_has_fast_bf16
+from .devices import cpu_has_fast_bf16
 
-PACKED_DTYPES = (torch.bfloat16, torch.float32)
+# bf16 only. fp32 measured 11-27% faster packed, but oneDNN keeps memory for every distinct row
+# count it has multiplied (fp32 32x64 layer, M = 1..3,000: +1.3 GB), where MKL's sgemm, fp32's
+# plain path, keeps none (+8 MB). bf16's plain path went through oneDNN and grew
+# the same way before packing (+1.0 GB on the same test), so packing costs it nothing there.
+PACKED_DTYPES = (torch.bfloat16,)
 OFF = ("0", "false", "no", "off")  # LFQA_PACKED_LINEAR values that turn packing off
 PACK_ROWS = 1024  # a hint to oneDNN for the blocked layout: the encoder's rows per batch (retrievers.BATCH_TOKENS)
 # The activations oneDNN can run in the multiply's epilogue: ours -> (oneDNN's name, its algorithm).
@@ -77,10 +79,6 @@ def packing_applies(device: torch.device | str, dtype: torch.dtype) -> bool:
         return False
     if dtype == torch.bfloat16 and not cpu_has_fast_bf16():
         return False  # the precision policy never picks bf16 there; nor does packing
-    if dtype == torch.float32 and "avx512f" not in cpu_flags():
-        # Measured faster on AVX512 only; an AVX2-only CPU keeps MKL's sgemm, unchanged, until a
-        # run of benchmarks/bench_encoder_bound.py --dtypes float32 there says otherwise.
-        return False
     return packed_kernels_work(dtype)
 
 
